@@ -1,0 +1,45 @@
+"""Argument checks shared by the spec, the config and the public API.
+
+Every error names the argument, what was expected, what was received, and how to fix it.
+"""
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from typing import Any, Iterable
+
+
+def fail(owner: str, name: str, expected: str, got: Any, fix: str = "") -> None:
+    msg = f"{owner}.{name} must be {expected}; got {got!r}"
+    raise ValueError(msg + (f". {fix}" if fix else ""))
+
+
+def check_int(owner: str, name: str, value: Any, *, minimum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        fail(owner, name, "an int", value)
+    if minimum is not None and value < minimum:
+        fail(owner, name, f"an int >= {minimum}", value)
+
+
+def check_float(owner: str, name: str, value: Any, *, low: float | None = None, high: float | None = None,
+                low_open: bool = False, high_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        fail(owner, name, "a finite number", value)
+    bad_low = low is not None and (value <= low if low_open else value < low)
+    bad_high = high is not None and (value >= high if high_open else value > high)
+    if bad_low or bad_high:
+        lo = "-inf" if low is None else f"{low}"
+        hi = "inf" if high is None else f"{high}"
+        interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+        fail(owner, name, f"a number in {interval}", value)
+
+
+def check_choice(owner: str, name: str, value: Any, choices: Iterable[str]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        fail(owner, name, f"one of {', '.join(repr(c) for c in choices)}", value)
+
+
+def check_bool(owner: str, name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        fail(owner, name, "True or False", value)

@@ -1,0 +1,188 @@
+"""Checkpoint schema v1: one safetensors file that any backend can load.
+
+Layout of the file:
+- tensors: the weights under the neutral names of `VAESpec.weight_shapes()` (float32, kernels (in, out)),
+  and, when an optimizer is saved, Adam's moments as `adam.m.<name>` and `adam.v.<name>` in the same layout;
+- header metadata, key "vae_core": a JSON object with `schema_version`, `spec`, `train_config`, `epoch`
+  (epochs completed), `history`, `adam_step`, `trainer_state` (scheduler, early stopping, RNG) and `backend`.
+
+One file means one atomic write (temp file, fsync, os.replace): a reader never sees half a checkpoint.
+Loading never unpickles: safetensors holds raw arrays and the metadata is JSON.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vae_core.config import TrainConfig
+from vae_core.spec import VAESpec
+
+SCHEMA_VERSION = 1
+METADATA_KEY = "vae_core"
+ADAM_PREFIXES = ("adam.m.", "adam.v.")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read, or does not match its spec."""
+
+
+@dataclass
+class AdamState:
+    step: int  # optimizer steps taken (Adam's t)
+    m: dict[str, np.ndarray]  # first moments, neutral names and layouts
+    v: dict[str, np.ndarray]  # second moments, neutral names and layouts
+
+
+@dataclass
+class Checkpoint:
+    spec: VAESpec  # rebuilds the model
+    weights: dict[str, np.ndarray]  # neutral name -> float32 array
+    train_config: TrainConfig | None = None  # the config of the run that wrote it
+    epoch: int = 0  # epochs completed
+    history: dict[str, list[float]] = field(default_factory=dict)  # per-epoch metrics so far
+    adam: AdamState | None = None  # optimizer state, to resume training
+    trainer_state: dict[str, Any] = field(default_factory=dict)  # JSON-able loop state: LR, patience, RNG
+    backend: str | None = None  # the backend that wrote it (information only)
+
+    def __post_init__(self) -> None:
+        validate_weights(self.spec, self.weights, what="weights")
+        if self.adam is not None:
+            validate_weights(self.spec, self.adam.m, what="Adam first moments")
+            validate_weights(self.spec, self.adam.v, what="Adam second moments")
+
+
+def validate_weights(spec: VAESpec, weights: dict[str, np.ndarray], *, what: str = "weights") -> None:
+    """Check every tensor's name, shape, dtype and finiteness against the spec; say exactly what is wrong."""
+    expected = spec.weight_shapes()
+    missing = [n for n in expected if n not in weights]
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{what} do not match the spec: missing {missing or 'none'}, unexpected {unexpected or 'none'}. "
+            f"The spec {spec.to_dict()} expects {list(expected)}.")
+    for name, shape in expected.items():
+        arr = weights[name]
+        found = (tuple(np.shape(arr)), str(getattr(arr, "dtype", type(arr).__name__)))
+        if found != (shape, "float32"):
+            raise CheckpointError(f"{what} tensor {name!r}: expected shape {shape} float32, "
+                                  f"found shape {found[0]} {found[1]}")
+        if not np.all(np.isfinite(arr)):
+            raise CheckpointError(f"{what} tensor {name!r} holds NaN or inf values; "
+                                  f"a checkpoint must hold finite numbers")
+
+
+def write_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
+    """Write atomically: a temp file in the same directory, fsync, then os.replace over `path`."""
+    from safetensors.numpy import save
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"checkpoint path {str(path)!r}: directory {str(path.parent)!r} does not exist; "
+                                f"create it first")
+    tensors = {name: np.ascontiguousarray(a) for name, a in ckpt.weights.items()}
+    if ckpt.adam is not None:
+        for prefix, moments in zip(ADAM_PREFIXES, (ckpt.adam.m, ckpt.adam.v)):
+            tensors.update({prefix + n: np.ascontiguousarray(a) for n, a in moments.items()})
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "spec": ckpt.spec.to_dict(),
+        "train_config": None if ckpt.train_config is None else ckpt.train_config.to_dict(),
+        "epoch": int(ckpt.epoch),
+        "history": ckpt.history,
+        "adam_step": None if ckpt.adam is None else int(ckpt.adam.step),
+        "trainer_state": ckpt.trainer_state,
+        "backend": ckpt.backend,
+    }
+    data = save(tensors, metadata={METADATA_KEY: json.dumps(meta, allow_nan=False)})
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read and validate a checkpoint. Raises FileNotFoundError or CheckpointError, never unpickles."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist; pass the path of a .safetensors file "
+                                f"written by save_checkpoint")
+    try:
+        with safe_open(str(path), framework="np") as f:
+            raw_meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types for bad headers and sizes
+        raise CheckpointError(f"{str(path)!r} is not a readable safetensors checkpoint "
+                              f"(truncated, corrupt, or another format): {e}") from None
+    meta = _parse_metadata(path, raw_meta)
+    spec = VAESpec.from_dict(meta["spec"])
+    adam = None
+    if meta.get("adam_step") is not None:
+        m, v = ({k[len(p):]: t for k, t in tensors.items() if k.startswith(p)} for p in ADAM_PREFIXES)
+        adam = AdamState(step=int(meta["adam_step"]), m=m, v=v)
+    weights = {k: t for k, t in tensors.items() if not k.startswith(ADAM_PREFIXES)}
+    config = meta.get("train_config")
+    try:
+        return Checkpoint(spec=spec, weights=weights,
+                          train_config=None if config is None else TrainConfig.from_dict(config),
+                          epoch=int(meta.get("epoch", 0)), history=meta.get("history") or {}, adam=adam,
+                          trainer_state=meta.get("trainer_state") or {}, backend=meta.get("backend"))
+    except CheckpointError as e:
+        raise CheckpointError(f"{str(path)!r}: {e}") from None
+
+
+def _parse_metadata(path: Path, raw_meta: dict[str, str]) -> dict[str, Any]:
+    if METADATA_KEY not in raw_meta:
+        raise CheckpointError(f"{str(path)!r} is a safetensors file but not a vae_core checkpoint "
+                              f"(no {METADATA_KEY!r} metadata); write it with save_checkpoint")
+    try:
+        meta = json.loads(raw_meta[METADATA_KEY])
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{str(path)!r}: the {METADATA_KEY!r} metadata is not valid JSON: {e}") from None
+    version = meta.get("schema_version") if isinstance(meta, dict) else None
+    if version != SCHEMA_VERSION:
+        raise CheckpointError(f"{str(path)!r}: schema_version {version!r} is not supported; "
+                              f"this vae_core reads schema_version {SCHEMA_VERSION}")
+    if not isinstance(meta.get("spec"), dict):
+        raise CheckpointError(f"{str(path)!r}: metadata has no 'spec' object to rebuild the model from")
+    return meta
+
+
+def save_checkpoint(path: str | os.PathLike, model: Any, *, train_config: TrainConfig | None = None,
+                    epoch: int = 0, history: dict[str, list[float]] | None = None, optimizer: Any = None,
+                    trainer_state: dict[str, Any] | None = None) -> Path:
+    """Save a backend model (and optionally its Adam optimizer) as a schema-v1 checkpoint."""
+    from vae_core.registry import backend_of
+
+    name, module = backend_of(model)
+    adam = None if optimizer is None else module.weights.export_adam(model, optimizer)
+    ckpt = Checkpoint(spec=model.spec, weights=module.weights.export_weights(model), train_config=train_config,
+                      epoch=epoch, history=history or {}, adam=adam, trainer_state=trainer_state or {},
+                      backend=name)
+    return write_checkpoint(path, ckpt)
+
+
+def load_checkpoint(path: str | os.PathLike, backend: str) -> Any:
+    """Rebuild the model a checkpoint describes in `backend` ("torch" or "tf"), with its weights loaded."""
+    from vae_core.registry import backend_module
+
+    module = backend_module(backend)
+    ckpt = read_checkpoint(path)
+    model = module.build_model(ckpt.spec, seed=0)
+    module.weights.import_weights(model, ckpt.weights)
+    return model

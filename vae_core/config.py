@@ -1,0 +1,55 @@
+"""TrainConfig: the optimisation hyperparameters, shared by both backends' `fit`."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from vae_core._validate import check_bool, check_float, check_int
+from vae_core.spec import _known_fields
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 128  # examples per optimisation step
+    epochs: int = 20  # passes over the training set
+    learning_rate: float = 1e-3  # Adam's initial step size
+    adam_beta1: float = 0.9  # Adam's first-moment decay
+    adam_beta2: float = 0.999  # Adam's second-moment decay
+    adam_eps: float = 1e-8  # Adam's epsilon, added to sqrt(v_hat) as in torch.optim.Adam
+    seed: int = 0  # seeds weight init, data order and the reparameterisation noise
+    grad_clip_norm: float | None = None  # clip the global gradient norm to this (seed 3.4 uses 1.0); None: off
+    reduce_lr_on_plateau: bool = False  # halve the LR when val loss stalls (seed 3.4)
+    lr_plateau_factor: float = 0.5  # LR multiplier on a plateau
+    lr_plateau_patience: int = 5  # epochs without improvement before the LR drops
+    early_stopping: bool = False  # stop when val loss stalls, then restore the best weights (seed 3.4)
+    early_stopping_patience: int = 10  # epochs without improvement before stopping
+
+    def __post_init__(self) -> None:
+        check_int("TrainConfig", "batch_size", self.batch_size, minimum=1)
+        check_int("TrainConfig", "epochs", self.epochs, minimum=1)
+        check_float("TrainConfig", "learning_rate", self.learning_rate, low=0.0, low_open=True)
+        check_float("TrainConfig", "adam_beta1", self.adam_beta1, low=0.0, high=1.0, high_open=True)
+        check_float("TrainConfig", "adam_beta2", self.adam_beta2, low=0.0, high=1.0, high_open=True)
+        check_float("TrainConfig", "adam_eps", self.adam_eps, low=0.0, low_open=True)
+        check_int("TrainConfig", "seed", self.seed, minimum=0)
+        if self.grad_clip_norm is not None:
+            check_float("TrainConfig", "grad_clip_norm", self.grad_clip_norm, low=0.0, low_open=True)
+        check_bool("TrainConfig", "reduce_lr_on_plateau", self.reduce_lr_on_plateau)
+        check_float("TrainConfig", "lr_plateau_factor", self.lr_plateau_factor, low=0.0, high=1.0,
+                    low_open=True, high_open=True)
+        check_int("TrainConfig", "lr_plateau_patience", self.lr_plateau_patience, minimum=0)
+        check_bool("TrainConfig", "early_stopping", self.early_stopping)
+        check_int("TrainConfig", "early_stopping_patience", self.early_stopping_patience, minimum=1)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        return cls(**_known_fields(cls, d))
+
+

@@ -1,0 +1,73 @@
+"""Backend-neutral pieces of the training loop: input checks, data order, history layout."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vae_core.spec import VAESpec
+
+# Per-epoch lists in the history dict that both backends' `fit` return, in this order.
+HISTORY_KEYS = ("train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl", "lr", "seconds")
+
+
+def check_data(x: Any, spec: VAESpec, argument: str = "x") -> np.ndarray:
+    """Validate a batch of examples at the API boundary and return it as C-contiguous float32 (N, D).
+
+    Accepted: float arrays in float32 or float64 (cast to float32), and uint8 images (scaled by 1/255).
+    Rejected with ValueError/TypeError naming `argument`: other dtypes, not 2-D, wrong D, empty, NaN/inf,
+    and, for a Bernoulli decoder, values outside [0, 1].
+    """
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{argument} must be a NumPy array of shape (N, {spec.input_dim}); "
+                        f"got {type(x).__name__}. Convert it with np.asarray(...)")
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / np.float32(255.0)
+    elif x.dtype in (np.float32, np.float64):
+        x = x.astype(np.float32, copy=False)
+    else:
+        raise TypeError(f"{argument} must be float32, float64 or uint8 (scaled by 1/255); got dtype {x.dtype}")
+    if x.ndim != 2 or x.shape[1] != spec.input_dim:
+        raise ValueError(f"{argument} must have shape (N, {spec.input_dim}) to match spec.input_dim; got "
+                         f"{x.shape}. Flatten images with x.reshape(len(x), -1)")
+    if x.shape[0] == 0:
+        raise ValueError(f"{argument} is empty (shape {x.shape}); pass at least one example")
+    if not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).any(axis=1).sum())
+        raise ValueError(f"{argument} holds NaN or inf values in {bad} example(s); clean or drop them first")
+    if spec.likelihood == "bernoulli" and (x.min() < 0.0 or x.max() > 1.0):
+        raise ValueError(f"{argument} must lie in [0, 1] for a Bernoulli decoder; got values in "
+                         f"[{x.min():.4g}, {x.max():.4g}]. Scale pixels to [0, 1] or use likelihood='gaussian'")
+    return np.ascontiguousarray(x)
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order of the training examples in `epoch` (0-based): a function of (seed, epoch) alone.
+
+    Both backends use it, so they see the same batches, and a resumed run sees the same order as an
+    uninterrupted one.
+    """
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def empty_history() -> dict[str, list[float]]:
+    return {k: [] for k in HISTORY_KEYS}
+
+
+def epoch_noise(seed: int, epoch: int, n: int, latent_dim: int) -> np.ndarray:
+    """Shared reparameterisation noise for one epoch: (n, latent_dim) float32 standard normals.
+
+    Row i is the eps of the i-th example in that epoch's order. With `fit(..., shared_noise=True)` both
+    backends use it, so their training runs can be compared step by step (lockstep).
+    """
+    return np.random.default_rng([seed, epoch, 1]).standard_normal((n, latent_dim), dtype=np.float32)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or inf loss; the last good checkpoint (if any) is left untouched."""
+
+    def __init__(self, epoch: int, step: int, checkpoint: str | None = None):
+        self.epoch, self.step, self.checkpoint = epoch, step, checkpoint
+        where = f"the last good checkpoint is {checkpoint!r}" if checkpoint else "no checkpoint was written"
+        super().__init__(f"non-finite loss at epoch {epoch}, step {step} (1-based); training stopped and {where}. "
+                         f"Lower TrainConfig.learning_rate or set TrainConfig.grad_clip_norm")
