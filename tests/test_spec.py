@@ -51,6 +51,12 @@ def test_spec_image_shape_inferred_only_for_squares():
     assert VAESpec(input_dim=12, image_shape=(3, 4)).image_shape == (3, 4)
 
 
+def test_replace_infers_the_image_shape_of_a_new_input_dim():
+    assert VAESpec().replace(input_dim=64).image_shape == (8, 8)
+    assert VAESpec().replace(input_dim=16, image_shape=(2, 8)).image_shape == (2, 8)
+    assert VAESpec(input_dim=12, image_shape=(3, 4)).replace(latent_dim=2).image_shape == (3, 4)
+
+
 def test_gaussian_learned_doubles_the_decoder_output():
     spec = VAESpec(likelihood="gaussian_learned", hidden_dims=(32,))
     assert spec.output_dim == 2 * 784

@@ -84,7 +84,12 @@ class VAESpec:
         return sum(math.prod(s) for s in self.weight_shapes().values())
 
     def replace(self, **changes: Any) -> "VAESpec":
-        """A copy with some fields changed, validated again."""
+        """A copy with some fields changed, validated again.
+
+        A new `input_dim` without an `image_shape` gets its image shape inferred again, not the old one.
+        """
+        if "input_dim" in changes and "image_shape" not in changes:
+            changes["image_shape"] = None
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:

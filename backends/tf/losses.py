@@ -1,0 +1,95 @@
+"""The VAE objective on TensorFlow tensors: the same math and reduction as `vae_core.losses`.
+
+Reduction: sum over features (pixels, latent dims), mean over the batch. The per-example functions have the
+names of `vae_core.losses` and return (B,) tensors; `negative_elbo` returns scalar tensors (total, recon, kl).
+Inputs may be NumPy arrays or tensors; they are computed in the decoder output's float dtype (float32 for
+bfloat16/float16 outputs, so mixed precision keeps a float32 loss).
+"""
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+from vae_core.spec import LIKELIHOODS
+
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def _dtype_of(t) -> tf.DType:
+    dtype = getattr(t, "dtype", None)
+    dtype = tf.as_dtype(dtype) if dtype is not None else tf.float32
+    return tf.float64 if dtype == tf.float64 else tf.float32
+
+
+def _cast(dtype: tf.DType, *tensors):
+    return tuple(tf.cast(tf.convert_to_tensor(t), dtype) for t in tensors)
+
+
+def bernoulli_nll(x, logits) -> tf.Tensor:
+    """-log Bernoulli(x | sigmoid(logits)) summed over features: (B, D) -> (B,).
+
+    `tf.nn.sigmoid_cross_entropy_with_logits` computes max(l, 0) - x * l + log1p(exp(-|l|)) per pixel:
+    exact for saturated logits (no sigmoid, no clipping).
+    """
+    x, logits = _cast(_dtype_of(logits), x, logits)
+    return tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits), axis=-1)  # (B,)
+
+
+def gaussian_nll(x, mean) -> tf.Tensor:
+    """-log N(x | mean, 1) summed over features: (B, D) -> (B,). Keeps 0.5 * log(2 pi) per pixel."""
+    x, mean = _cast(_dtype_of(mean), x, mean)
+    d = tf.cast(tf.shape(x)[-1], x.dtype)
+    return 0.5 * tf.reduce_sum(tf.square(x - mean), axis=-1) + d * HALF_LOG_2PI  # (B,)
+
+
+def gaussian_learned_nll(x, mean, log_var) -> tf.Tensor:
+    """-log N(x | mean, exp(log_var)) summed over features: (B, D) -> (B,)."""
+    x, mean, log_var = _cast(_dtype_of(mean), x, mean, log_var)
+    d = tf.cast(tf.shape(x)[-1], x.dtype)
+    per_pixel = log_var + tf.square(x - mean) * tf.exp(-log_var)  # (B, D)
+    return 0.5 * tf.reduce_sum(per_pixel, axis=-1) + d * HALF_LOG_2PI  # (B,)
+
+
+def reconstruction_nll(x, decoder_out, likelihood: str) -> tf.Tensor:
+    """Per-example reconstruction NLL for a decoder output in the spec's layout: (B,).
+
+    For "gaussian_learned", decoder_out is (B, 2D): means, then log-variances.
+    """
+    if likelihood == "bernoulli":
+        return bernoulli_nll(x, decoder_out)
+    if likelihood == "gaussian":
+        return gaussian_nll(x, decoder_out)
+    if likelihood == "gaussian_learned":
+        x = tf.convert_to_tensor(x)
+        d = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
+        return gaussian_learned_nll(x, decoder_out[..., :d], decoder_out[..., d:])  # means (B, D), log-vars (B, D)
+    raise ValueError(f"likelihood must be one of {LIKELIHOODS}; got {likelihood!r}")
+
+
+def kl_to_standard_normal(mu, log_var) -> tf.Tensor:
+    """KL(N(mu, exp(log_var)) || N(0, I)) summed over latent dims: (B, L) -> (B,), with expm1 as the reference."""
+    mu, log_var = _cast(_dtype_of(mu), mu, log_var)
+    return 0.5 * tf.reduce_sum(tf.square(mu) + tf.math.expm1(log_var) - log_var, axis=-1)  # (B,)
+
+
+def negative_elbo(x, decoder_out, mu, log_var, *, likelihood: str = "bernoulli",
+                  beta: float = 1.0) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(total, recon, kl) scalar tensors: batch means of recon + beta * kl, recon and kl.
+
+    Shapes: x (B, D), decoder_out (B, D) or (B, 2D), mu and log_var (B, L).
+    """
+    x = tf.convert_to_tensor(x)
+    recon = reconstruction_nll(x, decoder_out, likelihood)  # (B,)
+    kl = tf.cast(kl_to_standard_normal(mu, log_var), recon.dtype)  # (B,)
+    return _batch_mean(recon + beta * kl), _batch_mean(recon), _batch_mean(kl)  # () each
+
+
+def _batch_mean(per_example: tf.Tensor) -> tf.Tensor:
+    """Mean over the batch, accumulated in float64.
+
+    Besides the extra precision, the float64 cast stops XLA from merging this reduction with the sum over
+    pixels into one float32 reduction over B*D terms, which loses ~3e-5 relative accuracy on CPU (0.006 nats on
+    a 1000-example MNIST batch).
+    """
+    return tf.cast(tf.reduce_mean(tf.cast(per_example, tf.float64)), per_example.dtype)  # ()

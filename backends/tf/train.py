@@ -1,0 +1,432 @@
+"""`fit` and `evaluate` for the TF/Keras backend: Keras `model.fit` underneath, vae_core's contract on top.
+
+Design:
+- One `model.fit(..., epochs=e + 1, initial_epoch=e)` call per epoch on a tf.data pipeline that gathers that
+  epoch's batches in the order `vae_core.training.epoch_permutation(seed, e, n)` (the torch backend's batches,
+  and a resumed run's). The compiled XLA step (`jit_compile=True`) is traced once per `fit` and reused by every
+  epoch; the first epoch carries the compile time.
+- Noise: the input pipeline feeds eps with every batch: TF stateless normals seeded by (config.seed, epoch,
+  batch index), so a resumed run draws what the uninterrupted one drew; or, with `shared_noise=True`,
+  `epoch_noise(seed, epoch, n, L)` (row i = i-th example of the epoch), identical across backends.
+- Validation uses fixed noise `eval_noise(config.seed, n_val, L)` (the torch backend's evaluation noise), so the
+  val_* entries equal `evaluate(model, val, seed=config.seed)`: exact means over the whole set, comparable across
+  epochs and backends.
+- LR plateau and early stopping are implemented here (`TrainerState`), not with Keras' ReduceLROnPlateau and
+  EarlyStopping callbacks: their state must go into the checkpoint's JSON `trainer_state` and come back on resume
+  (Keras' callbacks reset it in on_train_begin and keep best weights only in memory), and Keras' rules differ
+  from the seed's torch loop (Keras reduces after `patience` bad epochs with an absolute min_delta; torch after
+  more than `patience`). The rules and keys are the torch backend's: strict improvement, ReduceLROnPlateau
+  semantics, stop after `early_stopping_patience` epochs without improvement, end on the best weights.
+  Gradient clipping is Keras' `global_clipnorm` (torch's clip_grad_norm_ divides by norm + 1e-6 instead of
+  norm: a relative difference below float32 resolution unless the norm is ~1e-6 or smaller).
+- Non-finite loss: the train step records the first step whose loss is NaN/inf, a callback stops training right
+  after it, and `fit` raises `NonFiniteLossError(epoch, step, last_good_checkpoint)`; no checkpoint is written
+  after that step.
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+import warnings
+import weakref
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from backends.tf import weights as tf_weights
+from backends.tf.losses import kl_to_standard_normal, reconstruction_nll
+from backends.tf.optim import TorchAdam
+from vae_core.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from vae_core.config import TrainConfig
+from vae_core.training import (HISTORY_KEYS, NonFiniteLossError, check_data, empty_history, epoch_noise,
+                               epoch_permutation)
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")
+LAST, BEST = "last.safetensors", "best.safetensors"
+STATE_KEYS = ("lr", "best_loss", "best_epoch", "plateau_bad_epochs", "early_stopping_bad_epochs", "stopped_early")
+PLATEAU_MIN_CHANGE = 1e-8  # torch ReduceLROnPlateau eps: smaller LR changes are ignored
+VAL_BATCH = 1000  # validation batch size in `fit` (exact means do not depend on it)
+# Optimizer steps per call into the compiled graph (Keras steps_per_execution): fewer Python round trips.
+# The non-finite check still names the exact step (the train step records it in a variable).
+STEPS_PER_EXECUTION = 32
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def eval_noise(seed: int, n: int, latent_dim: int) -> np.ndarray:
+    """The eps of `evaluate(..., seed)`: (n, latent_dim) float32 standard normals, row i for example i.
+
+    NumPy-drawn, the same stream as the torch backend's `evaluation_noise`, so both evaluate alike.
+    """
+    return np.random.default_rng(seed).standard_normal((n, latent_dim), dtype=np.float32)
+
+
+def _epoch_noise_seed(seed: int, epoch: int) -> int:
+    """Seed of the framework noise of `epoch` (without shared_noise): a function of (seed, epoch) alone."""
+    return int(np.random.default_rng([seed, epoch, 2]).integers(0, 2**31 - 2))
+
+
+def _check_model(model: Any) -> None:
+    from backends.tf.model import VAE
+
+    if not isinstance(model, VAE):
+        raise TypeError(f"model must be a backends.tf.VAE (vae_core.build('tf', ...)); got {type(model).__name__}")
+
+
+def _device_name(device: Any, argument: str = "device") -> str:
+    """'auto' -> the first GPU if TensorFlow sees one, else the CPU; 'cpu'; 'cuda' / 'cuda:N' (needs a GPU)."""
+    if not isinstance(device, str) or not (device in DEVICES or re.fullmatch(r"cuda:\d+", device)):
+        raise ValueError(f"{argument} must be one of 'auto', 'cpu', 'cuda' (or 'cuda:N'); got {device!r}")
+    gpus = tf.config.list_logical_devices("GPU")
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        if index >= len(gpus):
+            raise RuntimeError(f"{argument}={device!r} but TensorFlow sees {len(gpus)} GPU(s) (a CPU-only "
+                               f"TensorFlow build, or no CUDA device); pass {argument}='cpu' or 'auto'")
+        return f"/GPU:{index}"
+    return "/GPU:0" if gpus and device == "auto" else "/CPU:0"
+
+
+def _check_precision(precision: Any) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(repr(p) for p in PRECISIONS)}; got {precision!r}")
+
+
+def _check_flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False; got {value!r}")
+
+
+class _MixedPrecision:
+    """Run the Dense layers in bfloat16 (float32 variables, losses and Adam), restoring float32 afterwards."""
+
+    def __init__(self, model, precision: str):
+        self.model = model
+        self.layers = list(model.dense_layers().values()) if precision == "bf16" else []
+
+    def __enter__(self):
+        for layer in self.layers:
+            layer.dtype_policy = "mixed_bfloat16"
+        return self
+
+    def __exit__(self, *exc):
+        for layer in self.layers:
+            layer.dtype_policy = "float32"
+        if self.layers:  # the traced steps have bfloat16 casts baked in: retrace on the next use
+            self.model.train_function = self.model.test_function = self.model.predict_function = None
+        return False
+
+
+# ----------------------------------------------------------------------------------------------- trainer state
+@dataclass
+class TrainerState:
+    """The loop state a checkpoint carries (JSON `trainer_state`), with the torch backend's keys and rules, so a
+    checkpoint resumes the same in either backend.
+
+    An improvement is a strictly lower monitored loss. The LR is multiplied by `lr_plateau_factor` when more than
+    `lr_plateau_patience` epochs in a row fail to improve (torch ReduceLROnPlateau, threshold 0, cooldown 0, LR
+    changes below 1e-8 ignored); training stops once `early_stopping_patience` epochs in a row fail to improve.
+    """
+
+    lr: float  # learning rate for the next epoch
+    monitor: str = "val_loss"  # what plateau, early stopping and best.safetensors watch (train_loss without val)
+    best_loss: float | None = None  # lowest monitored loss so far
+    best_epoch: int | None = None  # its 1-based epoch
+    plateau_bad_epochs: int = 0  # epochs since the last improvement or LR drop (ReduceLROnPlateau.num_bad_epochs)
+    early_stopping_bad_epochs: int = 0  # epochs since the last improvement
+    stopped_early: bool = False  # early stopping has fired
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any], history: dict[str, list[float]], config: TrainConfig,
+                        monitor: str) -> "TrainerState":
+        """Restore a checkpoint's state; a state without our keys (another writer) is rebuilt by replaying the
+        monitored history through the same rules."""
+        missing = [k for k in STATE_KEYS if k not in state]
+        if not missing:
+            return cls(lr=float(state["lr"]), monitor=monitor,
+                       best_loss=None if state["best_loss"] is None else float(state["best_loss"]),
+                       best_epoch=None if state["best_epoch"] is None else int(state["best_epoch"]),
+                       plateau_bad_epochs=int(state["plateau_bad_epochs"]),
+                       early_stopping_bad_epochs=int(state["early_stopping_bad_epochs"]),
+                       stopped_early=bool(state["stopped_early"]))
+        losses = history.get(monitor) or []
+        warnings.warn(f"resume: trainer_state has no {missing}; replaying the plateau and early-stopping rules over "
+                      f"{len(losses)} recorded {monitor!r} values instead", RuntimeWarning, stacklevel=4)
+        replayed = cls(lr=config.learning_rate, monitor=monitor)
+        for epoch, loss in enumerate(losses, 1):
+            replayed.update(epoch, float(loss), config)
+        return replayed
+
+    def update(self, epoch: int, loss: float, config: TrainConfig) -> bool:
+        """Record the monitored loss of 1-based `epoch`; return whether it improved. May lower `lr`, may set
+        `stopped_early`."""
+        improved = self.best_loss is None or loss < self.best_loss
+        if improved:
+            self.best_loss, self.best_epoch = loss, epoch
+            self.early_stopping_bad_epochs = self.plateau_bad_epochs = 0
+        else:
+            self.early_stopping_bad_epochs += 1
+            self.plateau_bad_epochs += 1
+        if config.reduce_lr_on_plateau and self.plateau_bad_epochs > config.lr_plateau_patience:
+            new_lr = self.lr * config.lr_plateau_factor
+            if self.lr - new_lr > PLATEAU_MIN_CHANGE:
+                self.lr = new_lr
+            self.plateau_bad_epochs = 0
+        if not config.reduce_lr_on_plateau:
+            self.plateau_bad_epochs = 0
+        if config.early_stopping and self.early_stopping_bad_epochs >= config.early_stopping_patience:
+            self.stopped_early = True
+        return improved
+
+
+class _EpochMonitor(keras.callbacks.Callback):
+    """Keeps the epoch's logs; stops as soon as the model's guard has recorded a non-finite loss."""
+
+    def __init__(self, guard: tf.Variable) -> None:
+        super().__init__()
+        self.guard = guard  # () int64: optimizer step (1-based) of the first non-finite loss, -1 while none
+        self.logs: dict[str, float] = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.guard.numpy()) >= 0:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.logs = {k: float(v) for k, v in (logs or {}).items()}
+
+
+# ----------------------------------------------------------------------------------------------- data
+def _train_dataset(x: tf.Tensor, perm: np.ndarray, eps: np.ndarray | None, batch_size: int, noise_seed: int,
+                   latent_dim: int) -> tf.data.Dataset:
+    """Batches {"x": (B, D), "eps": (B, L)} in the order `perm`.
+
+    eps: row i of `eps` for the i-th position of the epoch (shared noise), or else stateless normals seeded by
+    (noise_seed, batch index), drawn in the input pipeline: a function of (seed, epoch, batch) alone, so resuming
+    reproduces it, and the compiled step holds no random-number generator (which halves its XLA compile time).
+    """
+    positions = tf.data.Dataset.range(len(perm)).batch(batch_size)  # (B,) int64
+    order = tf.constant(perm, dtype=tf.int64)  # (n,)
+    noise = None if eps is None else tf.constant(eps)  # (n, L)
+
+    def gather(index, pos):
+        batch = {"x": tf.gather(x, tf.gather(order, pos))}  # (B, D)
+        if noise is not None:
+            batch["eps"] = tf.gather(noise, pos)  # (B, L)
+        else:
+            seed = tf.stack([tf.constant(noise_seed, tf.int64), index])  # (2,)
+            batch["eps"] = tf.random.stateless_normal((tf.size(pos), latent_dim), seed=seed)  # (B, L)
+        return batch
+
+    return positions.enumerate().map(gather, num_parallel_calls=1, deterministic=True).prefetch(2)
+
+
+def _val_dataset(val: np.ndarray, eps: np.ndarray) -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices({"x": val, "eps": eps}).batch(VAL_BATCH).prefetch(1)
+
+
+# ----------------------------------------------------------------------------------------------- fit
+def _resume(model, optimizer, path: Path, config: TrainConfig, monitor: str
+            ) -> tuple[int, dict[str, list[float]], TrainerState, dict[str, np.ndarray] | None]:
+    ckpt = read_checkpoint(path)
+    if ckpt.spec != model.spec:
+        raise CheckpointError(f"resume_from={str(path)!r} holds a model of spec {ckpt.spec.to_dict()}, but this "
+                              f"model's spec is {model.spec.to_dict()}; build the model from the checkpoint's spec "
+                              f"(vae_core.load_checkpoint) or resume from a matching checkpoint")
+    if ckpt.train_config is not None and ckpt.train_config.seed != config.seed:
+        warnings.warn(f"resume: the checkpoint was trained with seed {ckpt.train_config.seed}, this config has seed "
+                      f"{config.seed}; the remaining epochs will not repeat the original run", RuntimeWarning,
+                      stacklevel=3)
+    tf_weights.import_weights(model, ckpt.weights)
+    if ckpt.adam is not None:
+        tf_weights.import_adam(model, optimizer, ckpt.adam)
+    else:
+        warnings.warn(f"resume_from={str(path)!r} has no Adam state; resuming with fresh Adam moments",
+                      RuntimeWarning, stacklevel=3)
+    history = {k: [float(v) for v in (ckpt.history.get(k) or [])] for k in HISTORY_KEYS}
+    state = TrainerState.from_checkpoint(ckpt.trainer_state, history, config, monitor)
+    best = None
+    if config.early_stopping and state.best_epoch is not None:
+        if state.best_epoch == ckpt.epoch:
+            best = ckpt.weights
+        else:  # the best weights live in best.safetensors beside the checkpoint, if it is from the same run
+            candidate = path.parent / BEST
+            try:
+                other = read_checkpoint(candidate)
+            except (FileNotFoundError, CheckpointError):
+                other = None
+            if other is not None and other.epoch == state.best_epoch and other.spec == model.spec:
+                best = other.weights
+            else:
+                warnings.warn(f"resume: the best weights (epoch {state.best_epoch}) are not in {str(candidate)!r}; "
+                              f"early stopping can only restore the best weights of the epochs still to run",
+                              RuntimeWarning, stacklevel=3)
+    return ckpt.epoch, history, state, best
+
+
+def fit(model, train: np.ndarray, val: np.ndarray | None = None, config: TrainConfig = TrainConfig(), *,
+        out_dir=None, resume_from=None, shared_noise: bool = False, device: str = "auto", precision: str = "fp32",
+        progress: bool = True) -> dict[str, list[float]]:
+    """Train `model` with Adam on the negative ELBO through Keras `model.fit`; return the history.
+
+    train, val: (N, D) arrays (float32/float64, in [0, 1] for Bernoulli, or uint8 images).
+    out_dir: writes `last.safetensors` every epoch and `best.safetensors` when the monitored loss (val_loss, or
+        train_loss without val) improves: schema-v1 checkpoints with Adam and loop state (`TrainerState`).
+    resume_from: a schema-v1 checkpoint from either backend; restores weights, Adam, epoch, history and loop
+        state, then trains up to `config.epochs` epochs in total.
+    shared_noise: eps from `vae_core.training.epoch_noise` (the same in every backend).
+    device: "auto" | "cpu" | "cuda" (or "cuda:N"): the tf.device the steps run on.
+    precision: "fp32", or "bf16" (Keras mixed_bfloat16 on the Dense layers: bfloat16 matmuls, float32 weights,
+        loss and Adam).
+    progress: Keras' progress bar, one per epoch.
+
+    History: lists per epoch with the keys `vae_core.training.HISTORY_KEYS` (all epochs so far when resumed);
+    train_* and val_* are exact means over the examples (the last partial batch weighted by its size); without
+    `val` the val_* lists stay empty. With early stopping on, the model ends with the best epoch's weights.
+    Raises NonFiniteLossError at the first NaN/inf loss (its epoch and step, and the last good checkpoint), before
+    writing any checkpoint for that epoch; the model then holds non-finite weights.
+    """
+    _check_model(model)
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a vae_core.TrainConfig; got {type(config).__name__}")
+    spec = model.spec
+    train = check_data(train, spec, "train")
+    val = None if val is None else check_data(val, spec, "val")
+    device_name = _device_name(device)
+    _check_precision(precision)
+    _check_flag("shared_noise", shared_noise)
+    _check_flag("progress", progress)
+    out = None if out_dir is None else Path(out_dir)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+
+    with tf.device(device_name):
+        optimizer = TorchAdam(learning_rate=config.learning_rate, beta_1=config.adam_beta1,
+                              beta_2=config.adam_beta2, epsilon=config.adam_eps, global_clipnorm=config.grad_clip_norm)
+        guard = tf.Variable(-1, dtype=tf.int64, trainable=False, name="first_nonfinite_step")
+        object.__setattr__(model, "_nonfinite_guard", guard)  # read by VAE.train_step; not a Keras weight
+        model.compile(optimizer=optimizer, jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION)
+        optimizer.build(model.trainable_variables)
+        monitor = "val_loss" if val is not None else "train_loss"
+        state, history, start_epoch, best_weights, last_good = TrainerState(config.learning_rate, monitor), \
+            empty_history(), 0, None, None
+        if resume_from is not None:
+            start_epoch, history, state, best_weights = _resume(model, optimizer, Path(resume_from), config, monitor)
+            last_good = str(resume_from)
+        with _MixedPrecision(model, precision):
+            best_weights = _train(model, optimizer, guard, state, config, train, val, history, start_epoch,
+                                  best_weights, out, last_good, shared_noise, progress)
+        if config.early_stopping and best_weights is not None:  # as the seed's loop: end on the best epoch
+            tf_weights.import_weights(model, best_weights)
+    return history
+
+
+def _train(model, optimizer, guard: tf.Variable, state: TrainerState, config: TrainConfig, train: np.ndarray,
+           val: np.ndarray | None, history: dict[str, list[float]], start_epoch: int,
+           best_weights: dict[str, np.ndarray] | None, out: Path | None, last_good: str | None, shared_noise: bool,
+           progress: bool) -> dict[str, np.ndarray] | None:
+    """The epoch loop; updates `history` and `state` in place and returns the best weights (early stopping)."""
+    spec = model.spec
+    n, latent = len(train), spec.latent_dim
+    n_steps = -(-n // config.batch_size)
+    x_train = tf.constant(train)  # (N, D), copied once
+    val_data = None if val is None else (_val_dataset(val, eval_noise(config.seed, len(val), latent)),)
+    for epoch in range(start_epoch, config.epochs):  # 0-based here; 1-based in history, checkpoints and errors
+        if state.stopped_early:
+            break
+        lr = state.lr
+        optimizer.learning_rate.assign(lr)
+        eps = epoch_noise(config.seed, epoch, n, latent) if shared_noise else None
+        data = _train_dataset(x_train, epoch_permutation(config.seed, epoch, n), eps, config.batch_size,
+                              _epoch_noise_seed(config.seed, epoch), latent)
+        guard.assign(-1)
+        steps_before = int(optimizer.iterations.numpy())
+        monitor_cb = _EpochMonitor(guard)
+        start = time.perf_counter()
+        model.fit(data, epochs=epoch + 1, initial_epoch=epoch, validation_data=val_data, callbacks=[monitor_cb],
+                  verbose=1 if progress else 0, shuffle=False)
+        seconds = time.perf_counter() - start
+        logs = monitor_cb.logs
+        if int(guard.numpy()) >= 0:
+            raise NonFiniteLossError(epoch + 1, int(guard.numpy()) - steps_before, last_good)
+        if not all(math.isfinite(v) for v in logs.values()) or not _weights_finite(model):
+            raise NonFiniteLossError(epoch + 1, n_steps, last_good)
+
+        for key, name in (("train_loss", "loss"), ("train_recon", "recon"), ("train_kl", "kl")):
+            history[key].append(logs[name])
+        if val is not None:
+            for key in ("val_loss", "val_recon", "val_kl"):
+                history[key].append(logs[key])
+        history["lr"].append(lr)
+        history["seconds"].append(seconds)
+        improved = state.update(epoch + 1, history[state.monitor][-1], config)
+        if improved and config.early_stopping:
+            best_weights = tf_weights.export_weights(model)
+        if out is not None:
+            meta = dict(train_config=config, epoch=epoch + 1, history=history, optimizer=optimizer,
+                        trainer_state=state.to_dict())
+            if improved:
+                save_checkpoint(out / BEST, model, **meta)
+            last_good = str(save_checkpoint(out / LAST, model, **meta))
+        if state.stopped_early and progress:
+            print(f"early stopping after epoch {epoch + 1}: {state.monitor} has not improved for "
+                  f"{state.early_stopping_bad_epochs} epochs; restoring the weights of epoch {state.best_epoch}")
+    return best_weights
+
+
+def _weights_finite(model) -> bool:
+    return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in model.trainable_variables)
+
+
+# ----------------------------------------------------------------------------------------------- evaluate
+_EVAL_FNS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+
+
+def _eval_fn(model):
+    """A compiled (XLA) per-batch function: x (B, D), eps (B, L) -> per-example recon (B,), kl (B,)."""
+    fn = _EVAL_FNS.get(model)
+    if fn is None:
+        likelihood = model.spec.likelihood
+
+        @tf.function(jit_compile=True, reduce_retracing=True)
+        def fn(x, eps):
+            out, mu, log_var = model(x, eps=eps, training=False)  # (B, D|2D), (B, L), (B, L)
+            return reconstruction_nll(x, out, likelihood), kl_to_standard_normal(mu, log_var)  # (B,), (B,)
+
+        _EVAL_FNS[model] = fn
+    return fn
+
+
+def evaluate(model, x: np.ndarray, *, batch_size: int = 1000, seed: int = 0, device: str = "auto") -> dict[str, float]:
+    """Single-sample negative ELBO of `x` (N, D): {"loss", "recon", "kl"}, exact means over the N examples.
+
+    The noise is `eval_noise(seed, N, L)`: the same numbers for the same seed, batch size and machine.
+    """
+    _check_model(model)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0; got {seed!r}")
+    device_name = _device_name(device)
+    x = check_data(x, model.spec, "x")
+    eps = eval_noise(int(seed), len(x), model.spec.latent_dim)  # (N, L)
+    fn = _eval_fn(model)
+    recon_sum = kl_sum = 0.0
+    beta = float(model.spec.beta)
+    loss_sum = 0.0
+    with tf.device(device_name):
+        for start in range(0, len(x), batch_size):
+            recon, kl = fn(tf.constant(x[start:start + batch_size]), tf.constant(eps[start:start + batch_size]))
+            recon, kl = recon.numpy().astype(np.float64), kl.numpy().astype(np.float64)  # (B,), (B,)
+            recon_sum += recon.sum()
+            kl_sum += kl.sum()
+            loss_sum += (recon + beta * kl).sum()
+    n = len(x)
+    return {"loss": float(loss_sum / n), "recon": float(recon_sum / n), "kl": float(kl_sum / n)}

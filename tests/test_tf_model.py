@@ -1,0 +1,249 @@
+"""TF/Keras backend: the model, its loss, weights and Adam state in the neutral layout, and the Keras-on-TF guard."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("keras")
+
+import backends.tf as tfb  # noqa: E402  (sets KERAS_BACKEND before keras is imported)
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import vae_core.losses as ref  # noqa: E402
+from vae_core import CheckpointError, VAESpec, build, init_weights  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = dict(input_dim=12, latent_dim=3)
+
+
+def small_spec(likelihood="bernoulli", hidden_dims=(7,), **kw):
+    return VAESpec(**{**SMALL, "hidden_dims": hidden_dims, "likelihood": likelihood, **kw})
+
+
+def data(n, d, seed=0):
+    return np.random.default_rng(seed).random((n, d), dtype=np.float32)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "gaussian_learned"])
+@pytest.mark.parametrize("hidden_dims", [(), (7,), (5, 9, 4)])
+def test_shapes_for_every_likelihood_and_depth(likelihood, hidden_dims):
+    spec = small_spec(likelihood, hidden_dims)
+    model = build("tf", spec, seed=0)
+    x = data(5, spec.input_dim)
+    out, mu, log_var = model(x)
+    assert tuple(out.shape) == (5, spec.output_dim) and tuple(mu.shape) == tuple(log_var.shape) == (5, 3)
+    assert tuple(model.decode(mu).shape) == (5, spec.output_dim)
+    assert tuple(model.reparameterize(mu, log_var).shape) == (5, 3)
+    for arr in (model.sample(4, seed=0), model.reconstruct(x)):
+        assert isinstance(arr, tf.Tensor) and arr.dtype == tf.float32 and tuple(arr.shape[1:]) == (12,)
+    assert tuple(model.interpolate(x[0], x[1], 6).shape) == (6, 12)
+    exported = tfb.weights.export_weights(model)
+    assert {k: v.shape for k, v in exported.items()} == spec.weight_shapes()
+    assert len(model.trainable_variables) == len(spec.weight_shapes())  # nothing outside the spec is trained
+    assert model.backend_name == "tf" and model.spec is spec
+
+
+def test_fixed_eps_makes_the_forward_pass_deterministic():
+    model = build("tf", small_spec("gaussian"), seed=1)
+    x = data(6, 12)
+    eps = np.random.default_rng(2).standard_normal((6, 3)).astype(np.float32)
+    a, b = model(x, eps=eps), model(tf.constant(x), eps=tf.constant(eps))
+    for t, u in zip(a, b):
+        np.testing.assert_array_equal(t.numpy(), u.numpy())
+    mu, log_var = model.encode(x)
+    z = mu.numpy() + np.exp(0.5 * log_var.numpy()) * eps  # NumPy's exp may differ from TF's in the last bit
+    np.testing.assert_allclose(a[0].numpy(), model.decode(z).numpy(), rtol=1e-5, atol=1e-6)
+    # without eps the two forward passes draw different noise
+    assert not np.array_equal(model(x)[0].numpy(), model(x)[0].numpy())
+
+
+def test_sampling_layer_with_fixed_eps_and_reseed():
+    layer = tfb.Sampling(seed=3)
+    mu = np.array([[0.5, -1.0]], np.float32)
+    log_var = np.array([[0.2, -3.0]], np.float32)
+    eps = np.array([[1.5, -0.25]], np.float32)
+    z = layer((tf.constant(mu), tf.constant(log_var)), eps=eps).numpy()
+    np.testing.assert_allclose(z, mu + np.exp(0.5 * log_var) * eps, rtol=1e-6)
+    layer.reseed(11)
+    first = layer((tf.constant(mu), tf.constant(log_var))).numpy()
+    second = layer((tf.constant(mu), tf.constant(log_var))).numpy()
+    layer.reseed(11)
+    np.testing.assert_array_equal(layer((tf.constant(mu), tf.constant(log_var))).numpy(), first)
+    assert not np.array_equal(first, second)
+
+
+def test_sample_reconstruct_interpolate_in_data_space():
+    model = build("tf", small_spec("bernoulli"), seed=0)
+    a, b, c = model.sample(8, seed=5), model.sample(8, seed=5), model.sample(8, seed=6)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert not np.array_equal(a.numpy(), c.numpy())
+    assert 0.0 <= a.numpy().min() and a.numpy().max() <= 1.0  # sigmoid of the logits
+    x = data(3, 12)
+    mu, _ = model.encode(x)
+    np.testing.assert_allclose(model.reconstruct(x).numpy(), tf.sigmoid(model.decode(mu)).numpy(), rtol=1e-6)
+    path = model.interpolate(x[0], x[2], 5).numpy()
+    np.testing.assert_allclose(path[0], model.reconstruct(x[:1]).numpy()[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(path[-1], model.reconstruct(x[2:]).numpy()[0], rtol=1e-5, atol=1e-6)
+    learned = build("tf", small_spec("gaussian_learned"), seed=0)  # data space = the means, first D columns
+    np.testing.assert_array_equal(learned.sample(2, seed=1).numpy(),
+                                  learned.decode(np.random.default_rng(1).standard_normal((2, 3), dtype=np.float32))
+                                  .numpy()[:, :12])
+    with pytest.raises(ValueError, match="sample"):
+        model.sample(0)
+    with pytest.raises(ValueError, match="steps"):
+        model.interpolate(x[0], x[1], 1)
+
+
+def _loss_inputs(likelihood, seed=0):
+    rng = np.random.default_rng(seed)
+    b, d, latent = 9, 30, 4
+    x = rng.random((b, d)).astype(np.float32)
+    x[:3] = (x[:3] > 0.5).astype(np.float32)  # some exact 0/1 pixels
+    width = 2 * d if likelihood == "gaussian_learned" else d
+    out = rng.normal(0.0, 3.0, (b, width)).astype(np.float32)
+    if likelihood == "bernoulli":  # saturated logits, where sigmoid + clipped BCE is wrong
+        out[0, :6] = [80.0, -80.0, 500.0, -500.0, 1e4, -1e4]
+        out[1, :6] = [30.0, -30.0, 17.0, -17.0, 90.0, -90.0]
+    if likelihood == "gaussian_learned":
+        out[0, d:d + 4] = [-8.0, 8.0, -12.0, 6.0]  # extreme log-variances
+    mu = rng.normal(0.0, 2.0, (b, latent)).astype(np.float32)
+    log_var = rng.normal(0.0, 1.5, (b, latent)).astype(np.float32)
+    log_var[0] = [1e-7, -1e-6, 9.0, -9.0]  # expm1 matters near 0
+    return x, out, mu, log_var
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "gaussian_learned"])
+@pytest.mark.parametrize("beta", [1.0, 4.0])
+def test_loss_matches_the_float64_reference(likelihood, beta):
+    x, out, mu, log_var = _loss_inputs(likelihood)
+    want = ref.negative_elbo(x, out, mu, log_var, likelihood=likelihood, beta=beta)
+    got = tfb.losses.negative_elbo(x, tf.constant(out), tf.constant(mu), tf.constant(log_var),
+                                   likelihood=likelihood, beta=beta)
+    assert all(t.shape == () and t.dtype == tf.float32 for t in got)
+    np.testing.assert_allclose([float(t) for t in got], list(want), rtol=1e-6)
+    np.testing.assert_allclose(tfb.losses.reconstruction_nll(x, out, likelihood).numpy(),
+                               ref.reconstruction_nll(x, out, likelihood), rtol=1e-6)
+    np.testing.assert_allclose(tfb.losses.kl_to_standard_normal(mu, log_var).numpy(),
+                               ref.kl_to_standard_normal(mu, log_var), rtol=1e-6, atol=1e-12)
+
+
+def test_per_example_losses_and_bernoulli_with_saturated_logits():
+    x, out, mu, log_var = _loss_inputs("bernoulli")
+    got = tfb.losses.bernoulli_nll(x, out).numpy()
+    assert got.shape == (9,)
+    np.testing.assert_allclose(got, ref.bernoulli_nll(x, out), rtol=1e-6)
+    # x=1 at logit -1e4 costs exactly 1e4 nats; a clipped sigmoid would cap it at -log(1e-7) = 16.1
+    one = tfb.losses.bernoulli_nll(np.ones((1, 1), np.float32), np.full((1, 1), -1e4, np.float32)).numpy()
+    assert one[0] == pytest.approx(1e4, rel=1e-7)
+    np.testing.assert_allclose(tfb.losses.gaussian_nll(x, out).numpy(), ref.gaussian_nll(x, out), rtol=1e-6)
+    with pytest.raises(ValueError, match="likelihood must be one of"):
+        tfb.losses.reconstruction_nll(x, out, "poisson")
+
+
+def test_build_with_a_seed_holds_init_weights_and_weights_round_trip():
+    spec = small_spec("gaussian_learned", (6, 5))
+    model = build("tf", spec, seed=7)
+    want = init_weights(spec, 7)
+    got = tfb.weights.export_weights(model)
+    assert list(got) == list(spec.weight_shapes())
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+    other = build("tf", spec, seed=8)
+    x, eps = data(4, 12), np.zeros((4, 3), np.float32)
+    assert not np.array_equal(other(x, eps=eps)[0].numpy(), model(x, eps=eps)[0].numpy())
+    tfb.weights.import_weights(other, got)
+    np.testing.assert_array_equal(other(x, eps=eps)[0].numpy(), model(x, eps=eps)[0].numpy())
+
+
+def test_import_weights_validates_before_touching_the_model():
+    spec = small_spec()
+    model = build("tf", spec, seed=0)
+    before = tfb.weights.export_weights(model)
+    bad = dict(init_weights(spec, 1))
+    bad["decoder.out.kernel"] = bad["decoder.out.kernel"][:, :5]
+    with pytest.raises(CheckpointError, match="decoder.out.kernel"):
+        tfb.weights.import_weights(model, bad)
+    nan = dict(init_weights(spec, 1))
+    nan["encoder.mu.bias"] = np.full_like(nan["encoder.mu.bias"], np.nan)
+    with pytest.raises(CheckpointError, match="NaN"):
+        tfb.weights.import_weights(model, nan)
+    after = tfb.weights.export_weights(model)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def _adam_steps(model, optimizer, steps=3, seed=0):
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        grads = [tf.constant(rng.standard_normal(v.shape).astype(np.float32)) for v in model.trainable_variables]
+        optimizer.apply(grads, model.trainable_variables)
+
+
+@pytest.mark.parametrize("make_optimizer", [lambda: keras.optimizers.Adam(1e-2), lambda: tfb.TorchAdam(1e-2)])
+def test_adam_state_round_trip(make_optimizer):
+    spec = small_spec()
+    model, optimizer = build("tf", spec, seed=0), make_optimizer()
+    _adam_steps(model, optimizer)
+    state = tfb.weights.export_adam(model, optimizer)
+    assert state.step == 3 and set(state.m) == set(state.v) == set(spec.weight_shapes())
+    assert all(np.abs(state.m[k]).max() > 0 and state.v[k].min() > 0 for k in state.m)
+    twin, twin_opt = build("tf", spec, seed=1), make_optimizer()  # fresh, unbuilt optimizer: built on import
+    tfb.weights.import_weights(twin, tfb.weights.export_weights(model))
+    tfb.weights.import_adam(twin, twin_opt, state)
+    back = tfb.weights.export_adam(twin, twin_opt)
+    assert back.step == 3
+    for k in state.m:
+        np.testing.assert_array_equal(back.m[k], state.m[k])
+        np.testing.assert_array_equal(back.v[k], state.v[k])
+    _adam_steps(model, optimizer, 1, seed=9)  # the same next step from the restored state
+    _adam_steps(twin, twin_opt, 1, seed=9)
+    for k, v in tfb.weights.export_weights(model).items():
+        np.testing.assert_array_equal(tfb.weights.export_weights(twin)[k], v)
+
+
+def test_torch_adam_puts_epsilon_where_torch_does():
+    """One variable, hand-computed: torch's update vs Keras' (eps inside vs outside the v bias correction)."""
+    lr, b1, b2, eps = 0.1, 0.9, 0.999, 1e-3  # a large eps makes the placement visible
+    g = np.array([1e-3, -2e-3, 0.5], np.float32)
+    m, v, w = np.zeros(3), np.zeros(3), np.array([1.0, 2.0, 3.0])
+    torch_w, keras_w = w.copy(), w.copy()
+    for t in (1, 2):
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g.astype(np.float64) ** 2
+        torch_w = torch_w - lr / (1 - b1**t) * m / (np.sqrt(v) / np.sqrt(1 - b2**t) + eps)
+        keras_w = keras_w - lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m / (np.sqrt(v) + eps)
+    pairs = ((tfb.TorchAdam(lr, b1, b2, eps), torch_w), (keras.optimizers.Adam(lr, b1, b2, eps), keras_w))
+    for optimizer, want in pairs:
+        var = keras.Variable(np.array([1.0, 2.0, 3.0], np.float32))
+        for _ in range(2):
+            optimizer.apply([tf.constant(g)], [var])
+        np.testing.assert_allclose(var.numpy(), want, rtol=1e-6)
+    assert np.abs(torch_w - keras_w).max() > 1e-3  # the two rules differ measurably here
+
+
+def _run(code, **env):
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", **env})
+
+
+def test_keras_backend_env_for_another_framework_is_overridden():
+    code = ("import warnings; warnings.simplefilter('always')\n"
+            "from vae_core import build, VAESpec\n"
+            "m = build('tf', VAESpec(input_dim=4, hidden_dims=(), latent_dim=1), seed=0)\n"
+            "import keras; print('BACKEND', keras.backend.backend(), type(m).__module__)")
+    proc = _run(code, KERAS_BACKEND="jax")
+    assert proc.returncode == 0, proc.stderr
+    assert "BACKEND tensorflow backends.tf.model" in proc.stdout
+    assert "KERAS_BACKEND='jax' was set" in proc.stderr
+
+
+def test_keras_already_imported_on_another_backend_fails_clearly():
+    pytest.importorskip("torch")
+    code = "import keras\nimport backends.tf"
+    proc = _run(code, KERAS_BACKEND="torch")
+    assert proc.returncode != 0
+    assert "ImportError" in proc.stderr and "already imported on 'torch'" in proc.stderr
+    assert "set KERAS_BACKEND=tensorflow" in proc.stderr
