@@ -17,7 +17,12 @@ FORWARD_ATOL = 1e-5
 # adds one more GEMM chain of rounding on top of the forward pass.
 GRAD_RTOL = 1e-5
 
-# Lockstep training: per-step losses over 200 Adam steps, relative. Rounding differences of ~1e-7 are
-# amplified by Adam's normalisation (m / sqrt(v) is O(1) whatever the gradient's size) and compound over
-# steps; 1e-4 is the bound.
+# Lockstep training: per-step losses of `fit(shared_noise=True)` in both backends, relative.
+# Measured (2026-11-23, default model, one mnist-5k batch of 128, Adam 1e-3): the gap is 1.5e-7 over the first
+# 50 steps, 7.5e-5 by step 100, and 2.8e-3 at step 191. Torch against itself with one first-layer bias moved by one ulp
+# diverges the same way (2.1e-7, 7.6e-5, 2.2e-3): past ~100 steps the trajectory amplifies float32 rounding, so
+# no two float32 implementations can hold 1e-4 over 200 steps. We therefore bound the first LOCKSTEP_STEPS steps
+# by LOCKSTEP_RTOL, and the full 200 steps by LOCKSTEP_CHAOS_FACTOR times torch's own one-ulp sensitivity.
 LOCKSTEP_RTOL = 1e-4
+LOCKSTEP_STEPS = 50
+LOCKSTEP_CHAOS_FACTOR = 3.0
