@@ -12,7 +12,8 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import vae_core.losses as ref  # noqa: E402
-from backends.tf.train import TrainerState, eval_noise  # noqa: E402
+from backends.tf.train import TrainerState  # noqa: E402
+from vae_core.training import eval_noise  # noqa: E402
 from vae_core import (CheckpointError, TrainConfig, VAESpec, build, load_checkpoint, read_checkpoint,  # noqa: E402
                       save_checkpoint, write_checkpoint)
 from vae_core.training import HISTORY_KEYS, NonFiniteLossError  # noqa: E402

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from backends.torch import build_model, evaluate, fit, weights
-from backends.torch.train import _Loop, evaluation_noise
+from backends.torch.train import _Loop
+from vae_core.training import eval_noise
 from vae_core import TrainConfig, VAESpec, read_checkpoint, write_checkpoint
 from vae_core import losses as ref
 from vae_core.data import load_dataset
@@ -86,7 +87,7 @@ def test_evaluate_is_exact_repeatable_and_independent_of_batch_size(digits):
     b = evaluate(model, x, seed=4, batch_size=10)
     assert b == pytest.approx(a, rel=1e-6)
     assert evaluate(model, x, seed=5)["loss"] != a["loss"]
-    eps = evaluation_noise(4, len(x), SPEC.latent_dim)
+    eps = eval_noise(4, len(x), SPEC.latent_dim)
     with torch.no_grad():
         out, mu, log_var = (t.numpy() for t in model(torch.from_numpy(x), torch.from_numpy(eps)))
     want = ref.negative_elbo(x, out, mu, log_var, likelihood="gaussian_learned", beta=2.0)

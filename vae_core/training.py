@@ -63,6 +63,14 @@ def epoch_noise(seed: int, epoch: int, n: int, latent_dim: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch, 1]).standard_normal((n, latent_dim), dtype=np.float32)
 
 
+def eval_noise(seed: int, n: int, latent_dim: int) -> np.ndarray:
+    """The eps of `evaluate(seed=seed)` and of fit's validation: (n, latent_dim) float32, row i for example i.
+
+    One NumPy stream for both backends, so they evaluate a model on the same numbers.
+    """
+    return np.random.default_rng(seed).standard_normal((n, latent_dim), dtype=np.float32)
+
+
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or inf loss; the last good checkpoint (if any) is left untouched."""
 

@@ -8,7 +8,7 @@ Design:
 - Noise: the input pipeline feeds eps with every batch: TF stateless normals seeded by (config.seed, epoch,
   batch index), so a resumed run draws what the uninterrupted one drew; or, with `shared_noise=True`,
   `epoch_noise(seed, epoch, n, L)` (row i = i-th example of the epoch), identical across backends.
-- Validation uses fixed noise `eval_noise(config.seed, n_val, L)` (the torch backend's evaluation noise), so the
+- Validation uses fixed noise `vae_core.training.eval_noise(config.seed, n_val, L)` (as torch does), so the
   val_* entries equal `evaluate(model, val, seed=config.seed)`: exact means over the whole set, comparable across
   epochs and backends.
 - LR plateau and early stopping are implemented here (`TrainerState`), not with Keras' ReduceLROnPlateau and
@@ -44,7 +44,7 @@ from backends.tf.optim import TorchAdam
 from vae_core.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.training import (HISTORY_KEYS, NonFiniteLossError, check_data, empty_history, epoch_noise,
-                               epoch_permutation)
+                               epoch_permutation, eval_noise)
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
@@ -58,14 +58,6 @@ STEPS_PER_EXECUTION = 32
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def eval_noise(seed: int, n: int, latent_dim: int) -> np.ndarray:
-    """The eps of `evaluate(..., seed)`: (n, latent_dim) float32 standard normals, row i for example i.
-
-    NumPy-drawn, the same stream as the torch backend's `evaluation_noise`, so both evaluate alike.
-    """
-    return np.random.default_rng(seed).standard_normal((n, latent_dim), dtype=np.float32)
-
-
 def _epoch_noise_seed(seed: int, epoch: int) -> int:
     """Seed of the framework noise of `epoch` (without shared_noise): a function of (seed, epoch) alone."""
     return int(np.random.default_rng([seed, epoch, 2]).integers(0, 2**31 - 2))

@@ -38,7 +38,7 @@ from backends.torch.weights import export_weights, import_adam, import_weights
 from vae_core.checkpoint import read_checkpoint, save_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.training import (HISTORY_KEYS, NonFiniteLossError, check_data, empty_history, epoch_noise,
-                               epoch_permutation)
+                               epoch_permutation, eval_noise)
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
@@ -100,15 +100,6 @@ def _exact_fp32(device: torch.device):
 # ---------------------------------------------------------------- evaluation
 
 
-def evaluation_noise(seed: int, n: int, latent_dim: int) -> np.ndarray:
-    """The eps of `evaluate(seed=seed)` and of fit's validation: (n, latent_dim) float32, row i for example i.
-
-    A NumPy stream (the TF backend's `eval_noise` draws the same numbers), so both backends evaluate a
-    model on the same noise.
-    """
-    return np.random.default_rng(seed).standard_normal((n, latent_dim), dtype=np.float32)
-
-
 def _sums(model: VAE, x: torch.Tensor, eps: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Sums over the examples of (loss, recon, kl), float64 on the device, one single-sample ELBO each."""
     spec = model.spec
@@ -131,7 +122,7 @@ def evaluate(model: VAE, x: np.ndarray, *, batch_size: int = EVAL_BATCH_SIZE, se
              device: str = "auto") -> dict[str, float]:
     """Mean negative ELBO over the examples of `x`: {"loss", "recon", "kl"} in nats per example.
 
-    One reparameterised sample per example with eps = `evaluation_noise(seed, N, latent_dim)`, so the
+    One reparameterised sample per example with eps = `eval_noise(seed, N, latent_dim)`, so the
     value is repeatable and independent of `batch_size`. Always float32, in eval mode, without gradients.
     The model is moved to `device`.
     """
@@ -142,7 +133,7 @@ def evaluate(model: VAE, x: np.ndarray, *, batch_size: int = EVAL_BATCH_SIZE, se
     dev = resolve_device(device)
     with _exact_fp32(dev):
         model.to(dev)
-        eps = torch.from_numpy(evaluation_noise(seed, len(x), model.spec.latent_dim)).to(dev)
+        eps = torch.from_numpy(eval_noise(seed, len(x), model.spec.latent_dim)).to(dev)
         means = (_sums(model, _to_device(x, dev), eps, batch_size) / len(x)).tolist()
     return dict(zip(("loss", "recon", "kl"), means))
 
@@ -356,7 +347,7 @@ def _train(model: VAE, optimizer: torch.optim.Adam, loop: _Loop, config: TrainCo
     n_steps = -(-n // batch)
     x_train = _to_device(train, dev)  # (N, D)
     x_val = None if val is None else _to_device(val, dev)  # (M, D)
-    eps_val = None if val is None else torch.from_numpy(evaluation_noise(config.seed, len(val),
+    eps_val = None if val is None else torch.from_numpy(eval_noise(config.seed, len(val),
                                                                          spec.latent_dim)).to(dev)  # (M, latent_dim)
     sizes = torch.tensor([min(batch, n - s * batch) for s in range(n_steps)], dtype=torch.float64,
                          device=dev)  # (n_steps,)
