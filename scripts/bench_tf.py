@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shlex
 import subprocess
@@ -32,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from benchlib import cpu_name  # scripts/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "scripts" / "results"
@@ -195,16 +195,6 @@ def summarize(runs: list[dict]) -> dict:
             "test_loss_per_seed": loss}
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def markdown(cmd: str, meta: dict, rows: dict, ratio: float, delta: float) -> str:
     lines = ["# TF backend benchmark", "", f"Command: `{cmd}`", "",
              f"Machine: {meta['machine']}; TensorFlow {meta['tensorflow']}, Keras {meta['keras']}. "
@@ -265,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {name: summarize(runs) for name, runs in results.items()}
     ratio = rows["ours"]["images_per_s"] / rows["reference"]["images_per_s"]
     delta = rows["ours"]["test_loss"] - rows["reference"]["test_loss"]
-    meta = {"machine": f"{_cpu_name()}, {os.cpu_count()} CPUs", "tensorflow": tf.__version__,
+    meta = {"machine": f"{cpu_name()}, {os.cpu_count()} CPUs", "tensorflow": tf.__version__,
             "keras": keras.__version__, "epochs": args.epochs, "seeds": seeds,
             "n_train": results["ours"][0]["n_train"], "n_test": results["ours"][0]["n_test"], "limit": args.limit}
     text = markdown(cmd, meta, rows, ratio, delta)

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchlib import cpu_name  # scripts/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -218,16 +219,6 @@ def worker(args) -> dict:
 
 
 # ---------------------------------------------------------------- report
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def report(results: list[dict], args, command: str) -> tuple[str, dict]:

@@ -41,6 +41,15 @@ def check_data(x: Any, spec: VAESpec, argument: str = "x") -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def check_fit_inputs(spec: VAESpec, train: Any, val: Any, config: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """The checks every backend's `fit` makes at its boundary; returns `train` and `val` as float32 (N, D)."""
+    from vae_core.config import TrainConfig
+
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"fit: config must be a vae_core.TrainConfig; got {type(config).__name__}")
+    return check_data(train, spec, "train"), None if val is None else check_data(val, spec, "val")
+
+
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     """The order of the training examples in `epoch` (0-based): a function of (seed, epoch) alone.
 

@@ -43,7 +43,8 @@ from backends.tf.losses import kl_to_standard_normal, reconstruction_nll
 from backends.tf.optim import TorchAdam
 from vae_core.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from vae_core.config import TrainConfig
-from vae_core.training import (HISTORY_KEYS, NonFiniteLossError, check_data, empty_history, epoch_noise,
+from vae_core.training import (HISTORY_KEYS, NonFiniteLossError, check_data, check_fit_inputs, empty_history,
+                               epoch_noise,
                                epoch_permutation, eval_noise)
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -286,11 +287,8 @@ def fit(model, train: np.ndarray, val: np.ndarray | None = None, config: TrainCo
     writing any checkpoint for that epoch; the model then holds non-finite weights.
     """
     _check_model(model)
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a vae_core.TrainConfig; got {type(config).__name__}")
     spec = model.spec
-    train = check_data(train, spec, "train")
-    val = None if val is None else check_data(val, spec, "val")
+    train, val = check_fit_inputs(spec, train, val, config)
     device_name = _device_name(device)
     _check_precision(precision)
     _check_flag("shared_noise", shared_noise)

@@ -37,7 +37,8 @@ from backends.torch.model import VAE
 from backends.torch.weights import export_weights, import_adam, import_weights
 from vae_core.checkpoint import read_checkpoint, save_checkpoint
 from vae_core.config import TrainConfig
-from vae_core.training import (HISTORY_KEYS, NonFiniteLossError, check_data, empty_history, epoch_noise,
+from vae_core.training import (HISTORY_KEYS, NonFiniteLossError, check_data, check_fit_inputs, empty_history,
+                               epoch_noise,
                                epoch_permutation, eval_noise)
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -273,11 +274,8 @@ def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: Tr
     weights, and the error names the last good checkpoint.
     """
     _check_model(model, "fit")
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"fit: config must be a vae_core.TrainConfig; got {type(config).__name__}")
     spec = model.spec
-    train = check_data(train, spec, "train")
-    val = None if val is None else check_data(val, spec, "val")
+    train, val = check_fit_inputs(spec, train, val, config)
     dev = resolve_device(device)
     _check_precision(precision)
     for name, flag in (("shared_noise", shared_noise), ("progress", progress), ("compile", compile)):

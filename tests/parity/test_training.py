@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from vae_core import TrainConfig, VAESpec, evaluate, fit, init_weights, load_checkpoint, read_checkpoint
+from vae_core import TrainConfig, VAESpec, evaluate, fit, load_checkpoint, read_checkpoint
 from vae_core.data import load_dataset
 
-from .backends import BACKENDS, backend, build_shared, forward
-from .tolerances import FORWARD_ATOL, LOCKSTEP_CHAOS_FACTOR, LOCKSTEP_RTOL, LOCKSTEP_STEPS
+from .backends import BACKENDS, build_shared, forward
+from .tolerances import FORWARD_ATOL, LOCKSTEP_RTOL, LOCKSTEP_RTOL_200, LOCKSTEP_STEPS
 
 STEPS = 200
 
@@ -16,11 +16,9 @@ def digits():
     return load_dataset("mnist-5k")
 
 
-def lockstep_losses(name: str, spec: VAESpec, x: np.ndarray, config: TrainConfig, weights=None) -> np.ndarray:
+def lockstep_losses(name: str, spec: VAESpec, x: np.ndarray, config: TrainConfig) -> np.ndarray:
     """Per-step losses of `fit`: one batch per epoch, so each epoch's train_loss is one step's loss."""
     model = build_shared(name, spec, seed=0)
-    if weights is not None:
-        backend(name).weights.import_weights(model, weights)
     history = fit(model, x, None, config, shared_noise=True, progress=False, device="cpu")
     return np.array(history["train_loss"])
 
@@ -36,16 +34,7 @@ def test_lockstep_training_agrees_step_by_step(digits):
     gap = np.abs(curves["torch"] - curves["tf"]) / np.abs(curves["torch"])
     early = gap[:LOCKSTEP_STEPS].max()
     assert early < LOCKSTEP_RTOL, f"max relative gap {early:.2e} in the first {LOCKSTEP_STEPS} steps"
-
-    # Over all 200 steps: no worse than torch's own sensitivity to a one-ulp change of one first-layer bias
-    # (a direction the trajectory amplifies; a decoder output bias, say, stays at ~2e-7).
-    nudged = init_weights(spec, 0)
-    nudged["encoder.0.bias"][0] = np.nextafter(nudged["encoder.0.bias"][0], np.float32(1))
-    sensitivity = np.abs(curves["torch"] - lockstep_losses("torch", spec, x, config, nudged)) / curves["torch"]
-    assert sensitivity.max() > 0  # the nudge reached the loss
-    assert gap.max() <= LOCKSTEP_CHAOS_FACTOR * sensitivity.max(), (
-        f"torch/tf gap {gap.max():.2e} exceeds {LOCKSTEP_CHAOS_FACTOR} x torch's one-ulp sensitivity "
-        f"{sensitivity.max():.2e}")
+    assert gap.max() < LOCKSTEP_RTOL_200, f"max relative gap {gap.max():.2e} over {STEPS} steps"
 
 
 @pytest.mark.parametrize("source, target", [("torch", "tf"), ("tf", "torch")])
