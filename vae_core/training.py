@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from vae_core.config import TrainConfig
 from vae_core.spec import VAESpec
 
 # Per-epoch lists in the history dict that both backends' `fit` return, in this order.
@@ -43,8 +44,6 @@ def check_data(x: Any, spec: VAESpec, argument: str = "x") -> np.ndarray:
 
 def check_fit_inputs(spec: VAESpec, train: Any, val: Any, config: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """The checks every backend's `fit` makes at its boundary; returns `train` and `val` as float32 (N, D)."""
-    from vae_core.config import TrainConfig
-
     if not isinstance(config, TrainConfig):
         raise TypeError(f"fit: config must be a vae_core.TrainConfig; got {type(config).__name__}")
     return check_data(train, spec, "train"), None if val is None else check_data(val, spec, "val")
