@@ -173,3 +173,12 @@ def test_failed_write_keeps_the_last_good_file(tmp_path, monkeypatch):
     assert path.read_bytes() == before
     assert read_checkpoint(path).epoch == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.safetensors"]  # no temp file left behind
+
+
+def test_checkpoint_gets_the_usual_file_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_checkpoint(tmp_path / "c.safetensors", make_ckpt())
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600: others can read a shared checkpoint

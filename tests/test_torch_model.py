@@ -224,3 +224,23 @@ def test_export_adam_before_any_step_is_zero():
 def test_vae_requires_a_spec():
     with pytest.raises(TypeError, match="spec must be a vae_core.VAESpec"):
         VAE({"latent_dim": 2})
+
+
+def test_import_adam_does_not_alias_the_callers_arrays():
+    import torch
+
+    from backends.torch.weights import export_adam, import_adam
+    from vae_core import VAESpec, build
+
+    model = build("torch", VAESpec(input_dim=16, hidden_dims=(8,), latent_dim=2), seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model(torch.rand(4, 16))[0].sum().backward()
+    opt.step()
+    state = export_adam(model, opt)
+    before = {k: v.copy() for k, v in state.m.items()}
+    fresh = torch.optim.Adam(model.parameters(), lr=1e-2)
+    import_adam(model, fresh, state)
+    model(torch.rand(4, 16))[0].sum().backward()
+    fresh.step()
+    for name, arr in state.m.items():
+        np.testing.assert_array_equal(arr, before[name], err_msg=name)

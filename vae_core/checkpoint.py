@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vae_core._io import atomic_write
 from vae_core.config import TrainConfig
 from vae_core.spec import VAESpec
 
@@ -100,17 +100,7 @@ def write_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
         "backend": ckpt.backend,
     }
     data = save(tensors, metadata={METADATA_KEY: json.dumps(meta, allow_nan=False)})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, data)
     return path
 
 

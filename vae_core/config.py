@@ -24,6 +24,7 @@ class TrainConfig:
     lr_plateau_patience: int = 5  # epochs without improvement before the LR drops
     early_stopping: bool = False  # stop when val loss stalls, then restore the best weights (seed 3.4)
     early_stopping_patience: int = 10  # epochs without improvement before stopping
+    dynamic_binarization: bool = False  # train each epoch on a fresh Bernoulli(x) sample of the pixels; val as given
 
     def __post_init__(self) -> None:
         check_int("TrainConfig", "batch_size", self.batch_size, minimum=1)
@@ -41,6 +42,7 @@ class TrainConfig:
         check_int("TrainConfig", "lr_plateau_patience", self.lr_plateau_patience, minimum=0)
         check_bool("TrainConfig", "early_stopping", self.early_stopping)
         check_int("TrainConfig", "early_stopping_patience", self.early_stopping_patience, minimum=1)
+        check_bool("TrainConfig", "dynamic_binarization", self.dynamic_binarization)
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 from vae_core.config import TrainConfig
+from vae_core.data import binarize
 from vae_core.spec import VAESpec
 
 # Per-epoch lists in the history dict that both backends' `fit` return, in this order.
@@ -29,8 +30,11 @@ def check_data(x: Any, spec: VAESpec, argument: str = "x") -> np.ndarray:
     else:
         raise TypeError(f"{argument} must be float32, float64 or uint8 (scaled by 1/255); got dtype {x.dtype}")
     if x.ndim != 2 or x.shape[1] != spec.input_dim:
+        fix = ("For a single example use x.reshape(1, -1)" if x.ndim == 1 else
+               "Flatten images with x.reshape(len(x), -1)" if x.ndim > 2 else
+               "Build the model with VAESpec(input_dim=...) matching the data")
         raise ValueError(f"{argument} must have shape (N, {spec.input_dim}) to match spec.input_dim; got "
-                         f"{x.shape}. Flatten images with x.reshape(len(x), -1)")
+                         f"{x.shape}. {fix}")
     if x.shape[0] == 0:
         raise ValueError(f"{argument} is empty (shape {x.shape}); pass at least one example")
     if not np.isfinite(x).all():
@@ -46,7 +50,12 @@ def check_fit_inputs(spec: VAESpec, train: Any, val: Any, config: Any) -> tuple[
     """The checks every backend's `fit` makes at its boundary; returns `train` and `val` as float32 (N, D)."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f"fit: config must be a vae_core.TrainConfig; got {type(config).__name__}")
-    return check_data(train, spec, "train"), None if val is None else check_data(val, spec, "val")
+    train = check_data(train, spec, "train")
+    if config.dynamic_binarization and (train.min() < 0.0 or train.max() > 1.0):
+        raise ValueError(f"train must lie in [0, 1] with TrainConfig.dynamic_binarization (each pixel is the "
+                         f"probability of a 1); got values in [{train.min():.4g}, {train.max():.4g}]. Scale "
+                         f"pixels to [0, 1] or set dynamic_binarization=False")
+    return train, None if val is None else check_data(val, spec, "val")
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -56,6 +65,16 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     uninterrupted one.
     """
     return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def epoch_binarized(x: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+    """Dynamic binarization: the training set of `epoch` (0-based) as one fresh Bernoulli sample per pixel.
+
+    x: (N, D) float32 probabilities in [0, 1]; returns (N, D) float32 0/1, row i for example i (the epoch's order
+    is applied after). A function of (seed, epoch) alone, so both backends train on the same 0/1 images and a
+    resumed run repeats an uninterrupted one. Used by `fit` when `TrainConfig.dynamic_binarization` is on.
+    """
+    return binarize(x, np.random.default_rng([seed, epoch, 3]))
 
 
 def empty_history() -> dict[str, list[float]]:
@@ -87,3 +106,43 @@ class NonFiniteLossError(FloatingPointError):
         where = f"the last good checkpoint is {checkpoint!r}" if checkpoint else "no checkpoint was written"
         super().__init__(f"non-finite loss at epoch {epoch}, step {step} (1-based); training stopped and {where}. "
                          f"Lower TrainConfig.learning_rate or set TrainConfig.grad_clip_norm")
+
+
+def resumed_learning_rate(saved: TrainConfig | None, config: TrainConfig, state_lr: float) -> float:
+    """The LR a resumed run continues with: the checkpoint's current LR (which plateaus may have lowered),
+    unless `config.learning_rate` differs from the learning_rate of the run that wrote the checkpoint; an
+    explicitly changed learning rate wins (`vae train --resume --learning-rate ...`)."""
+    if saved is not None and config.learning_rate != saved.learning_rate:
+        return float(config.learning_rate)
+    return float(state_lr)
+
+
+def prepare_out_dir(out_dir: Any, argument: str = "out_dir") -> "Path | None":
+    """Create the output folder of a run and check that files can be written there, before any training.
+
+    Raises NotADirectoryError (the path or a parent is a file) or PermissionError (not writable), naming
+    `argument` and the path.
+    """
+    import os
+    from pathlib import Path
+
+    if out_dir is None:
+        return None
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"{argument} must be a folder path (str or os.PathLike) or None; got {type(out_dir).__name__}")
+    out = Path(out_dir)
+    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker == out:
+        raise NotADirectoryError(f"{argument} {str(out)!r} is a file; pass a folder")
+    if blocker is not None:
+        raise NotADirectoryError(f"{argument} {str(out)!r} is inside a file, not a folder ({str(blocker)!r}); "
+                                 f"pass a folder path")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".vae-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise PermissionError(f"{argument} {str(out)!r} is not writable ({e.strerror}); pass a folder you can "
+                              f"write to") from None
+    return out

@@ -14,10 +14,25 @@ acts 31.6x larger, the factor falls to 1 as t grows (1.0005x at t = 10^4). The m
 (the same recursion, only rounding differs), so the Adam state is interchangeable between backends; only the
 step differs, and only where sqrt(v_hat) is within a few orders of magnitude of eps (gradients ~ 1e-7).
 
-`TorchAdam` overrides `update_step` with torch's formula (moments in torch's operation order, bias corrections
-in float64 like torch's Python floats), so its update equals torch.optim.Adam's up to float32 rounding. It is
-what `backends.tf.fit` uses; a plain `keras.optimizers.Adam` also trains the model and its state can be
-exported/imported the same way (`backends.tf.weights.export_adam`).
+`TorchAdam` overrides `update_step` with torch's formula in the operation order of the Adam the torch backend
+uses, `torch.optim.Adam(fused=True)` on the CPU (aten/src/ATen/native/cpu/FusedAdamKernel.cpp, float32):
+
+    m <- fma(1 - b1, g - m, m)                      # exp_avg.lerp_(grad, 1 - b1), one rounding
+    v <- fma((1 - b2) * g, g, v * b2)
+    denom = sqrt(v) / sqrt(1 - b2^t) + eps          # bias corrections in float64, rounded once to float32
+    var <- var + (-(lr / (1 - b1^t)) * m) / denom   # step size in float64 from the float64 learning rate
+
+TensorFlow has no fused multiply-add op, so the two fma are computed in float64 (a product of two float32 numbers
+is exact there) and rounded once to float32; that differs from a true fma only when the float64 sum lies exactly
+between two float32 numbers after its own rounding (measured: a handful of 1-ulp differences in v per million
+elements). The learning rate is kept in a float64 variable, so `optimizer.learning_rate.assign(1e-3)` holds the
+same double as torch's param group (a float32 variable rounds 1e-3 up by 4.7e-8, which moves ~10% of the
+float32 weight updates by one ulp). Measured on the default model (tests/parity/backends.py `adam_steps`): given
+the same weights, moments and gradients, the updated weights, m and v equal torch's fused CPU Adam bit for bit
+except those rare v elements (1 ulp). Torch's foreach/single-tensor Adam (`fused=False`) and its CUDA kernels
+round differently (param.addcdiv_ computes var + step * (m / denom)); against those the update agrees to float32
+rounding, not bitwise. It is what `backends.tf.fit` uses; a plain `keras.optimizers.Adam` also trains the model
+and its state can be exported/imported the same way (`backends.tf.weights.export_adam`).
 """
 from __future__ import annotations
 
@@ -27,27 +42,41 @@ import tensorflow as tf
 
 @keras.saving.register_keras_serializable(package="vae_core")
 class TorchAdam(keras.optimizers.Adam):
-    """`keras.optimizers.Adam` whose epsilon is added to sqrt(v_hat), as in `torch.optim.Adam` (no amsgrad)."""
+    """`keras.optimizers.Adam` whose epsilon is added to sqrt(v_hat), as in `torch.optim.Adam` (no amsgrad), in
+    the rounding order of torch's fused CPU Adam, with a float64 learning rate."""
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8, name="torch_adam", **kwargs):
         if kwargs.pop("amsgrad", False):
             raise ValueError("TorchAdam.amsgrad must be False; got True (AMSGrad is not part of the vae_core recipe)")
         super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
                          amsgrad=False, name=name, **kwargs)
+        old = self._learning_rate
+        if isinstance(old, keras.Variable) and old.dtype != "float64":  # a float: hold it as torch does, in float64
+            with keras.name_scope(self.name, caller=self):
+                lr64 = keras.Variable(float(learning_rate), name="learning_rate", dtype="float64", trainable=False,
+                                      aggregation="only_first_replica")
+            self._untrack_variable(old)
+            self._track_variable(lr64)
+            self._learning_rate = lr64
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
-        lr = tf.cast(learning_rate, dtype)
+        f64 = tf.float64
         gradient = tf.cast(gradient, dtype)
-        t = tf.cast(self.iterations + 1, tf.float64)
-        bias1 = 1.0 - tf.pow(tf.constant(self.beta_1, tf.float64), t)  # () float64, like torch's Python float
-        bias2_sqrt = tf.sqrt(1.0 - tf.pow(tf.constant(self.beta_2, tf.float64), t))  # ()
-        m = self._momentums[self._get_variable_index(variable)]
-        v = self._velocities[self._get_variable_index(variable)]
-        # torch: exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        self.assign_add(m, (gradient - m) * (1.0 - self.beta_1))
-        self.assign(v, v * self.beta_2 + tf.square(gradient) * (1.0 - self.beta_2))
-        # torch: denom = exp_avg_sq.sqrt() / bias_correction2_sqrt + eps; param.addcdiv_(exp_avg, denom, -lr / bc1)
-        denom = tf.sqrt(tf.convert_to_tensor(v)) / tf.cast(bias2_sqrt, dtype) + tf.cast(self.epsilon, dtype)
-        step_size = lr / tf.cast(bias1, dtype)
-        self.assign_sub(variable, step_size * (tf.convert_to_tensor(m) / denom))
+        t = tf.cast(self.iterations + 1, f64)
+        bias1 = 1.0 - tf.pow(tf.constant(self.beta_1, f64), t)  # () float64, like torch's Python float
+        bias2_sqrt = tf.sqrt(1.0 - tf.pow(tf.constant(self.beta_2, f64), t))  # ()
+        m_var = self._momentums[self._get_variable_index(variable)]
+        v_var = self._velocities[self._get_variable_index(variable)]
+        m, v = tf.convert_to_tensor(m_var), tf.convert_to_tensor(v_var)
+        c1 = tf.constant(1.0 - self.beta_1, dtype)  # float32 coefficients, as torch's scalar_t(...)
+        c2 = tf.constant(1.0 - self.beta_2, dtype)
+        b2 = tf.constant(self.beta_2, dtype)
+        # fma(a, b, c) for float32 a, b, c: a * b is exact in float64; one rounding of the sum to float32
+        m = tf.cast(tf.cast(c1, f64) * tf.cast(gradient - m, f64) + tf.cast(m, f64), dtype)
+        v = tf.cast(tf.cast(c2 * gradient, f64) * tf.cast(gradient, f64) + tf.cast(v * b2, f64), dtype)
+        self.assign(m_var, m)
+        self.assign(v_var, v)
+        denom = tf.sqrt(v) / tf.cast(bias2_sqrt, dtype) + tf.cast(self.epsilon, dtype)
+        neg_step = tf.cast(-(tf.cast(learning_rate, f64) / bias1), dtype)  # float32(-lr / bc1), as torch's
+        self.assign_add(variable, (neg_step * m) / denom)

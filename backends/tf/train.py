@@ -44,8 +44,9 @@ from backends.tf.optim import TorchAdam
 from vae_core.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.training import (HISTORY_KEYS, NonFiniteLossError, check_data, check_fit_inputs, empty_history,
-                               epoch_noise,
-                               epoch_permutation, eval_noise)
+                               epoch_binarized, epoch_noise,
+                               epoch_permutation, eval_noise, prepare_out_dir,
+                               resumed_learning_rate)
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
@@ -245,6 +246,7 @@ def _resume(model, optimizer, path: Path, config: TrainConfig, monitor: str
                       RuntimeWarning, stacklevel=3)
     history = {k: [float(v) for v in (ckpt.history.get(k) or [])] for k in HISTORY_KEYS}
     state = TrainerState.from_checkpoint(ckpt.trainer_state, history, config, monitor)
+    state.lr = resumed_learning_rate(ckpt.train_config, config, state.lr)
     best = None
     if config.early_stopping and state.best_epoch is not None:
         if state.best_epoch == ckpt.epoch:
@@ -293,9 +295,7 @@ def fit(model, train: np.ndarray, val: np.ndarray | None = None, config: TrainCo
     _check_precision(precision)
     _check_flag("shared_noise", shared_noise)
     _check_flag("progress", progress)
-    out = None if out_dir is None else Path(out_dir)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out_dir(out_dir)
 
     with tf.device(device_name):
         optimizer = TorchAdam(learning_rate=config.learning_rate, beta_1=config.adam_beta1,
@@ -334,7 +334,9 @@ def _train(model, optimizer, guard: tf.Variable, state: TrainerState, config: Tr
         lr = state.lr
         optimizer.learning_rate.assign(lr)
         eps = epoch_noise(config.seed, epoch, n, latent) if shared_noise else None
-        data = _train_dataset(x_train, epoch_permutation(config.seed, epoch, n), eps, config.batch_size,
+        x_epoch = tf.constant(epoch_binarized(train, config.seed, epoch)) if config.dynamic_binarization \
+            else x_train  # (N, D): a fresh 0/1 sample each epoch, or the data as given
+        data = _train_dataset(x_epoch, epoch_permutation(config.seed, epoch, n), eps, config.batch_size,
                               _epoch_noise_seed(config.seed, epoch), latent)
         guard.assign(-1)
         steps_before = int(optimizer.iterations.numpy())

@@ -38,8 +38,9 @@ from backends.torch.weights import export_weights, import_adam, import_weights
 from vae_core.checkpoint import read_checkpoint, save_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.training import (HISTORY_KEYS, NonFiniteLossError, check_data, check_fit_inputs, empty_history,
-                               epoch_noise,
-                               epoch_permutation, eval_noise)
+                               epoch_binarized, epoch_noise,
+                               epoch_permutation, eval_noise, prepare_out_dir,
+                               resumed_learning_rate)
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
@@ -281,10 +282,7 @@ def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: Tr
     for name, flag in (("shared_noise", shared_noise), ("progress", progress), ("compile", compile)):
         if not isinstance(flag, bool):
             raise ValueError(f"fit: {name} must be True or False; got {flag!r}")
-    out = None
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out_dir(out_dir)
 
     with _exact_fp32(dev):
         model.to(dev)
@@ -317,6 +315,11 @@ def _resume(model: VAE, optimizer: torch.optim.Adam, loop: _Loop, path: Path, co
                       RuntimeWarning, stacklevel=3)
     history = {k: [float(v) for v in (ckpt.history.get(k) or [])][:ckpt.epoch] for k in HISTORY_KEYS}
     loop.restore(ckpt.trainer_state, history, ckpt.epoch)
+    lr = resumed_learning_rate(ckpt.train_config, config, loop.lr)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    if loop.scheduler is not None:
+        loop.scheduler._last_lr = [lr]
     best = None
     if config.early_stopping and loop.best_epoch is not None:
         if loop.best_epoch == ckpt.epoch:
@@ -359,11 +362,13 @@ def _train(model: VAE, optimizer: torch.optim.Adam, loop: _Loop, config: TrainCo
         lr = loop.lr
         perm = torch.from_numpy(epoch_permutation(config.seed, epoch, n)).to(dev)  # (N,)
         eps = _epoch_eps(config, epoch, n, spec.latent_dim, shared_noise, dev)  # (N, latent_dim)
+        x_epoch = _to_device(epoch_binarized(train, config.seed, epoch), dev) if config.dynamic_binarization \
+            else x_train  # (N, D): a fresh 0/1 sample each epoch, or the data as given
         step_losses = torch.empty(n_steps, 3, device=dev)  # per-step batch means of (loss, recon, kl)
         model.train()
         for s in range(n_steps):
             idx = perm[s * batch:(s + 1) * batch]  # (b,)
-            step_losses[s] = step(x_train.index_select(0, idx), eps[s * batch:(s + 1) * batch])
+            step_losses[s] = step(x_epoch.index_select(0, idx), eps[s * batch:(s + 1) * batch])
         # Everything the host needs from this epoch, in one transfer.
         finite_steps = torch.isfinite(step_losses).all(dim=1)  # (n_steps,)
         pieces = [(step_losses.double() * sizes[:, None]).sum(0) / n,  # exact means over examples

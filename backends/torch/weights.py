@@ -28,7 +28,9 @@ def _to_neutral(t: torch.Tensor, is_kernel: bool) -> np.ndarray:
 
 def _to_torch(a: np.ndarray, is_kernel: bool, like: torch.Tensor) -> torch.Tensor:
     t = torch.from_numpy(np.ascontiguousarray(a.T if is_kernel else a))  # kernel: (in, out) -> (out, in)
-    return t.to(device=like.device, dtype=like.dtype)
+    # A copy even when device and dtype already match: Adam updates its state in place, and must not write
+    # into the caller's arrays.
+    return t.to(device=like.device, dtype=like.dtype, copy=True)
 
 
 def export_weights(model) -> dict[str, np.ndarray]:

@@ -1,24 +1,20 @@
-"""Checks 2 and 3: with the same weights and noise, both backends compute the same forward pass and gradients."""
+"""Checks 2 and 3: with the same weights and noise, both backends compute the same forward pass, gradients and
+optimizer update."""
 import numpy as np
 import pytest
 
 from vae_core import LIKELIHOODS, VAESpec
+from vae_core.init import init_weights
 
-from .backends import build_shared, forward, gradients
-from .tolerances import FORWARD_ATOL, GRAD_RTOL
-
-
-def batch(spec: VAESpec, n: int = 64, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0, 1, (n, spec.input_dim)).astype(np.float32)  # (B, D)
-    eps = rng.standard_normal((n, spec.latent_dim)).astype(np.float32)  # (B, latent_dim)
-    return x, eps
+from .backends import (FORWARD_SEED, GRADIENT_CASES, GRADIENT_SEED, adam_steps, batch, build_shared, forward,
+                       gradient_rel_diffs, gradients, ulp_distance)
+from .tolerances import ADAM_MAX_ULP, ADAM_MISMATCH_FRACTION, FORWARD_ATOL, GRAD_RTOL
 
 
 @pytest.mark.parametrize("likelihood", LIKELIHOODS)
 def test_forward_agrees_with_shared_weights(likelihood):
     spec = VAESpec(likelihood=likelihood)
-    x, eps = batch(spec)
+    x, eps = batch(spec, seed=FORWARD_SEED)
     torch_out = forward("torch", build_shared("torch", spec), x, eps)
     tf_out = forward("tf", build_shared("tf", spec), x, eps)
     for key in ("mu", "log_var", "decoder_out"):
@@ -29,14 +25,32 @@ def test_forward_agrees_with_shared_weights(likelihood):
     assert np.abs(other["mu"] - torch_out["mu"]).max() > 100 * FORWARD_ATOL
 
 
-@pytest.mark.parametrize("likelihood, beta", [("bernoulli", 1.0), ("gaussian", 0.5), ("gaussian_learned", 4.0)])
+@pytest.mark.parametrize("likelihood, beta", GRADIENT_CASES)
 def test_gradients_agree_for_every_weight(likelihood, beta):
     spec = VAESpec(likelihood=likelihood, beta=beta)
-    x, eps = batch(spec, seed=1)
+    x, eps = batch(spec, seed=GRADIENT_SEED)
     g_torch = gradients("torch", build_shared("torch", spec), x, eps)
     g_tf = gradients("tf", build_shared("tf", spec), x, eps)
     assert list(g_torch) == list(g_tf) == list(spec.weight_shapes())
     for name in spec.weight_shapes():
         assert g_torch[name].shape == g_tf[name].shape == spec.weight_shapes()[name]
-        rel = np.linalg.norm(g_torch[name] - g_tf[name]) / np.linalg.norm(g_torch[name])
+    for name, rel in gradient_rel_diffs(g_torch, g_tf).items():
         assert rel < GRAD_RTOL, f"{name}: relative gradient difference {rel:.2e} >= {GRAD_RTOL}"
+
+
+def test_optimizer_update_agrees_given_the_same_gradients():
+    """Fit's optimizers (torch's fused Adam, TF's TorchAdam compiled by XLA) fed the same gradients from the same
+    weights: weights and moments after each of three steps agree to float32 rounding, element by element."""
+    spec = VAESpec()
+    weights = init_weights(spec, 0)
+    model = build_shared("torch", spec)
+    grads_seq = [gradients("torch", model, *batch(spec, seed=s)) for s in (1, 2, 3)]
+    grads_seq[2] = {n: g * np.float32(1e-6) for n, g in grads_seq[2].items()}  # small gradients: eps matters
+    steps = {name: adam_steps(name, spec, weights, grads_seq) for name in ("torch", "tf")}
+    for t, (ours, theirs) in enumerate(zip(steps["torch"], steps["tf"]), 1):
+        for what, a, b in zip(("weights", "m", "v"), ours, theirs):
+            ulps = np.concatenate([ulp_distance(a[n], b[n]).ravel() for n in a])
+            assert ulps.max() <= ADAM_MAX_ULP, f"step {t}, {what}: {ulps.max()} ulp apart"
+            assert (ulps > 0).mean() <= ADAM_MISMATCH_FRACTION, f"step {t}, {what}: {(ulps > 0).mean():.1e} differ"
+    moved = np.abs(steps["torch"][0][0]["encoder.0.kernel"] - weights["encoder.0.kernel"]).max()
+    assert moved > 1e3 * np.spacing(np.float32(0.05))  # the steps are far larger than the agreement asked for

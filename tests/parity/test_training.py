@@ -1,12 +1,17 @@
 """Checks 4-6: lockstep training, checkpoints across backends, and independent training on real digits."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
-from vae_core import TrainConfig, VAESpec, evaluate, fit, load_checkpoint, read_checkpoint
+from vae_core import TrainConfig, VAESpec, evaluate, fit, read_checkpoint
 from vae_core.data import load_dataset
 
-from .backends import BACKENDS, build_shared, forward
-from .tolerances import FORWARD_ATOL, LOCKSTEP_RTOL, LOCKSTEP_RTOL_200, LOCKSTEP_STEPS
+from .backends import (BACKENDS, RESYNC_STARTS, RESYNC_STEPS, backend, build_shared, checkpoint_round_trip,
+                       lockstep_config, lockstep_data, lockstep_losses, relative_gaps, resynced_lockstep,
+                       tf_reference, torch_lockstep_in_segments)
+from .tolerances import (FORWARD_ATOL, LOCKSTEP_RESYNC_RTOL, LOCKSTEP_RESYNC_WEIGHT_RTOL, LOCKSTEP_RTOL,
+                         LOCKSTEP_RTOL_200, LOCKSTEP_STEPS)
 
 STEPS = 200
 
@@ -16,39 +21,58 @@ def digits():
     return load_dataset("mnist-5k")
 
 
-def lockstep_losses(name: str, spec: VAESpec, x: np.ndarray, config: TrainConfig) -> np.ndarray:
-    """Per-step losses of `fit`: one batch per epoch, so each epoch's train_loss is one step's loss."""
-    model = build_shared(name, spec, seed=0)
-    history = fit(model, x, None, config, shared_noise=True, progress=False, device="cpu")
-    return np.array(history["train_loss"])
+@pytest.fixture(scope="module")
+def lockstep(tmp_path_factory):
+    """Both backends' 200-step lockstep runs of the default model; torch's in segments, with its checkpoints."""
+    backend("tf")
+    spec, x, config = VAESpec(), lockstep_data(), lockstep_config(STEPS)
+    stops = {s for k in RESYNC_STARTS for s in (k, k + RESYNC_STEPS)}
+    torch_curve, ckpts = torch_lockstep_in_segments(spec, x, config, stops, tmp_path_factory.mktemp("lockstep"))
+    return SimpleNamespace(spec=spec, x=x, config=config, ckpts=ckpts, torch=torch_curve,
+                           tf=lockstep_losses("tf", spec, x, config))
 
 
 @pytest.mark.slow
-def test_lockstep_training_agrees_step_by_step(digits):
-    spec = VAESpec()
-    x = digits.x_train[:128]  # (128, 784): one full batch per epoch
-    config = TrainConfig(epochs=STEPS, batch_size=128, seed=0)
-    curves = {name: lockstep_losses(name, spec, x, config) for name in BACKENDS}
+def test_lockstep_training_agrees_step_by_step(lockstep):
+    curves = {"torch": lockstep.torch, "tf": lockstep.tf}
     assert curves["torch"].shape == curves["tf"].shape == (STEPS,)
     assert curves["torch"][-1] < 0.6 * curves["torch"][0]  # it trained: the comparison is not of flat lines
-    gap = np.abs(curves["torch"] - curves["tf"]) / np.abs(curves["torch"])
+    gap = relative_gaps(curves["torch"], curves["tf"])
     early = gap[:LOCKSTEP_STEPS].max()
     assert early < LOCKSTEP_RTOL, f"max relative gap {early:.2e} in the first {LOCKSTEP_STEPS} steps"
     assert gap.max() < LOCKSTEP_RTOL_200, f"max relative gap {gap.max():.2e} over {STEPS} steps"
+
+
+@pytest.mark.slow
+def test_lockstep_resynchronised_from_the_same_state_agrees(lockstep):
+    """From torch's checkpoint after k steps (weights, Adam moments and step), TF's next steps equal torch's to
+    float32 rounding, also late in the run where the free-running curves have drifted apart."""
+    results = resynced_lockstep(lockstep.spec, lockstep.x, lockstep.config, lockstep.torch, lockstep.ckpts)
+    assert sorted(results) == sorted(RESYNC_STARTS)
+    for k, r in results.items():
+        where = f"{RESYNC_STEPS} steps after step {k}"
+        assert r["max_rel_gap"] < LOCKSTEP_RESYNC_RTOL, f"relative loss gap {r['max_rel_gap']:.2e} in the {where}"
+        assert r["weight_distance"] < LOCKSTEP_RESYNC_WEIGHT_RTOL, f"weight distance {r['weight_distance']:.2e} " \
+                                                                   f"after the {where}"
+        assert r["curve_change"] > 1e3 * LOCKSTEP_RESYNC_RTOL  # the loss moves: a stale state would show
+
+
+@pytest.mark.slow
+def test_committed_tf_reference_curve_is_current(lockstep):
+    """The TF lockstep curve in tests/parity/fixtures/tf_cpu_reference.safetensors (check 7's TF side on machines
+    without TensorFlow) is what TF computes now: bit for bit where it was made, within check 4's bounds elsewhere."""
+    _, ref = tf_reference()
+    gap = relative_gaps(ref["bernoulli.lockstep"], lockstep.tf)
+    assert gap[:LOCKSTEP_STEPS].max() < LOCKSTEP_RTOL and gap.max() < LOCKSTEP_RTOL_200, \
+        f"regenerate with scripts/make_tf_reference.py (gap {gap.max():.2e})"
 
 
 @pytest.mark.parametrize("source, target", [("torch", "tf"), ("tf", "torch")])
 def test_checkpoint_moves_between_backends_and_training_resumes(tmp_path, digits, source, target):
     spec = VAESpec(hidden_dims=(64,), latent_dim=4)
     x, val = digits.x_train[:512], digits.x_test[:256]
-    model = build_shared(source, spec, seed=3)
-    fit(model, x, val, TrainConfig(epochs=2, batch_size=64), out_dir=tmp_path, progress=False, device="cpu")
-    ckpt = tmp_path / "last.safetensors"
-    assert read_checkpoint(ckpt).backend == source
-
-    moved = load_checkpoint(ckpt, backend=target)
-    eps = np.random.default_rng(0).standard_normal((32, 4)).astype(np.float32)
-    a, b = forward(source, model, x[:32], eps), forward(target, moved, x[:32], eps)
+    model, moved, ckpt, a, b = checkpoint_round_trip(source, target, x, val, tmp_path, spec)
+    assert read_checkpoint(ckpt).backend == source and type(moved).__module__.startswith(f"backends.{target}.")
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=0, atol=FORWARD_ATOL, err_msg=key)
 

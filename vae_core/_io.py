@@ -1,0 +1,44 @@
+"""Atomic file writes: a temp file in the same directory, fsync, then os.replace over the target."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+# Test hook: seconds to pause halfway through writing the temp file, so that a test can kill the process
+# mid-write (tests/test_kill_resume.py). Unset in normal use.
+SLOW_WRITE_ENV = "VAE_CORE_SLOW_WRITE_SECONDS"
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` so that a reader sees the old file or the new one, never half of either."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} does not exist; "
+                                f"create it first")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the file the mode open() would
+        with os.fdopen(fd, "wb") as f:
+            pause = float(os.environ.get(SLOW_WRITE_ENV) or 0)
+            if pause > 0:
+                f.write(data[:len(data) // 2])
+                f.flush()
+                time.sleep(pause)
+                data = data[len(data) // 2:]
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it is to set it and put it back
+    os.umask(mask)
+    return mask

@@ -1,0 +1,463 @@
+"""The `vae` command: train, evaluate, sample, reconstruct, plot and compare, in either backend.
+
+    vae train --backend torch --dataset mnist-5k --epochs 10 --out runs/mnist
+    vae train --out runs/mnist --resume --epochs 20 --backend tf   # continue that run in the other backend
+    vae evaluate runs/mnist/last.safetensors
+    vae sample runs/mnist/last.safetensors -n 100 -o samples.png --npy samples.npy
+    vae plot runs/mnist/best.safetensors --out runs/mnist/plots
+    vae compare --dataset fashion-mnist --epochs 20 --same-init --out runs/compare
+
+A bad argument exits with status 2 and one line on stderr, never a traceback. A run that fails while
+training (a non-finite loss) exits with status 1 and keeps its last good checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from vae_core._io import atomic_write
+from vae_core.checkpoint import CheckpointError
+from vae_core.cli_options import RUN_KEYS, add_field_flags, flag_values, read_config_file
+from vae_core.registry import BACKENDS
+
+DEBUG_ENV = "VAE_CORE_DEBUG"  # set to 1 to get the traceback instead of the one-line error
+RUN_FILE = "run.json"  # the options of a `vae train` run, beside its checkpoints
+LAST, BEST = "last.safetensors", "best.safetensors"
+DATASETS = ("mnist-5k", "digits", "fashion-mnist", "mnist")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")
+# Errors that mean "the input was wrong": one line, exit status 2.
+USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError, ImportError,
+                CheckpointError)
+
+
+class UsageError(Exception):
+    """A bad argument found after parsing (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error and exit status 2 (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# ---------------------------------------------------------------- shared options
+
+
+def _add_data_flags(p: argparse.ArgumentParser, *, default: str | None) -> None:
+    p.add_argument("--dataset", choices=DATASETS, default=default,
+                   help="dataset name" + (f" (default: {default})" if default else
+                                          " (default: the one the checkpoint's run.json names)"))
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="folder with the IDX files of fashion-mnist or mnist (or their parent)")
+    p.add_argument("--download", action="store_true", help="download fashion-mnist/mnist if missing (md5-checked)")
+
+
+def _add_device_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=DEVICES, default=None, help="where to run (default: auto)")
+
+
+def _add_backend_flag(p: argparse.ArgumentParser, help_default: str) -> None:
+    p.add_argument("--backend", choices=sorted(BACKENDS), default=None, help=f"backend (default: {help_default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vae", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a VAE and write checkpoints, history and plots into --out",
+                       description="Train a VAE. Writes into --out: last.safetensors, best.safetensors, run.json, "
+                                   "history.json, history.csv and plots/*.png.")
+    _add_backend_flag(p, "torch, or run.json's with --resume")
+    _add_data_flags(p, default=None)
+    p.add_argument("--binarize", choices=["static"], default=None,
+                   help="statically binarize the pixels (one Bernoulli draw per pixel, fixed by --seed)")
+    p.add_argument("--config", type=Path, default=None, help="TOML or YAML file with [spec], [train], [run] tables")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<dataset>-<backend>)")
+    _add_device_flag(p)
+    p.add_argument("--precision", choices=PRECISIONS, default=None, help="fp32 (default) or bf16 autocast (torch)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from --out/last.safetensors (either backend wrote it) up to --epochs in total")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots at the end")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_field_flags(p)
+
+    p = sub.add_parser("evaluate", help="test -ELBO, recon, KL, IWAE NLL and active units of a checkpoint")
+    p.add_argument("checkpoint", type=Path)
+    _add_backend_flag(p, "the one that wrote the checkpoint")
+    _add_data_flags(p, default=None)
+    p.add_argument("--split", choices=["test", "train"], default="test")
+    p.add_argument("--k", type=int, default=100, help="importance samples for the IWAE NLL; 0 skips it (default 100)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation noise")
+    p.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
+    _add_device_flag(p)
+
+    p = sub.add_parser("sample", help="draw samples from the prior of a checkpoint's model")
+    p.add_argument("checkpoint", type=Path)
+    _add_backend_flag(p, "the one that wrote the checkpoint")
+    p.add_argument("-n", type=int, default=100, help="number of samples (default 100)")
+    p.add_argument("-o", "--output", type=Path, default=Path("samples.png"), help="PNG grid (default samples.png)")
+    p.add_argument("--npy", type=Path, default=None, help="also save the (n, D) samples as .npy")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("reconstruct", help="originals above, reconstructions below")
+    p.add_argument("checkpoint", type=Path)
+    _add_backend_flag(p, "the one that wrote the checkpoint")
+    _add_data_flags(p, default=None)
+    p.add_argument("-n", type=int, default=10, help="number of test images (default 10)")
+    p.add_argument("-o", "--output", type=Path, default=Path("reconstructions.png"))
+    p.add_argument("--npy", type=Path, default=None, help="also save the (n, D) reconstructions as .npy")
+
+    p = sub.add_parser("plot", help="every plot of a checkpoint: reconstructions, samples, latents, t-SNE, ...")
+    p.add_argument("checkpoint", type=Path)
+    _add_backend_flag(p, "the one that wrote the checkpoint")
+    _add_data_flags(p, default=None)
+    p.add_argument("--out", type=Path, default=None, help="folder for the PNGs (default: plots/ beside the checkpoint)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("compare", help="train both backends side by side and plot their curves",
+                       description="Train the torch and tf backends with the same spec, config, data and seed; "
+                                   "write compare.png, compare.md and compare.json into --out.")
+    _add_data_flags(p, default="mnist-5k")
+    p.add_argument("--same-init", action="store_true", help="start both from one neutral checkpoint (init.safetensors)")
+    p.add_argument("--lockstep", action="store_true",
+                   help="also feed both the same noise (the parity suite's shared eps); implies --same-init")
+    p.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder (default runs/compare)")
+    p.add_argument("--config", type=Path, default=None, help="TOML or YAML file with [spec] and [train] tables")
+    _add_device_flag(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_field_flags(p)
+    return parser
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, (json.dumps(obj, indent=1) + "\n").encode())
+
+
+def _history_csv(history: dict[str, list[float]]) -> bytes:
+    from vae_core.training import HISTORY_KEYS
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["epoch", *HISTORY_KEYS])
+    for i in range(len(history.get("train_loss", []))):
+        writer.writerow([i + 1, *(history[k][i] if i < len(history.get(k, [])) else "" for k in HISTORY_KEYS)])
+    return buf.getvalue().encode()
+
+
+def _check_out_dir(out: Path, argument: str = "--out") -> Path:
+    """Create `out` and make sure files can be written there, before any work starts."""
+    from vae_core.training import prepare_out_dir
+
+    return prepare_out_dir(out, argument)
+
+
+def _check_output_file(path: Path, argument: str, suffix: str) -> Path:
+    if path.suffix.lower() != suffix:
+        raise ValueError(f"{argument} must end in {suffix}; got {str(path)!r}")
+    _check_out_dir(path.parent if str(path.parent) else Path("."), f"the folder of {argument}")
+    return path
+
+
+def _positive(name: str, value: int | None, minimum: int = 1) -> None:
+    if value is not None and value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value}")
+
+
+def _run_info(checkpoint: Path) -> dict[str, Any]:
+    """run.json beside a checkpoint, if `vae train` wrote one; {} otherwise."""
+    path = checkpoint.parent / RUN_FILE
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _load_model(args: argparse.Namespace):
+    """(model, checkpoint, run.json) for a subcommand with a CHECKPOINT argument and --backend."""
+    from vae_core.checkpoint import read_checkpoint
+    from vae_core.registry import backend_module
+
+    ckpt = read_checkpoint(args.checkpoint)
+    backend = args.backend or ckpt.backend or "torch"
+    module = backend_module(backend)
+    model = module.build_model(ckpt.spec, seed=0)
+    module.weights.import_weights(model, ckpt.weights)
+    return model, ckpt, _run_info(args.checkpoint)
+
+
+def _load_data(args: argparse.Namespace, info: dict[str, Any], spec=None):
+    from vae_core.data import load_dataset
+
+    name = args.dataset or info.get("dataset")
+    if name is None:
+        raise ValueError("--dataset is required: the checkpoint has no run.json beside it naming its dataset; "
+                         f"pass one of {', '.join(DATASETS)}")
+    data_dir = args.data_dir if args.data_dir is not None else info.get("data_dir")
+    same_run = name == info.get("dataset")  # the run's own dataset: binarized as it was in training
+    data = load_dataset(name, data_dir=data_dir, download=getattr(args, "download", False),
+                        binarize=info.get("binarize") if same_run else None, seed=info.get("seed", 0))
+    if spec is not None and data.input_dim != spec.input_dim:
+        raise ValueError(f"--dataset {name!r} has {data.input_dim} pixels per image, but the checkpoint's model "
+                         f"takes input_dim={spec.input_dim}; pass the dataset it was trained on")
+    return data
+
+
+def _to_numpy(t: Any):
+    import numpy as np
+
+    if hasattr(t, "detach"):
+        t = t.detach().cpu()
+    return np.asarray(t, dtype=np.float32)
+
+
+# ---------------------------------------------------------------- train
+
+
+def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
+    """Merge defaults, run.json (with --resume), --config and flags into the run's options, spec and config."""
+    from vae_core.checkpoint import read_checkpoint
+    from vae_core.config import TrainConfig
+    from vae_core.spec import VAESpec
+
+    file = read_config_file(args.config) if args.config else {}
+    flags = flag_values(args)
+    run_file = file.get("run", {})
+    explicit = {k: getattr(args, k) for k in RUN_KEYS if getattr(args, k, None) is not None}
+    out = Path(explicit.get("out") or run_file.get("out") or "")
+    resume_from, previous = None, {}
+    if args.resume:
+        if not str(out):
+            raise ValueError("--resume needs --out: the folder of the run to continue")
+        previous = _run_info(out / LAST)
+        if (out / LAST).is_file():
+            resume_from = out / LAST
+        else:
+            print(f"vae train: no {LAST} in {str(out)!r} yet; starting from scratch", file=sys.stderr)
+    opts = {"backend": "torch", "dataset": "mnist-5k", "data_dir": None, "binarize": None, "device": "auto",
+            "precision": "fp32", **{k: v for k, v in previous.items() if k in RUN_KEYS}, **run_file, **explicit}
+    if not str(out):
+        out = Path("runs") / f"{opts['dataset']}-{opts['backend']}"
+    opts["out"] = str(out)
+    for key, choices in (("backend", sorted(BACKENDS)), ("dataset", DATASETS), ("device", DEVICES),
+                         ("precision", PRECISIONS)):
+        if opts[key] not in choices:
+            raise ValueError(f"{key} must be one of {', '.join(choices)}; got {opts[key]!r} (from --config)")
+
+    spec_changes = {**file.get("spec", {}), **flags["spec"]}
+    config_changes = {**file.get("train", {}), **flags["train"]}
+    if resume_from is not None:
+        ckpt = read_checkpoint(resume_from)
+        differs = {k: v for k, v in spec_changes.items() if getattr(ckpt.spec, k) != v}
+        if differs:
+            raise ValueError(f"--resume: {str(resume_from)!r} holds a model with {ckpt.spec.to_dict()}; the spec "
+                             f"cannot change on resume, but {differs} was asked for. Drop those flags or use a "
+                             f"new --out")
+        spec = ckpt.spec
+        config = (ckpt.train_config or TrainConfig()).replace(**config_changes)
+    else:
+        spec, config = None, TrainConfig(**config_changes)
+    return {"opts": opts, "spec": spec, "spec_changes": spec_changes, "config": config, "resume_from": resume_from}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from vae_core.data import load_dataset
+    from vae_core.registry import build, fit
+    from vae_core.spec import VAESpec
+
+    plan = resolve_train(args)
+    opts, config = plan["opts"], plan["config"]
+    data = load_dataset(opts["dataset"], data_dir=opts["data_dir"], download=args.download,
+                        binarize=opts["binarize"], seed=config.seed)
+    spec = plan["spec"]
+    if spec is None:
+        changes = dict(plan["spec_changes"])
+        for name, value in (("input_dim", data.input_dim), ("image_shape", data.image_shape)):
+            if name in changes and changes[name] != value:
+                raise ValueError(f"--{name.replace('_', '-')} {changes[name]} does not match dataset "
+                                 f"{data.name!r}, whose images give {name}={value}; drop the flag")
+            changes[name] = value
+        spec = VAESpec(**changes)
+    elif spec.input_dim != data.input_dim:
+        raise ValueError(f"--resume: the checkpoint's model takes input_dim={spec.input_dim}, but dataset "
+                         f"{data.name!r} has {data.input_dim} pixels per image; pass the dataset of that run")
+    out = _check_out_dir(Path(opts["out"]))  # every argument is checked before anything is written
+
+    for stale in out.glob(".*.safetensors.*.tmp"):  # temp files of a write that was killed mid-way
+        stale.unlink()
+    info = {**opts, "seed": config.seed, "spec": spec.to_dict(), "train_config": config.to_dict(),
+            "argv": sys.argv[1:]}
+    _write_json(out / RUN_FILE, info)
+    model = build(opts["backend"], spec, seed=config.seed)
+    start_msg = f"resuming {plan['resume_from']}" if plan["resume_from"] else "training"
+    print(f"vae train: {start_msg}: {opts['backend']} on {data.name} ({len(data.x_train)} train / "
+          f"{len(data.x_test)} test), {spec.num_params:,} parameters, {config.epochs} epochs -> {out}/",
+          file=sys.stderr)
+    kwargs: dict[str, Any] = {"out_dir": out, "resume_from": plan["resume_from"], "device": opts["device"],
+                              "precision": opts["precision"], "progress": not args.no_progress}
+    history = fit(model, data.x_train, data.x_test, config, **kwargs)
+    _write_json(out / "history.json", history)
+    atomic_write(out / "history.csv", _history_csv(history))
+    if not args.no_plots:
+        _plots(model, data, out / "plots", history, seed=config.seed)
+    last = {k: history[k][-1] for k in ("train_loss", "val_loss", "val_recon", "val_kl") if history.get(k)}
+    print(json.dumps({"out": str(out), "epochs": len(history["train_loss"]), **last}))
+    return 0
+
+
+def _plots(model: Any, data: Any, folder: Path, history: dict[str, list[float]] | None, seed: int) -> None:
+    from vae_core.gallery import plot_all
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = plot_all(model, data.x_test, data.y_test, folder, history=history, seed=seed)
+    print(f"vae: wrote {len(paths)} plots into {folder}/", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- evaluate, sample, reconstruct, plot
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from vae_core.registry import evaluate
+
+    _positive("--k", args.k, 0)
+    _positive("--limit", args.limit)
+    _positive("--seed", args.seed, 0)
+    if args.json is not None:
+        _check_output_file(args.json, "--json", ".json")
+    model, ckpt, info = _load_model(args)
+    data = _load_data(args, info, model.spec)
+    x = data.x_test if args.split == "test" else data.x_train
+    x = x[:args.limit] if args.limit else x
+    device = args.device or "auto"
+    result: dict[str, Any] = {"checkpoint": str(args.checkpoint), "backend": model.backend_name,
+                              "dataset": data.name, "split": args.split, "n": len(x), "epoch": ckpt.epoch}
+    start = time.perf_counter()
+    result.update({f"elbo_{k}" if k != "loss" else "neg_elbo": v
+                   for k, v in evaluate(model, x, seed=args.seed, device=device).items()})
+    try:
+        from vae_core import metrics
+    except ImportError:  # pragma: no cover - the metrics module ships with the package
+        metrics = None
+    if metrics is not None:
+        units = metrics.active_units(model, x)
+        result["active_units"] = int(units.count)
+        if args.k > 0:
+            iwae = metrics.iwae_nll(model, x, k=args.k, seed=args.seed)
+            result.update({"iwae_k": args.k, "iwae_nll": iwae.nll, "iwae_stderr": iwae.stderr})
+    result["seconds"] = time.perf_counter() - start
+    for key, value in result.items():
+        print(f"{key:>14}: {value:.4f}" if isinstance(value, float) else f"{key:>14}: {value}")
+    if args.json is not None:
+        _write_json(args.json, result)
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vae_core.plots import plot_image_grid
+
+    _positive("-n", args.n)
+    _positive("--seed", args.seed, 0)
+    _check_output_file(args.output, "-o/--output", ".png")
+    if args.npy is not None:
+        _check_output_file(args.npy, "--npy", ".npy")
+    model, _, _ = _load_model(args)
+    if model.spec.image_shape is None:
+        raise ValueError(f"the checkpoint's input_dim={model.spec.input_dim} is not an image (no image_shape); "
+                         f"use --npy only")
+    samples = _to_numpy(model.sample(args.n, seed=args.seed))  # (n, D)
+    plot_image_grid(samples, model.spec.image_shape, args.output, title=f"{args.n} samples from the prior")
+    if args.npy is not None:
+        np.save(args.npy, samples, allow_pickle=False)
+    print(f"vae sample: wrote {args.output}" + (f" and {args.npy}" if args.npy else ""), file=sys.stderr)
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vae_core.plots import plot_reconstructions
+
+    _positive("-n", args.n)
+    _check_output_file(args.output, "-o/--output", ".png")
+    if args.npy is not None:
+        _check_output_file(args.npy, "--npy", ".npy")
+    model, _, info = _load_model(args)
+    data = _load_data(args, info, model.spec)
+    x, y = data.x_test[:args.n], data.y_test[:args.n]
+    recon = _to_numpy(model.reconstruct(x))  # (n, D)
+    plot_reconstructions(x, recon, data.image_shape, args.output, labels=y, n=len(x))
+    if args.npy is not None:
+        np.save(args.npy, recon, allow_pickle=False)
+    print(f"vae reconstruct: wrote {args.output}" + (f" and {args.npy}" if args.npy else ""), file=sys.stderr)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    _positive("--seed", args.seed, 0)
+    folder = _check_out_dir(args.out or args.checkpoint.parent / "plots")
+    model, ckpt, info = _load_model(args)
+    data = _load_data(args, info, model.spec)
+    _plots(model, data, folder, ckpt.history or None, seed=args.seed)
+    return 0
+
+
+# ---------------------------------------------------------------- compare
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from vae_core.compare import compare_backends
+
+    file = read_config_file(args.config) if args.config else {}
+    flags = flag_values(args)
+    out = _check_out_dir(args.out)
+    result = compare_backends(dataset=args.dataset, data_dir=args.data_dir, download=args.download,
+                              spec_changes={**file.get("spec", {}), **flags["spec"]},
+                              config_changes={**file.get("train", {}), **flags["train"]},
+                              same_init=args.same_init or args.lockstep, lockstep=args.lockstep, out=out,
+                              device=args.device or "auto", progress=not args.no_progress)
+    print(result["markdown"])
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct,
+            "plot": cmd_plot, "compare": cmd_compare}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `vae` console script; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up notices, not its errors
+    from vae_core.training import NonFiniteLossError
+
+    args = build_parser().parse_args(argv)
+    prog = f"vae {args.command}"
+    try:
+        return COMMANDS[args.command](args)
+    except NonFiniteLossError as e:
+        print(f"{prog}: training stopped: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    except USAGE_ERRORS as e:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Command-line flags for every `VAESpec` and `TrainConfig` field, and `--config` files (TOML or YAML).
+
+The flags are generated from the dataclasses, so a new field gets a flag and its one-line comment becomes
+the help text. Precedence, lowest first: the dataclass defaults (or a resumed checkpoint's values), the
+config file, the flags given on the command line.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import re
+import typing
+from pathlib import Path
+from typing import Any
+
+from vae_core.config import TrainConfig
+from vae_core.spec import LIKELIHOODS, VAESpec
+
+SECTIONS = {"spec": VAESpec, "train": TrainConfig}
+# Fields the data decides; a flag or config value for them is checked against the dataset.
+DATA_FIELDS = ("input_dim", "image_shape")
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """The `# comment` after each field of a dataclass's source: the help text of its flag."""
+    comments = {}
+    for line in inspect.getsource(cls).splitlines():
+        match = re.match(r"\s+(\w+): [^#]*#\s*(.+)$", line)
+        if match:
+            comments[match.group(1)] = match.group(2).strip()
+    return comments
+
+
+def _int_tuple(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints such as 400,400; got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints such as 400,400; got {text!r}")
+    return values
+
+
+def _optional_float(text: str) -> float | None:
+    if text.lower() in ("none", "off"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none'; got {text!r}") from None
+
+
+def _optional_shape(text: str) -> tuple[int, ...] | None:
+    return None if text.lower() == "none" else _int_tuple(text)
+
+
+def _flag_kwargs(name: str, hint: Any) -> dict[str, Any]:
+    """argparse keyword arguments for a field of type `hint`."""
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if hint is int:
+        return {"type": int, "metavar": "INT"}
+    if hint is float:
+        return {"type": float, "metavar": "X"}
+    if name == "likelihood":
+        return {"choices": LIKELIHOODS}
+    if hint is str:
+        return {"type": str}
+    if hint == (float | None) or hint == typing.Optional[float]:
+        return {"type": _optional_float, "metavar": "X|none"}
+    if hint == tuple[int, ...]:
+        return {"type": _int_tuple, "metavar": "N,N,..."}
+    if name == "image_shape":
+        return {"type": _optional_shape, "metavar": "H,W"}
+    raise TypeError(f"no command-line type for field {name!r} of type {hint!r}")
+
+
+def add_field_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per VAESpec and TrainConfig field (`--latent-dim`, `--early-stopping/--no-early-stopping`)."""
+    for section, cls in SECTIONS.items():
+        group = parser.add_argument_group(f"{cls.__name__} fields (override --config)")
+        hints, comments = typing.get_type_hints(cls), field_comments(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default if f.name not in DATA_FIELDS else "from the dataset"
+            group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"{section}.{f.name}",
+                               default=argparse.SUPPRESS, help=f"{comments.get(f.name, '')} (default: {default})",
+                               **_flag_kwargs(f.name, hints[f.name]))
+
+
+def flag_values(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The field flags given on the command line, as {"spec": {...}, "train": {...}}."""
+    given = {section: {} for section in SECTIONS}
+    for key, value in vars(args).items():
+        section, _, name = key.partition(".")
+        if section in given and name:
+            given[section][name] = value
+    return given
+
+
+def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """A TOML (.toml) or YAML (.yaml/.yml) file with `[spec]` and `[train]` tables, and optionally `[run]`.
+
+    `[run]` holds the non-field options (backend, dataset, data_dir, device, precision, out). Unknown
+    sections or keys are errors, so a typo never passes silently.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--config {str(path)!r} does not exist; pass a .toml or .yaml file")
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        import tomllib
+
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"--config {str(path)!r} is not valid TOML: {e}") from None
+    elif suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ModuleNotFoundError:
+            raise ImportError("--config: reading YAML needs PyYAML; pip install pyyaml, or use a .toml file") from None
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"--config {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+    else:
+        raise ValueError(f"--config must end in .toml, .yaml or .yml; got {str(path)!r}")
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {str(path)!r} must hold tables [spec], [train] and [run]; got {type(data).__name__}")
+    unknown = sorted(set(data) - {*SECTIONS, "run"})
+    if unknown:
+        raise ValueError(f"--config {str(path)!r}: unknown section(s) {unknown}; allowed: spec, train, run")
+    out: dict[str, dict[str, Any]] = {}
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise ValueError(f"--config {str(path)!r}: [{section}] must be a table; got {table!r}")
+        allowed = ({f.name for f in dataclasses.fields(SECTIONS[section])} if section in SECTIONS else RUN_KEYS)
+        bad = sorted(set(table) - set(allowed))
+        if bad:
+            raise ValueError(f"--config {str(path)!r}: unknown key(s) {bad} in [{section}]; "
+                             f"allowed: {', '.join(sorted(allowed))}")
+        out[section] = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+    return out
+
+
+# Keys of a config file's [run] table: the train command's options that are not spec or config fields.
+RUN_KEYS = ("backend", "dataset", "data_dir", "binarize", "device", "precision", "out")

@@ -1,0 +1,111 @@
+"""Train the torch and tf backends side by side and compare their curves (`vae compare`, scripts/compare_backends.py).
+
+Both backends get the same spec, config, data and seed. Since `vae_core.init_weights` is shared, the same seed
+already gives both the same initial weights; `same_init` makes that explicit by writing one neutral checkpoint
+(`init.safetensors`) and loading it into both. Data order is shared too (`epoch_permutation`); the
+reparameterisation noise is each backend's own stream unless `lockstep`, which feeds both the parity suite's
+shared eps, so the two runs differ only by float32 rounding.
+
+Writes into `out`: torch/ and tf/ (checkpoints), compare.png (curves and their per-epoch difference),
+compare.md and compare.json (final numbers and per-epoch wall time).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from vae_core._io import atomic_write
+
+ORDER = ("torch", "tf")
+TERMS = ("loss", "recon", "kl")
+
+
+def compare_backends(*, dataset: str = "mnist-5k", data_dir: str | Path | None = None, download: bool = False,
+                     spec_changes: dict[str, Any] | None = None, config_changes: dict[str, Any] | None = None,
+                     same_init: bool = False, lockstep: bool = False, out: str | Path = "runs/compare",
+                     device: str = "auto", progress: bool = True) -> dict[str, Any]:
+    """Train both backends and write the comparison; returns {"histories", "summary", "markdown", "paths"}."""
+    from vae_core.checkpoint import load_checkpoint, save_checkpoint
+    from vae_core.config import TrainConfig
+    from vae_core.data import load_dataset
+    from vae_core.plots import plot_backend_comparison
+    from vae_core.registry import build, fit
+    from vae_core.spec import VAESpec
+
+    data = load_dataset(dataset, data_dir=data_dir, download=download)
+    changes = dict(spec_changes or {})
+    for name, value in (("input_dim", data.input_dim), ("image_shape", data.image_shape)):
+        if name in changes and changes[name] != value:
+            raise ValueError(f"{name}={changes[name]} does not match dataset {dataset!r} ({name}={value})")
+        changes[name] = value
+    spec, config = VAESpec(**changes), TrainConfig(**(config_changes or {}))
+    same_init = same_init or lockstep
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    init_path = out / "init.safetensors"
+    if same_init:
+        save_checkpoint(init_path, build("torch", spec, seed=config.seed), train_config=config)
+
+    histories: dict[str, dict[str, list[float]]] = {}
+    for backend in ORDER:
+        model = load_checkpoint(init_path, backend) if same_init else build(backend, spec, seed=config.seed)
+        (out / backend).mkdir(exist_ok=True)
+        histories[backend] = fit(model, data.x_train, data.x_test, config, out_dir=out / backend,
+                                 shared_noise=lockstep, device=device, progress=progress)
+
+    summary = summarize(histories)
+    meta = {"dataset": data.name, "n_train": len(data.x_train), "n_test": len(data.x_test), "spec": spec.to_dict(),
+            "train_config": config.to_dict(), "same_init": same_init, "lockstep": lockstep, "device": device}
+    text = markdown(meta, summary, histories)
+    paths = {"figure": plot_backend_comparison(histories, out / "compare.png"),
+             "markdown": atomic_write(out / "compare.md", text.encode()),
+             "json": atomic_write(out / "compare.json", json.dumps(
+                 {**meta, "summary": summary, "histories": histories}, indent=1).encode())}
+    return {"histories": histories, "summary": summary, "markdown": text, "paths": paths}
+
+
+def summarize(histories: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
+    """Final train/test numbers per backend, their difference (tf - torch), and epoch wall times."""
+    rows: dict[str, dict[str, float]] = {}
+    for backend, h in histories.items():
+        row = {f"train_{t}": h[f"train_{t}"][-1] for t in TERMS}
+        row.update({f"test_{t}": h[f"val_{t}"][-1] for t in TERMS if h.get(f"val_{t}")})
+        seconds = h["seconds"]
+        steady = sorted(seconds[1:] or seconds)  # median: robust to another job slowing a few epochs
+        median = (steady[(len(steady) - 1) // 2] + steady[len(steady) // 2]) / 2
+        row.update(first_epoch_s=seconds[0], steady_epoch_s=median, epochs=len(seconds))
+        rows[backend] = row
+    diff = {k: rows["tf"][k] - rows["torch"][k] for k in rows["torch"] if k.startswith(("train_", "test_"))}
+    per_epoch = {key: max(abs(a - b) for a, b in zip(histories["torch"][key], histories["tf"][key]))
+                 for key in (f"{s}_{t}" for s in ("train", "val") for t in TERMS) if histories["torch"].get(key)}
+    return {"final": rows, "tf_minus_torch": diff, "max_abs_epoch_difference": per_epoch}
+
+
+def markdown(meta: dict[str, Any], summary: dict[str, Any], histories: dict[str, dict[str, list[float]]]) -> str:
+    """The comparison as a Markdown table of final numbers and one of per-epoch wall times."""
+    final, diff = summary["final"], summary["tf_minus_torch"]
+    mode = "lockstep (same init and noise)" if meta["lockstep"] else (
+        "same init checkpoint" if meta["same_init"] else "same seed")
+    lines = [f"# torch vs tf on {meta['dataset']} ({meta['n_train']} train / {meta['n_test']} test)", "",
+             f"Spec {meta['spec']['input_dim']}-{'-'.join(map(str, meta['spec']['hidden_dims']))}-"
+             f"{meta['spec']['latent_dim']} {meta['spec']['likelihood']}, {meta['train_config']['epochs']} epochs, "
+             f"batch {meta['train_config']['batch_size']}, lr {meta['train_config']['learning_rate']}, "
+             f"seed {meta['train_config']['seed']}; {mode}; device {meta['device']}.", "",
+             "| backend | train -ELBO | test -ELBO | test recon | test KL | first epoch (s) | later epochs, median (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for backend in ORDER:
+        r = final[backend]
+        lines.append(f"| {backend} | {r['train_loss']:.2f} | {r.get('test_loss', float('nan')):.2f} | "
+                     f"{r.get('test_recon', float('nan')):.2f} | {r.get('test_kl', float('nan')):.2f} | "
+                     f"{r['first_epoch_s']:.1f} | {r['steady_epoch_s']:.1f} |")
+    lines.append(f"| tf - torch | {diff['train_loss']:+.2f} | {diff.get('test_loss', float('nan')):+.2f} | "
+                 f"{diff.get('test_recon', float('nan')):+.2f} | {diff.get('test_kl', float('nan')):+.2f} | | |")
+    lines += ["", "Largest per-epoch |tf - torch|: " + ", ".join(
+        f"{k} {v:.3g}" for k, v in summary["max_abs_epoch_difference"].items()) + ".", "",
+        "| epoch | torch test -ELBO | tf test -ELBO | torch s | tf s |", "|---:|---:|---:|---:|---:|"]
+    for i in range(len(histories["torch"]["seconds"])):
+        t, f = histories["torch"], histories["tf"]
+        val = [h["val_loss"][i] if h.get("val_loss") else float("nan") for h in (t, f)]
+        lines.append(f"| {i + 1} | {val[0]:.2f} | {val[1]:.2f} | {t['seconds'][i]:.1f} | {f['seconds'][i]:.1f} |")
+    return "\n".join(lines) + "\n"

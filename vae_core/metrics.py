@@ -1,0 +1,232 @@
+"""Evaluation metrics, backend-neutral: the importance-weighted log-likelihood (IWAE) and active units.
+
+Imports with NumPy alone. The dispatchers `iwae_nll`, `posterior_means` and `active_units` take a model of
+either backend and call `backends.<name>.metrics`, which has the same functions with the same signatures;
+the backends compute the per-chunk network math, this module owns the checks, the noise, the sample loop
+and the reductions, so both backends run the same estimator on the same numbers.
+
+IWAE (Burda et al. 2015). For one image x and k samples z_1..z_k ~ q(z|x):
+
+    log p̂(x) = log (1/k) Σ_i w_i,   log w_i = log p(x|z_i) + log N(z_i; 0, I) - log q(z_i|x)
+
+with every density normalised (the ½·log 2π constants included). E[log p̂(x)] is a lower bound on log p(x)
+that rises with k (k = 1 is the single-sample ELBO) and reaches log p(x) as k → ∞. Reported, as in the
+literature, as the negative log-likelihood NLL = −log p̂(x) in nats, averaged over the images:
+lower is better; for binary data it is positive.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from numbers import Integral
+from typing import Any, Callable
+
+import numpy as np
+
+from vae_core._validate import check_bool, check_float, fail
+
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+DEFAULT_K = 1000  # importance samples per image (Burda et al. report k = 5000)
+DEFAULT_CHUNK_SIZE = 100  # samples per image pushed through the decoder at once
+DEFAULT_BATCH_SIZE = 100  # images per batch; one decoder pass holds batch_size * chunk_size rows
+ACTIVE_THRESHOLD = 0.01  # Burda et al.: a unit is active when Cov_x(E_q[z_u | x]) > 0.01
+_NOISE_STREAM = 4  # spawn key of the IWAE noise, apart from the streams of vae_core.training (0-3)
+
+
+@dataclass(frozen=True)
+class IWAEResult:
+    """The IWAE estimate over a set of images. NLL = −log p(x): lower is better."""
+
+    nll: float  # mean over images of −log p̂(x), nats
+    log_likelihood: float  # mean over images of log p̂(x) = −nll
+    stderr: float  # standard error of that mean over images: std(log p̂(x), ddof=1) / sqrt(n); nan for n = 1
+    k: int  # importance samples per image
+    n: int  # images
+    log_px: np.ndarray = field(repr=False, compare=False)  # (n,) float64: log p̂(x) per image
+
+
+@dataclass(frozen=True)
+class ActiveUnits:
+    """Latent units in use (Burda et al. 2015): those whose posterior mean varies over the data."""
+
+    count: int  # units with variance > threshold
+    variances: np.ndarray = field(compare=False)  # (L,) float64: Var_x(E_q[z_u | x]) per unit, over the images
+    threshold: float = ACTIVE_THRESHOLD
+
+
+# ---------------------------------------------------------------- checks
+
+
+def _check_count(owner: str, name: str, value: Any, minimum: int, fix: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        fail(owner, name, f"an int >= {minimum}", value, fix)
+
+
+def check_iwae_args(k: Any, chunk_size: Any, batch_size: Any, seed: Any, progress: Any) -> None:
+    """ValueError naming the argument, unless k, chunk_size, batch_size >= 1, seed >= 0 and progress a bool."""
+    _check_count("iwae_nll", "k", k, 1, "Pass the number of importance samples per image, e.g. k=1000")
+    _check_count("iwae_nll", "chunk_size", chunk_size, 1,
+                 "Pass the samples per decoder pass, e.g. chunk_size=100 (lower it if memory runs out)")
+    _check_count("iwae_nll", "batch_size", batch_size, 1, "Pass the images per batch, e.g. batch_size=100")
+    _check_count("iwae_nll", "seed", seed, 0, "Pass e.g. seed=0")
+    check_bool("iwae_nll", "progress", progress)
+
+
+def check_batch_size(owner: str, batch_size: Any) -> None:
+    _check_count(owner, "batch_size", batch_size, 1, "Pass the images per batch, e.g. batch_size=1000")
+
+
+def check_active_args(threshold: Any, batch_size: Any) -> None:
+    check_float("active_units", "threshold", threshold, low=0.0)
+    check_batch_size("active_units", batch_size)
+
+
+# ---------------------------------------------------------------- reference densities (float64)
+
+
+def log_standard_normal(z: np.ndarray) -> np.ndarray:
+    """log N(z; 0, I), summed over the last axis: (..., L) -> (...). Per dim: −z²/2 − ½·log 2π."""
+    z = np.asarray(z, dtype=np.float64)
+    return (-0.5 * z**2 - HALF_LOG_2PI).sum(axis=-1)
+
+
+def log_diag_normal(z: np.ndarray, mu: np.ndarray, log_var: np.ndarray) -> np.ndarray:
+    """log N(z; mu, diag(exp(log_var))), summed over the last axis: (..., L) -> (...).
+
+    Per dim: −½·(log_var + (z − mu)² · exp(−log_var)) − ½·log 2π.
+    """
+    z, mu, log_var = (np.asarray(a, dtype=np.float64) for a in (z, mu, log_var))
+    return (-0.5 * (log_var + (z - mu) ** 2 * np.exp(-log_var)) - HALF_LOG_2PI).sum(axis=-1)
+
+
+# ---------------------------------------------------------------- IWAE
+
+
+def iwae_noise(seed: int, start: int, stop: int, k: int, latent_dim: int,
+               pool: ThreadPoolExecutor | None = None) -> np.ndarray:
+    """The eps of images start..stop−1: (stop − start, k, latent_dim) float32 standard normals.
+
+    Image i draws from its own generator `default_rng([seed, 4, i])`, so its noise does not depend on the
+    batch or chunk sizes, and both backends see the same numbers. `pool` fills the images in parallel.
+    """
+    out = np.empty((stop - start, k, latent_dim), dtype=np.float32)  # (B, k, L)
+
+    def fill(j: int) -> None:
+        np.random.default_rng([seed, _NOISE_STREAM, start + j]).standard_normal(out=out[j], dtype=np.float32)
+
+    if pool is None:
+        for j in range(stop - start):
+            fill(j)
+    else:
+        list(pool.map(fill, range(stop - start)))
+    return out
+
+
+def summarize_iwae(log_px: np.ndarray, k: int) -> IWAEResult:
+    """IWAEResult from the per-image estimates log p̂(x) (n,): mean, its negation and standard error."""
+    log_px = np.asarray(log_px, dtype=np.float64)
+    n = len(log_px)
+    mean = float(log_px.mean())
+    stderr = float(log_px.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    return IWAEResult(nll=-mean, log_likelihood=mean, stderr=stderr, k=int(k), n=n, log_px=log_px)
+
+
+def run_iwae(x: np.ndarray, latent_dim: int, *, k: int, chunk_size: int, batch_size: int, seed: int,
+             progress: bool, encode: Callable[[np.ndarray], Any],
+             chunk_logsumexp: Callable[[Any, np.ndarray], np.ndarray]) -> IWAEResult:
+    """The IWAE loop that both backends run, over batches of images and chunks of samples.
+
+    encode(x_batch (B, D)) -> backend state (the batch and q(z|x) on the device), once per batch;
+    chunk_logsumexp(state, eps (B, c, L)) -> (B,) float64: log Σ_{i in chunk} w_i for each image.
+    Chunks are combined with a running log-sum-exp in float64, so memory is bounded by
+    batch_size * chunk_size decoder rows (plus the batch's noise, batch_size * k * L floats) for any k.
+    The next batch's noise is drawn in background threads while the backend computes.
+    """
+    n = len(x)
+    log_px = np.empty(n, dtype=np.float64)  # (N,)
+    starts = list(range(0, n, batch_size))
+    bar = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError as e:
+            raise ImportError("iwae_nll(progress=True) needs tqdm; install it with: pip install tqdm, "
+                              "or pass progress=False") from e
+        bar = tqdm(total=n, desc=f"IWAE k={k}", unit="image", dynamic_ncols=True)
+    workers = max(1, min(8, (os.cpu_count() or 1)))
+    with ThreadPoolExecutor(max_workers=workers) as pool, ThreadPoolExecutor(max_workers=1) as ahead:
+        def noise_for(start: int):
+            return ahead.submit(iwae_noise, seed, start, min(start + batch_size, n), k, latent_dim, pool)
+
+        pending = noise_for(starts[0])
+        for b, start in enumerate(starts):
+            stop = min(start + batch_size, n)
+            eps = pending.result()  # (B, k, L)
+            if b + 1 < len(starts):
+                pending = noise_for(starts[b + 1])
+            state = encode(x[start:stop])
+            acc = np.full(stop - start, -np.inf)  # (B,) running log Σ w over the chunks so far
+            for s in range(0, k, chunk_size):
+                acc = np.logaddexp(acc, chunk_logsumexp(state, eps[:, s:s + chunk_size]))  # (B,)
+            log_px[start:stop] = acc - math.log(k)  # log of the mean weight
+            if bar is not None:
+                bar.update(stop - start)
+    if bar is not None:
+        bar.close()
+    bad = ~np.isfinite(log_px)
+    if bad.any():
+        raise FloatingPointError(f"iwae_nll: the estimate is not finite for {int(bad.sum())} image(s) (first: "
+                                 f"index {int(np.argmax(bad))}); the model's outputs overflow float32")
+    return summarize_iwae(log_px, k)
+
+
+# ---------------------------------------------------------------- active units
+
+
+def count_active_units(mu: np.ndarray, threshold: float = ACTIVE_THRESHOLD) -> ActiveUnits:
+    """Active units of posterior means mu (N, L): units whose variance over the N images exceeds `threshold`.
+
+    Variance: population variance (ddof = 0) over the images, in float64, per latent unit (Cov_x(E_q[z|x]),
+    the diagonal). Burda et al. 2015 use threshold 0.01.
+    """
+    if not isinstance(mu, np.ndarray) or mu.ndim != 2 or mu.shape[0] == 0:
+        raise ValueError(f"count_active_units: mu must be a non-empty NumPy array of shape (N, latent_dim); got "
+                         f"{type(mu).__name__} of shape {getattr(mu, 'shape', None)}")
+    check_float("count_active_units", "threshold", threshold, low=0.0)
+    variances = np.asarray(mu, dtype=np.float64).var(axis=0)  # (L,)
+    return ActiveUnits(count=int((variances > threshold).sum()), variances=variances, threshold=float(threshold))
+
+
+# ---------------------------------------------------------------- dispatchers (either backend)
+
+
+def _metrics_module(model: Any):
+    from vae_core.registry import backend_of
+
+    return importlib.import_module(backend_of(model)[1].__name__ + ".metrics")
+
+
+def iwae_nll(model: Any, x: np.ndarray, *, k: int = DEFAULT_K, chunk_size: int = DEFAULT_CHUNK_SIZE,
+             batch_size: int = DEFAULT_BATCH_SIZE, seed: int = 0, progress: bool = False,
+             device: str = "auto") -> IWAEResult:
+    """IWAE negative log-likelihood NLL = −log p̂(x) (nats, mean over the images of x) for either backend.
+
+    x: (N, D) float32/float64 or uint8 images. k: samples per image; chunk_size: samples per decoder pass;
+    batch_size: images per batch; seed: the noise (see `iwae_noise`); progress: a tqdm bar.
+    """
+    return _metrics_module(model).iwae_nll(model, x, k=k, chunk_size=chunk_size, batch_size=batch_size, seed=seed,
+                                           progress=progress, device=device)
+
+
+def posterior_means(model: Any, x: np.ndarray, batch_size: int = 1000, *, device: str = "auto") -> np.ndarray:
+    """E_q[z|x] = the encoder's mu for every image of x: (N, latent_dim) float32, for either backend."""
+    return _metrics_module(model).posterior_means(model, x, batch_size, device=device)
+
+
+def active_units(model: Any, x: np.ndarray, *, threshold: float = ACTIVE_THRESHOLD, batch_size: int = 1000,
+                 device: str = "auto") -> ActiveUnits:
+    """Active latent units of a model of either backend on x (see `count_active_units`)."""
+    return _metrics_module(model).active_units(model, x, threshold=threshold, batch_size=batch_size, device=device)
