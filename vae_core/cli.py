@@ -185,17 +185,23 @@ def _run_info(checkpoint: Path) -> dict[str, Any]:
         return {}
 
 
-def _load_model(args: argparse.Namespace):
-    """(model, checkpoint, run.json) for a subcommand with a CHECKPOINT argument and --backend."""
+def _load_model(args: argparse.Namespace, *, with_data: bool = False):
+    """(model, checkpoint, run.json, dataset or None) for a subcommand with a CHECKPOINT argument and --backend.
+
+    The checkpoint and the dataset are read and checked before the backend's framework is imported, so a bad
+    argument fails fast and on one line.
+    """
     from vae_core.checkpoint import read_checkpoint
     from vae_core.registry import backend_module
 
     ckpt = read_checkpoint(args.checkpoint)
+    info = _run_info(args.checkpoint)
+    data = _load_data(args, info, ckpt.spec) if with_data else None
     backend = args.backend or ckpt.backend or "torch"
     module = backend_module(backend)
     model = module.build_model(ckpt.spec, seed=0)
     module.weights.import_weights(model, ckpt.weights)
-    return model, ckpt, _run_info(args.checkpoint)
+    return model, ckpt, info, data
 
 
 def _load_data(args: argparse.Namespace, info: dict[str, Any], spec=None):
@@ -336,8 +342,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _positive("--seed", args.seed, 0)
     if args.json is not None:
         _check_output_file(args.json, "--json", ".json")
-    model, ckpt, info = _load_model(args)
-    data = _load_data(args, info, model.spec)
+    model, ckpt, _, data = _load_model(args, with_data=True)
     x = data.x_test if args.split == "test" else data.x_train
     x = x[:args.limit] if args.limit else x
     device = args.device or "auto"
@@ -374,7 +379,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     _check_output_file(args.output, "-o/--output", ".png")
     if args.npy is not None:
         _check_output_file(args.npy, "--npy", ".npy")
-    model, _, _ = _load_model(args)
+    model, _, _, _ = _load_model(args)
     if model.spec.image_shape is None:
         raise ValueError(f"the checkpoint's input_dim={model.spec.input_dim} is not an image (no image_shape); "
                          f"use --npy only")
@@ -395,8 +400,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     _check_output_file(args.output, "-o/--output", ".png")
     if args.npy is not None:
         _check_output_file(args.npy, "--npy", ".npy")
-    model, _, info = _load_model(args)
-    data = _load_data(args, info, model.spec)
+    model, _, _, data = _load_model(args, with_data=True)
     x, y = data.x_test[:args.n], data.y_test[:args.n]
     recon = _to_numpy(model.reconstruct(x))  # (n, D)
     plot_reconstructions(x, recon, data.image_shape, args.output, labels=y, n=len(x))
@@ -409,8 +413,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     _positive("--seed", args.seed, 0)
     folder = _check_out_dir(args.out or args.checkpoint.parent / "plots")
-    model, ckpt, info = _load_model(args)
-    data = _load_data(args, info, model.spec)
+    model, ckpt, _, data = _load_model(args, with_data=True)
     _plots(model, data, folder, ckpt.history or None, seed=args.seed)
     return 0
 
