@@ -28,14 +28,7 @@ BACKENDS = ("torch", "tf")
 REF_RTOL = 1e-5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """These models are tiny: torch's two CPU threads gain nothing on them and, when other jobs share the two
-    cores, lose ~10x to thread synchronisation (measured: IWAE k=100 on 1797 digits 0.3 s vs 2.5-4 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

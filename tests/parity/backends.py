@@ -43,17 +43,15 @@ def to_numpy(t) -> np.ndarray:
 
 @contextlib.contextmanager
 def exact_fp32(device: str = "cpu"):
-    """TF32 off for torch on CUDA while the block runs (restored after); nothing to do on the CPU."""
+    """TF32 off for torch on CUDA while the block runs (restored after): the torch backend's own switch."""
     if not str(device).startswith("cuda"):
         yield
         return
     import torch
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
+
+    from backends.torch.train import _exact_fp32
+    with _exact_fp32(torch.device(device)):
         yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def tf_cpu():

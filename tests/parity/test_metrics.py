@@ -15,14 +15,7 @@ from .backends import BACKENDS, build_shared, forward
 from .tolerances import FORWARD_ATOL, IWAE_RTOL, LOSS_RTOL
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Small workloads: one torch thread avoids the ~10x synchronisation cost when other jobs share the cores."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
