@@ -26,6 +26,7 @@ from vae_core._io import atomic_write
 from vae_core.checkpoint import CheckpointError
 from vae_core.cli_options import RUN_KEYS, add_field_flags, flag_values, read_config_file
 from vae_core.registry import BACKENDS
+from vae_core.training import prepare_out_dir
 
 DEBUG_ENV = "VAE_CORE_DEBUG"  # set to 1 to get the traceback instead of the one-line error
 RUN_FILE = "run.json"  # the options of a `vae train` run, beside its checkpoints
@@ -157,17 +158,10 @@ def _history_csv(history: dict[str, list[float]]) -> bytes:
     return buf.getvalue().encode()
 
 
-def _check_out_dir(out: Path, argument: str = "--out") -> Path:
-    """Create `out` and make sure files can be written there, before any work starts."""
-    from vae_core.training import prepare_out_dir
-
-    return prepare_out_dir(out, argument)
-
-
 def _check_output_file(path: Path, argument: str, suffix: str) -> Path:
     if path.suffix.lower() != suffix:
         raise ValueError(f"{argument} must end in {suffix}; got {str(path)!r}")
-    _check_out_dir(path.parent if str(path.parent) else Path("."), f"the folder of {argument}")
+    prepare_out_dir(path.parent, f"the folder of {argument}")
     return path
 
 
@@ -219,14 +213,6 @@ def _load_data(args: argparse.Namespace, info: dict[str, Any], spec=None):
         raise ValueError(f"--dataset {name!r} has {data.input_dim} pixels per image, but the checkpoint's model "
                          f"takes input_dim={spec.input_dim}; pass the dataset it was trained on")
     return data
-
-
-def _to_numpy(t: Any):
-    import numpy as np
-
-    if hasattr(t, "detach"):
-        t = t.detach().cpu()
-    return np.asarray(t, dtype=np.float32)
 
 
 # ---------------------------------------------------------------- train
@@ -299,7 +285,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif spec.input_dim != data.input_dim:
         raise ValueError(f"--resume: the checkpoint's model takes input_dim={spec.input_dim}, but dataset "
                          f"{data.name!r} has {data.input_dim} pixels per image; pass the dataset of that run")
-    out = _check_out_dir(Path(opts["out"]))  # every argument is checked before anything is written
+    out = prepare_out_dir(Path(opts["out"]), "--out")  # every argument is checked before anything is written
 
     for stale in out.glob(".*.safetensors.*.tmp"):  # temp files of a write that was killed mid-way
         stale.unlink()
@@ -372,6 +358,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from vae_core.gallery import to_numpy
     from vae_core.plots import plot_image_grid
 
     _positive("-n", args.n)
@@ -383,7 +370,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if model.spec.image_shape is None:
         raise ValueError(f"the checkpoint's input_dim={model.spec.input_dim} is not an image (no image_shape); "
                          f"use --npy only")
-    samples = _to_numpy(model.sample(args.n, seed=args.seed))  # (n, D)
+    samples = to_numpy(model.sample(args.n, seed=args.seed))  # (n, D)
     plot_image_grid(samples, model.spec.image_shape, args.output, title=f"{args.n} samples from the prior")
     if args.npy is not None:
         np.save(args.npy, samples, allow_pickle=False)
@@ -394,6 +381,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from vae_core.gallery import to_numpy
     from vae_core.plots import plot_reconstructions
 
     _positive("-n", args.n)
@@ -402,7 +390,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         _check_output_file(args.npy, "--npy", ".npy")
     model, _, _, data = _load_model(args, with_data=True)
     x, y = data.x_test[:args.n], data.y_test[:args.n]
-    recon = _to_numpy(model.reconstruct(x))  # (n, D)
+    recon = to_numpy(model.reconstruct(x))  # (n, D)
     plot_reconstructions(x, recon, data.image_shape, args.output, labels=y, n=len(x))
     if args.npy is not None:
         np.save(args.npy, recon, allow_pickle=False)
@@ -412,7 +400,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     _positive("--seed", args.seed, 0)
-    folder = _check_out_dir(args.out or args.checkpoint.parent / "plots")
+    folder = prepare_out_dir(args.out or args.checkpoint.parent / "plots", "--out")
     model, ckpt, _, data = _load_model(args, with_data=True)
     _plots(model, data, folder, ckpt.history or None, seed=args.seed)
     return 0
@@ -426,7 +414,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     file = read_config_file(args.config) if args.config else {}
     flags = flag_values(args)
-    out = _check_out_dir(args.out)
+    out = prepare_out_dir(args.out, "--out")
     result = compare_backends(dataset=args.dataset, data_dir=args.data_dir, download=args.download,
                               spec_changes={**file.get("spec", {}), **flags["spec"]},
                               config_changes={**file.get("train", {}), **flags["train"]},

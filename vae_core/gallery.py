@@ -67,13 +67,12 @@ def _data_mean(model: Any, out: np.ndarray) -> np.ndarray:
 
 def encode_mean(model: Any, x: Any, *, batch_size: int = ENCODE_BATCH) -> np.ndarray:
     """Encoder means mu(x) (N, latent_dim) float32, `batch_size` examples at a time."""
-    x = check_data(x, model.spec, "x")
+    from vae_core.metrics import posterior_means
+
     batch_size = check_positive("encode_mean", "batch_size", batch_size)
-    parts = []
-    with _native(model) as native:
-        for start in range(0, len(x), batch_size):
-            parts.append(to_numpy(model.encode(native(x[start:start + batch_size]))[0]))
-    return np.concatenate(parts)
+    # The model stays where it is: a torch model on its own device, TF on its default placement.
+    device = str(model.device) if backend_of(model)[0] == "torch" else "auto"
+    return posterior_means(model, x, batch_size, device=device)
 
 
 def traversal_grid(model: Any, *, dims: Sequence[int] | None = None,

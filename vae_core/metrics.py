@@ -27,8 +27,8 @@ from typing import Any, Callable
 import numpy as np
 
 from vae_core._validate import check_bool, check_float, fail
+from vae_core.losses import HALF_LOG_2PI
 
-HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 DEFAULT_K = 1000  # importance samples per image (Burda et al. report k = 5000)
 DEFAULT_CHUNK_SIZE = 100  # samples per image pushed through the decoder at once
 DEFAULT_BATCH_SIZE = 100  # images per batch; one decoder pass holds batch_size * chunk_size rows

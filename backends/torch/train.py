@@ -210,6 +210,13 @@ class _Loop:
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
+    def set_lr(self, lr: float) -> None:
+        """The LR of the next epoch, in the optimizer and in the scheduler's record of it."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.scheduler is not None:
+            self.scheduler._last_lr = [lr]
+
     def end_epoch(self, epoch: int, loss: float) -> bool:
         """Record the monitored loss of 1-based `epoch`; returns whether it improved on the best."""
         improved = self.best_loss is None or loss < self.best_loss
@@ -238,8 +245,7 @@ class _Loop:
             for i, loss in enumerate(losses, 1):
                 self.end_epoch(i, float(loss))
             return
-        for group in self.optimizer.param_groups:
-            group["lr"] = float(state["lr"])
+        self.set_lr(float(state["lr"]))
         self.best_loss = None if state["best_loss"] is None else float(state["best_loss"])
         self.best_epoch = None if state["best_epoch"] is None else int(state["best_epoch"])
         self.early_stopping_bad_epochs = int(state["early_stopping_bad_epochs"])
@@ -248,7 +254,6 @@ class _Loop:
             self.scheduler.best = math.inf if self.best_loss is None else self.best_loss
             self.scheduler.num_bad_epochs = int(state["plateau_bad_epochs"])
             self.scheduler.last_epoch = epoch
-            self.scheduler._last_lr = [self.lr]
 
 
 def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: TrainConfig = TrainConfig(), *,
@@ -315,11 +320,7 @@ def _resume(model: VAE, optimizer: torch.optim.Adam, loop: _Loop, path: Path, co
                       RuntimeWarning, stacklevel=3)
     history = {k: [float(v) for v in (ckpt.history.get(k) or [])][:ckpt.epoch] for k in HISTORY_KEYS}
     loop.restore(ckpt.trainer_state, history, ckpt.epoch)
-    lr = resumed_learning_rate(ckpt.train_config, config, loop.lr)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    if loop.scheduler is not None:
-        loop.scheduler._last_lr = [lr]
+    loop.set_lr(resumed_learning_rate(ckpt.train_config, config, loop.lr))
     best = None
     if config.early_stopping and loop.best_epoch is not None:
         if loop.best_epoch == ckpt.epoch:
