@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from benchlib import cpu_name  # scripts/ is on sys.path when a script runs
+from benchlib import cpu_name, fashion_mnist  # scripts/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "scripts" / "results"
@@ -39,16 +39,6 @@ TARGET_SPEEDUP, TARGET_LOSS_DELTA = 2.0, 0.5
 
 
 # ----------------------------------------------------------------------------------------------- children
-def _data(limit: int | None):
-    from vae_core.data import load_dataset
-
-    data = load_dataset("fashion-mnist")
-    x_train, x_test = data.x_train, data.x_test
-    if limit:
-        x_train, x_test = x_train[:limit], x_test[:max(1000, limit // 6)]
-    return x_train, x_test
-
-
 def _reference_model(spec, seed: int):
     """The seed's Keras VAE (3.2), loss fixed; weights set to vae_core.init_weights(spec, seed)."""
     import keras
@@ -174,7 +164,7 @@ def child(variant: str, epochs: int, limit: int | None, seed: int, out: Path) ->
     sys.path.insert(0, str(ROOT))
     import backends.tf  # noqa: F401  (forces Keras onto TensorFlow)
 
-    x_train, x_test = _data(limit)
+    x_train, x_test = fashion_mnist(limit)
     run = _run_reference if variant == "reference" else _run_ours
     result = run(x_train, x_test, epochs, seed)
     result.update(variant=variant, n_train=len(x_train), n_test=len(x_test),

@@ -4,6 +4,8 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
+import numpy as np
+
 
 def cpu_name() -> str:
     """The CPU's model name from /proc/cpuinfo, else what `platform` knows."""
@@ -14,3 +16,14 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def fashion_mnist(limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Full Fashion-MNIST (x_train, x_test); with `limit`, the first `limit` train and max(1000, limit/6) test."""
+    from vae_core.data import load_dataset
+
+    data = load_dataset("fashion-mnist")
+    x_train, x_test = data.x_train, data.x_test
+    if limit:
+        x_train, x_test = x_train[:limit], x_test[:max(1000, limit // 6)]
+    return x_train, x_test

@@ -207,7 +207,13 @@ def verdicts(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
         reached = r["test_neg_elbo"] <= SEED_FASHION_ELBO
         out.append(f"- Seed's 20-epoch Fashion-MNIST test -ELBO {SEED_FASHION_ELBO}: {r['backend']} "
                    f"{r['test_neg_elbo']:.2f} after {r['epochs']} epochs: "
-                   f"{'reached' if reached else 'NOT reached'} ({r['test_neg_elbo'] - SEED_FASHION_ELBO:+.2f}).")
+                   f"{'reached' if reached else 'NOT reached'} ({r['test_neg_elbo'] - SEED_FASHION_ELBO:+.2f}) with "
+                   f"seed {args.seed}, exact mean.")
+    if fashion:
+        out.append(f"- {SEED_FASHION_ELBO} is one run of the seed's script, scored by its own evaluate; one seed of "
+                   f"ours against it is one draw against another. scripts/seed_spread.py compares five seeds of "
+                   f"each backend with five of the seed's loop under both protocols "
+                   f"(scripts/results/seed_spread/seed_spread.md).")
     for r in rows:
         if args.cuda and r["iwae_k"] == 5000 and r["iwae_images"] == 10000:
             met = "met" if r["iwae_seconds"] < CUDA_TARGET_S else "NOT met"

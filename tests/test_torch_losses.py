@@ -127,3 +127,28 @@ def test_bernoulli_keeps_small_losses_exact():
     x, logits = np.zeros((1, 16), np.float32), np.full((1, 16), -7.0, np.float32)
     got = tl.bernoulli_nll(t(x), t(logits)).numpy()
     np.testing.assert_allclose(got, ref.bernoulli_nll(x, logits), rtol=1e-6)
+
+
+def test_bernoulli_gradients_pass_gradcheck():
+    # bernoulli_nll has a hand-written backward (sigmoid(l) - x, -l); gradcheck compares it with finite
+    # differences in float64, for both inputs, on moderate and saturated logits.
+    rng = np.random.default_rng(1)
+    x = torch.tensor(rng.random((4, 9)), requires_grad=True)
+    logits = torch.tensor(rng.standard_normal((4, 9)) * 6, requires_grad=True)
+    with torch.no_grad():
+        logits[0, :3] = torch.tensor([30.0, -30.0, 0.0])
+    assert torch.autograd.gradcheck(tl.bernoulli_nll, (x, logits))
+
+
+def test_bernoulli_gradient_matches_autograd_of_the_formula(inputs):
+    x, logits, *_ = inputs
+    weights = torch.linspace(0.5, 2.0, B)  # a non-uniform upstream gradient
+    got = torch.tensor(logits, requires_grad=True)
+    (tl.bernoulli_nll(t(x), got) * weights).sum().backward()
+    want = t(logits).double().requires_grad_(True)
+    xd = t(x).double()
+    ((want.clamp(min=0) - xd * want + torch.log1p(torch.exp(-want.abs()))).sum(-1) * weights.double()).sum().backward()
+    # Absolute: sigmoid(l) - x cancels where sigmoid(l) ~ x, leaving float32's rounding of numbers ~1, times
+    # the largest weight; autograd through the float32 formula loses the same.
+    atol = 4 * torch.finfo(torch.float32).eps * float(weights.max())
+    torch.testing.assert_close(got.grad.double(), want.grad, rtol=1e-6, atol=atol)

@@ -28,8 +28,31 @@ def bernoulli_nll(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     sigmoid_cross_entropy_with_logits. F.binary_cross_entropy_with_logits takes log(1 + exp(-|l|)) instead, which
     loses the small term in float32: 2.5e-4 relative error at x = 0, l = -7.
     """
-    per_pixel = logits.clamp(min=0) - x * logits + torch.log1p(torch.exp(-logits.abs()))  # (B, D)
-    return per_pixel.sum(-1)  # (B,)
+    return _BernoulliNLL.apply(x, logits)  # (B,)
+
+
+class _BernoulliNLL(torch.autograd.Function):
+    """bernoulli_nll with a one-line backward: d/dl = sigmoid(l) - x and d/dx = -l, per pixel.
+
+    Autograd through the forward formula would run ~8 elementwise kernels on (B, D) for the backward;
+    this one runs 3. It made a CPU training step 6% (fp32) to 15% (bf16) faster (scripts/bench_torch.py).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, logits)
+        with torch.no_grad():  # in place on one (B, D) temporary: max(l, 0) - x * l + log1p(exp(-|l|))
+            per_pixel = logits.abs().neg_().exp_().log1p_().add_(logits.clamp(min=0)).sub_(x * logits)
+        return per_pixel.sum(-1)  # (B,)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        x, logits = ctx.saved_tensors
+        g = grad.unsqueeze(-1)  # (B, 1)
+        grad_x = -logits * g if ctx.needs_input_grad[0] else None  # (B, D)
+        grad_logits = torch.sigmoid(logits).sub_(x).mul_(g) if ctx.needs_input_grad[1] else None  # (B, D)
+        return grad_x, grad_logits
 
 
 def gaussian_nll(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
