@@ -237,8 +237,9 @@ def main() -> None:
     p.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     p.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.epochs < 1 or args.rounds < 1 or (args.limit is not None and args.limit < 1):
-        p.error("--epochs, --rounds and --limit must be >= 1")
+    if args.epochs < 2 or args.rounds < 1 or (args.limit is not None and args.limit < 1):
+        p.error("--epochs must be >= 2 (the first epoch holds torch.compile's compilation), and --rounds and "
+                "--limit >= 1")
 
     if args.worker:
         args.result_file.write_text(json.dumps(worker(args)))

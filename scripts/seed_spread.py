@@ -11,7 +11,7 @@ Every trained model is scored on the 10,000 test images in two ways:
 - seed protocol: the seed's `evaluate`: batches of 128 in order, fresh noise (torch.manual_seed(s)), the mean of
   the batch means, so the last batch (16 images) weighs as much as a full one. This is how 240.1 was measured.
 Each run is one subprocess; its result is kept in <out>/runs/<variant>-seed<s>.json and reused by later calls
-(--force reruns). Writes <out>/seed_spread.md and .json with the command at the top.
+with the same --epochs and --limit (delete a file, or pass --force, after changing the code). Writes <out>/seed_spread.md and .json with the command at the top.
 
     .venv/bin/python scripts/seed_spread.py --seeds 0 1 2 3 4          # ~4.5 min per seed on 2 CPU cores
     .venv/bin/python scripts/seed_spread.py --seeds 0 --epochs 1 --limit 6000 --out runs/spread_quick
@@ -89,6 +89,7 @@ def _score(weights: dict, spec, x_test, seed: int) -> dict:
 
 def child(variant: str, seed: int, epochs: int, limit: int | None, result: Path) -> None:
     from vae_core import VAESpec
+    from vae_core._io import atomic_write
 
     x_train, x_test = fashion_mnist(limit)
     spec = VAESpec(input_dim=x_train.shape[1])
@@ -99,9 +100,9 @@ def child(variant: str, seed: int, epochs: int, limit: int | None, result: Path)
         weights = _train_backend(variant, x_train, spec, seed, epochs)
     seconds = time.perf_counter() - start
     scores = _score(weights, spec, x_test, seed)
-    result.write_text(json.dumps({"variant": variant, "seed": seed, "epochs": epochs, "limit": limit,
-                                  "n_train": len(x_train), "n_test": len(x_test), "train_seconds": seconds,
-                                  **scores}, indent=1))
+    atomic_write(result, json.dumps({"variant": variant, "seed": seed, "epochs": epochs, "limit": limit,
+                                     "n_train": len(x_train), "n_test": len(x_test), "train_seconds": seconds,
+                                     **scores}, indent=1).encode())
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -196,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for variant in args.variants:
             result = runs_dir / f"{variant}-seed{seed}.json"
-            if args.force or not result.is_file() or json.loads(result.read_text())["epochs"] != args.epochs \
-                    or json.loads(result.read_text())["limit"] != args.limit:
+            kept = json.loads(result.read_text()) if result.is_file() and not args.force else {}
+            if (kept.get("epochs"), kept.get("limit")) != (args.epochs, args.limit):
                 print(f"== {variant}, seed {seed} ...", flush=True)
                 subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", variant, str(seed),
                                 "--result", str(result), *extra], check=True, cwd=ROOT)

@@ -121,10 +121,12 @@ def test_unknown_likelihood_is_rejected(inputs):
         tl.reconstruction_nll(t(x), t(logits), "poisson")
 
 
-def test_bernoulli_keeps_small_losses_exact():
+@pytest.mark.parametrize("pixel, logit", [(0.0, -7.0), (1.0, 7.0), (1.0, 12.0), (0.0, -12.0)])
+def test_bernoulli_keeps_small_losses_exact(pixel, logit):
     # Confident, correct pixels: softplus(-7) = log1p(exp(-7)) = 9.1147e-4 nats each. torch's own
-    # binary_cross_entropy_with_logits returns it 2.5e-4 too small (log(1 + e) in float32).
-    x, logits = np.zeros((1, 16), np.float32), np.full((1, 16), -7.0, np.float32)
+    # binary_cross_entropy_with_logits returns it 2.5e-4 too small (log(1 + e) in float32); adding the small
+    # term to l before subtracting x * l = l loses it the same way for x = 1 (2.5e-4 at l = 7, 7e-2 at l = 12).
+    x, logits = np.full((1, 16), pixel, np.float32), np.full((1, 16), logit, np.float32)
     got = tl.bernoulli_nll(t(x), t(logits)).numpy()
     np.testing.assert_allclose(got, ref.bernoulli_nll(x, logits), rtol=1e-6)
 
@@ -138,6 +140,18 @@ def test_bernoulli_gradients_pass_gradcheck():
     with torch.no_grad():
         logits[0, :3] = torch.tensor([30.0, -30.0, 0.0])
     assert torch.autograd.gradcheck(tl.bernoulli_nll, (x, logits))
+
+
+def test_bernoulli_broadcasts_like_the_formula():
+    # IWAE's shapes: x (B, 1, D) against logits (B, K, D); values, and gradients reduced to each input's shape.
+    rng = np.random.default_rng(2)
+    x = torch.tensor(rng.random((3, 1, 5)), requires_grad=True)
+    logits = torch.tensor(rng.standard_normal((3, 4, 5)) * 5, requires_grad=True)
+    assert torch.autograd.gradcheck(tl.bernoulli_nll, (x, logits))
+    got = tl.bernoulli_nll(x, logits)
+    assert got.shape == (3, 4)
+    want = ref.bernoulli_nll(np.broadcast_to(x.detach().numpy(), (3, 4, 5)), logits.detach().numpy())
+    np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-12)
 
 
 def test_bernoulli_gradient_matches_autograd_of_the_formula(inputs):

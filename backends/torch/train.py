@@ -169,11 +169,13 @@ def _make_step(model: VAE, optimizer: torch.optim.Optimizer, config: TrainConfig
         # The loss itself is float32: negative_elbo widens bf16 activations first.
         return negative_elbo(xb, out, mu, log_var, likelihood=spec.likelihood, beta=spec.beta)
 
-    if compile:
-        losses = torch.compile(losses, dynamic=False)
+    # Compiled for full batches only (static shapes: one graph per fit); a partial last batch runs eagerly, as a
+    # dynamic-shape recompile made every later step slower. Dynamo keeps at most torch._dynamo.config.
+    # recompile_limit (8) graphs for this function per process; past that, later fits run eagerly, with a warning.
+    compiled = torch.compile(losses, dynamic=False) if compile else losses
 
     def step(xb: torch.Tensor, eb: torch.Tensor) -> torch.Tensor:
-        total, recon, kl = losses(xb, eb)
+        total, recon, kl = (compiled if xb.shape[0] == config.batch_size else losses)(xb, eb)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         if config.grad_clip_norm is not None:
@@ -270,8 +272,8 @@ def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: Tr
     shared_noise: draw eps from `vae_core.training.epoch_noise` (the same in every backend).
     device: "auto" | "cpu" | "cuda"; the model is moved there and stays there.
     precision: "fp32" (TF32 off on CUDA) or "bf16" (torch.autocast; loss, weights and Adam stay float32).
-    compile: torch.compile the forward pass and loss (static shapes: one graph for full batches, one for the
-        last partial batch). Costs 5-15 s once; on this project's 2-core CPU it makes bf16 steps 1.35x faster
+    compile: torch.compile the forward pass and loss of full batches (static shapes; a partial last batch runs
+        eagerly). Costs 5-15 s once; on this project's 2-core CPU it makes bf16 steps 1.35x faster
         (scripts/results/bench_torch_cpu.md). Needs a C++ compiler on the CPU.
 
     Each call starts a fresh Adam; to continue a run with its optimizer and loop state, pass resume_from.
