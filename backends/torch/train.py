@@ -273,7 +273,7 @@ def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: Tr
     device: "auto" | "cpu" | "cuda"; the model is moved there and stays there.
     precision: "fp32" (TF32 off on CUDA) or "bf16" (torch.autocast; loss, weights and Adam stay float32).
     compile: torch.compile the forward pass and loss of full batches (static shapes; a partial last batch runs
-        eagerly). Costs 5-15 s once; on this project's 2-core CPU it makes bf16 steps 1.35x faster
+        eagerly). Costs 5-15 s once; on this project's 2-core CPU it made bf16 steps 1.2-1.35x faster
         (scripts/results/bench_torch_cpu.md). Needs a C++ compiler on the CPU.
 
     Each call starts a fresh Adam; to continue a run with its optimizer and loop state, pass resume_from.
