@@ -146,7 +146,7 @@ def worker(args) -> dict:
         peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak RSS of the process"
     test = evaluate(model, x_test, seed=0, device=args.device)
     n = len(x_train)
-    steady = epoch_seconds[1:] or epoch_seconds  # epochs after the first (all of them if there is one)
+    steady = epoch_seconds[1:]  # epochs after the first (main requires --epochs >= 2)
     per_epoch = sum(steady) / len(steady)
     return {"variant": args.worker, "dataset": dataset, "dataset_note": note, "n_train": n, "n_test": len(x_test),
             "epochs": args.epochs, "train_seconds": seconds, "epoch_seconds": epoch_seconds,
