@@ -10,9 +10,11 @@ Trains the default model (784-400-400-20, Bernoulli, Adam 1e-3, batch 128) on fu
   shown so that the cost of the seed's per-image PIL conversion is visible on its own;
 - fp32, bf16: `backends.torch.fit(..., precision=...)` (bf16: autocast; loss and Adam in float32);
 - fp32-compile, bf16-compile: the same with `compile=True` (torch.compile; on the CPU it needs a C++ compiler).
-All variants start from the same initial weights and see the same batches and the same noise (ours with
-`shared_noise=True`, which costs one NumPy draw per epoch; the references replay those rows), so their
-test losses differ only by how each loop computes: the loss formula, Adam's kernel, bf16 rounding.
+Within a round all variants start from the same initial weights and see the same batches and the same noise
+(ours with `shared_noise=True`, which costs one NumPy draw per epoch; the references replay those rows), so
+their test losses differ only by how each loop computes: the loss formula, Adam's kernel, bf16 rounding.
+Round r uses seed --seed + r (its own initial weights, batch order and noise), so --rounds also averages the
+test-loss differences over that many seeds.
 
 Reports seconds/epoch and images/second in the steady state (epochs after the first; the first epoch's extra
 time, torch.compile's included, in its own column), peak memory (CPU: the worker's peak RSS; CUDA: the peak
@@ -153,19 +155,24 @@ def worker(args) -> dict:
             "seconds_per_epoch": per_epoch, "first_epoch_overhead": epoch_seconds[0] - per_epoch,
             "images_per_second": n / per_epoch, "peak_memory_mib": peak, "memory_measure": kind,
             "test_loss": test["loss"], "test_recon": test["recon"], "test_kl": test["kl"],
-            "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
+            "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(), "seed": args.seed}
 
 
 # ---------------------------------------------------------------- report
 
 
 def median_run(runs: list[dict]) -> dict:
-    """One variant over its rounds: the run with the median time per epoch, listing every round's time.
-    Training is deterministic on the CPU, so the test loss is the same in every round."""
+    """One variant over its rounds (one seed each): the timings of the run with the median time per epoch,
+    every round's time, and the test loss, recon and KL of every round (in round order) and their means."""
     ordered = sorted(runs, key=lambda r: r["seconds_per_epoch"])
     chosen = dict(ordered[(len(ordered) - 1) // 2])
+    del chosen["seed"]
     chosen["rounds_seconds_per_epoch"] = [r["seconds_per_epoch"] for r in runs]
     chosen["peak_memory_mib"] = max(r["peak_memory_mib"] for r in runs)
+    chosen["seeds"] = [r["seed"] for r in runs]
+    for key, per_round in (("test_loss", "test_losses"), ("test_recon", "test_recons"), ("test_kl", "test_kls")):
+        chosen[per_round] = [r[key] for r in runs]
+        chosen[key] = float(np.mean(chosen[per_round]))
     return chosen
 
 
@@ -175,7 +182,10 @@ def report(results: list[dict], args, command: str) -> tuple[str, dict]:
     for r in results:
         r["speedup_vs_reference"] = r["images_per_second"] / ref["images_per_second"] if ref else None
         r["speedup_vs_reference_minimal"] = r["images_per_second"] / minimal["images_per_second"] if minimal else None
-        r["test_loss_minus_reference"] = r["test_loss"] - ref["test_loss"] if ref else None
+        r["test_loss_deltas"] = [a - b for a, b in zip(r["test_losses"], ref["test_losses"])] if ref else None
+        r["speedups_per_round"] = [a / b for a, b in zip(ref["rounds_seconds_per_epoch"],
+                                                          r["rounds_seconds_per_epoch"])] if ref else None
+        r["test_loss_minus_reference"] = float(np.mean(r["test_loss_deltas"])) if ref else None
         target = TARGETS.get(r["variant"])
         if target and ref:
             r["target"] = {"min_speedup": target[0], "max_abs_loss_delta": target[1],
@@ -186,11 +196,13 @@ def report(results: list[dict], args, command: str) -> tuple[str, dict]:
         f"# torch training loop benchmark ({first['device']})", "",
         f"Command: `{command}`", "",
         f"Data: {first['dataset']}, {first['n_train']} train / {first['n_test']} test images; "
-        f"{first['epochs']} epoch(s), batch {args.batch_size}, seed {args.seed}; model 784-400-400-20 Bernoulli, "
+        f"{first['epochs']} epoch(s), batch {args.batch_size}, seeds {first['seeds']} (one per round: its own "
+        f"initial weights, batch order and noise, the same for every variant); model 784-400-400-20 Bernoulli, "
         f"Adam 1e-3.",
         f"Machine: {cpu_name()}, {os.cpu_count()} CPU(s), torch {first['torch']} with {first['threads']} threads, "
         f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M')}.",
-        f"Memory: {first['memory_measure']}. Test loss: negative ELBO per image (nats), fixed eval noise.",
+        f"Memory: {first['memory_measure']}. Test loss: negative ELBO per image (nats), fixed eval noise, mean "
+        f"over the seeds; Δ loss: the mean over seeds of (variant - reference) on the same seed, each listed.",
         "s/epoch and images/s: the steady state (epochs after the first); first-epoch overhead: epoch 1 minus a "
         "steady epoch (torch.compile's compilation for the compiled variants). Speedups: images/s over the "
         "reference's; the targets are judged against the seed-style reference.", "",
@@ -199,10 +211,12 @@ def report(results: list[dict], args, command: str) -> tuple[str, dict]:
         lines += [f"**{first['dataset_note']}**", ""]
     if len(first.get("rounds_seconds_per_epoch", [])) > 1:
         lines += [f"Rounds: {len(first['rounds_seconds_per_epoch'])}, the variants interleaved; each row is the "
-                  f"variant's median round (s/epoch of every round in the last column).", ""]
+                  f"variant's median round (s/epoch of every round, and each round's speedup over the same "
+                  f"round's reference, in the last columns).", ""]
     lines += ["| variant | s/epoch | images/s | speedup | vs minimal ref | first-epoch overhead (s) | "
-              "peak memory (MiB) | test loss | Δ loss vs ref | target | rounds (s/epoch) |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+              "peak memory (MiB) | test loss | Δ loss vs ref | Δ per seed | target | rounds (s/epoch) | "
+              "speedup per round |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|"]
 
     def ratio(v: float | None) -> str:
         return "" if v is None else f"{v:.2f}x"
@@ -212,11 +226,13 @@ def report(results: list[dict], args, command: str) -> tuple[str, dict]:
         verdict = "" if not target else (f"≥{target['min_speedup']}x, ±{target['max_abs_loss_delta']}: "
                                          + ("met" if target["met"] else "NOT met"))
         delta = "" if r["test_loss_minus_reference"] is None else f"{r['test_loss_minus_reference']:+.2f}"
+        per_seed = ", ".join(f"{d:+.2f}" for d in r["test_loss_deltas"] or [])
         lines.append(f"| {TITLES[r['variant']]} | {r['seconds_per_epoch']:.2f} | {r['images_per_second']:,.0f} | "
                      f"{ratio(r['speedup_vs_reference'])} | {ratio(r['speedup_vs_reference_minimal'])} | "
                      f"{r['first_epoch_overhead']:.1f} | {r['peak_memory_mib']:.0f} | {r['test_loss']:.2f} | "
-                     f"{delta} | {verdict} | "
-                     f"{', '.join(f'{v:.2f}' for v in r.get('rounds_seconds_per_epoch', []))} |")
+                     f"{delta} | {per_seed} | {verdict} | "
+                     f"{', '.join(f'{v:.2f}' for v in r.get('rounds_seconds_per_epoch', []))} | "
+                     f"{', '.join(f'{v:.2f}x' for v in r['speedups_per_round'] or [])} |")
     payload = {"command": command, "batch_size": args.batch_size, "seed": args.seed, "cpu": cpu_name(),
                "results": results}
     return "\n".join(lines) + "\n", payload
@@ -230,7 +246,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="use only the first N train (and test) images")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the first round; round r uses seed + r")
     p.add_argument("--rounds", type=int, default=1,
                    help="run the variants this many times, interleaved, and report each one's median epoch time "
                         "(a shared machine's noise hits every variant alike)")
@@ -251,8 +267,8 @@ def main() -> None:
         p.error(f"--variants must be a comma-separated subset of {VARIANTS}; got {args.variants!r}")
     python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd() + os.sep) else sys.executable
     command = shlex.join([python, *sys.argv])
-    passthrough = ["--epochs", str(args.epochs), "--device", args.device, "--batch-size", str(args.batch_size),
-                   "--seed", str(args.seed)] + ([] if args.limit is None else ["--limit", str(args.limit)])
+    passthrough = ["--epochs", str(args.epochs), "--device", args.device, "--batch-size", str(args.batch_size)] \
+        + ([] if args.limit is None else ["--limit", str(args.limit)])
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
@@ -260,7 +276,8 @@ def main() -> None:
                 result_file = Path(tmp) / f"{variant}-{round_}.json"
                 print(f"== {variant} (round {round_ + 1}/{args.rounds}) ...", flush=True)
                 subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", variant,
-                                "--result-file", str(result_file), *passthrough], check=True, cwd=ROOT)
+                                "--result-file", str(result_file), "--seed", str(args.seed + round_),
+                                *passthrough], check=True, cwd=ROOT)
                 r = json.loads(result_file.read_text())
                 print(f"   {r['seconds_per_epoch']:.2f} s/epoch, {r['images_per_second']:,.0f} images/s, "
                       f"peak {r['peak_memory_mib']:.0f} MiB, test loss {r['test_loss']:.2f}", flush=True)

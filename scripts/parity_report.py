@@ -6,8 +6,8 @@ Usage:
 
 Measures with the drivers of tests/parity/backends.py (the tests' own code) and compares with the constants of
 tests/parity/tolerances.py. Checks: 1 loss terms against the float64 fixture, 2 forward pass, 3 gradients (and 3b
-the optimizer update), 4 lockstep training over 50 and 200 steps (free-running, and resynchronised from the same
-state), 5 checkpoints moved torch->tf and tf->torch; per likelihood; torch on the CPU, and on CUDA (TF32 off) when
+the optimizer update), 4 lockstep training over 50 and 200 steps (free-running, resynchronised from the same
+state, and in float64), 5 checkpoints moved torch->tf and tf->torch; per likelihood; torch on the CPU, and on CUDA (TF32 off) when
 available. TensorFlow always runs on the CPU.
 
 TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, when it is imported, so each setting (oneDNN on, off) is measured in
@@ -219,15 +219,47 @@ class Child:
                                           T.LOCKSTEP_RTOL_200, note=f"worst at step {int(gap.argmax()) + 1}"))
                     self.rows.append(_row("4 lockstep", f"all {len(gap)} steps", likelihood, dev,
                                           float(gap_abs.max()), float(gap.max()), "issue's target (not a test)",
-                                          1e-4, note="not met: amplification, see below"))
+                                          1e-4, note="float32: amplification, see below"))
                     if starts:
                         self._resynced(spec, x, config, ours, ckpts, starts)
             except NonFiniteLossError as e:
                 self.rows.append(_row("4 lockstep", "200 steps", likelihood, "torch/tf", None, None, "-", None,
                                       note=f"not measured: {e}"))
         self.extra["lockstep_curves"] = curves
+        if self.have_tf:
+            self._lockstep_fp64(x, config)
         if self.baselines:
             self._baselines(x, config)
+
+    def _lockstep_fp64(self, x, config):
+        """Check 4 in float64 (`fit(precision="fp64")`, both backends on the CPU): the tests' bound over the steps the
+        tests check (200; 50 for gaussian_learned), and the issue's 1e-4 over all 200 steps."""
+        from vae_core import LIKELIHOODS, VAESpec
+        from vae_core.training import NonFiniteLossError
+        np, B, T = self.np, self.B, self.T
+        for likelihood in LIKELIHOODS:
+            spec = VAESpec(likelihood=likelihood)
+            path = self.cache / f"torch_{likelihood}_fp64.npy"
+            try:
+                if path.exists():
+                    ours = np.load(path)
+                else:
+                    ours = B.lockstep_losses("torch", spec, x, config, precision="fp64")
+                    np.save(path, ours)
+                theirs = B.lockstep_losses("tf", spec, x, config, precision="fp64")
+            except NonFiniteLossError as e:
+                self.rows.append(_row("4 lockstep, float64", "200 steps", likelihood, "torch/tf", None, None, "-",
+                                      None, note=f"not measured: {e}"))
+                continue
+            gap_abs, gap = np.abs(ours - theirs), B.relative_gaps(ours, theirs)
+            n = 50 if likelihood == "gaussian_learned" else len(gap)
+            dev = "torch cpu vs TF cpu, float64"
+            self.rows.append(_row("4 lockstep, float64", f"first {n} steps", likelihood, dev, float(gap_abs[:n].max()),
+                                  float(gap[:n].max()), "LOCKSTEP_FP64_RTOL", T.LOCKSTEP_FP64_RTOL,
+                                  note=f"worst at step {int(gap[:n].argmax()) + 1}"))
+            self.rows.append(_row("4 lockstep, float64", f"all {len(gap)} steps", likelihood, dev, float(gap_abs.max()),
+                                  float(gap.max()), "issue's target", 1e-4,
+                                  note=f"worst at step {int(gap.argmax()) + 1}"))
 
     def _resynced(self, spec, x, config, torch_curve, ckpts, starts):
         B, T = self.B, self.T
@@ -388,7 +420,13 @@ def _changes(rows, labels) -> str:
 
 def _lockstep_explanation(runs, labels) -> str:
     extra = runs[labels[0]]["extra"]
-    out = ["## Check 4: why the 200-step gap exceeds the issue's 1e-4", ""]
+    out = ["## Check 4: the 200-step gap in float32 and in float64", "",
+           "In float64 (`fit(precision=\"fp64\")`, the rows \"4 lockstep, float64\") the two fits agree within "
+           "the issue's 1e-4 over all 200 steps, by many orders of magnitude, for the Bernoulli and Gaussian models: "
+           "they run the same algorithm step for step. Two real differences, measured in float64 for scale "
+           "(tests/parity/tolerances.py): Keras' own Adam (epsilon hat) gives 3.9e-7 at step 2 and 8.6e-3 by step "
+           "200; a learning rate 1e-6 too high gives 3.0e-8 at step 2 and 5.0e-3 by step 200. In float32 the "
+           "gap exceeds 1e-4 after about 100 steps, for the reason below.", ""]
     tvt = extra.get("torch_vs_torch")
     if tvt:
         out += ["Torch against itself, same batches and noise, perturbations that change only rounding "
@@ -411,7 +449,7 @@ def _lockstep_explanation(runs, labels) -> str:
                            f"{_fmt(v['curve_change'])} |")
         out.append("")
     out += ["Per step the backends agree to float32 rounding (resynchronised rows; and the Adam rows: given the "
-            "same gradients the same update bit for bit, but for a few 1-ulp elements of v). Free-running, rounding-level differences are amplified: "
+            "same gradients the same update bit for bit). Free-running, rounding-level differences are amplified: "
             "a ReLU pre-activation within rounding of zero flips in one run only, the flipped unit's weight "
             "gradients go from exactly 0 to nonzero, and Adam (which divides by sqrt(v)) turns them into "
             "lr-sized steps; once training leaves its plateau (~step 135) the flips multiply. Torch against "
@@ -419,7 +457,7 @@ def _lockstep_explanation(runs, labels) -> str:
             "reordering of TF's arithmetic can meet 1e-4 over 200 steps: that would need TF's GEMMs to round "
             "exactly like torch's. The tests bound the first 50 steps (LOCKSTEP_RTOL), all 200 "
             "(LOCKSTEP_RTOL_200, a regression guard) and the resynchronised steps (LOCKSTEP_RESYNC_*), for the default "
-            "(Bernoulli) model.", "",
+            "(Bernoulli) model, and the float64 runs of all three likelihoods (LOCKSTEP_FP64_RTOL).", "",
             "gaussian_learned is the extreme case: its decoder log-variances run off to very negative values on "
             "MNIST's constant pixels (an unbounded likelihood), the loss falls from +770 to about -500 nats and then "
             "swings by hundreds of nats per step, and the free-running runs part within a few steps. Resynchronised "

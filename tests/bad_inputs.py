@@ -183,6 +183,9 @@ CASES: list[Case] = [
     Case("out-dir-is-file", PY, "fit(out_dir=) inside a regular file",
          lambda t: (lambda path: lambda: _fit(X, out_dir=path))(_a_file(t) / "run"), NotADirectoryError,
          r"out_dir .* is inside a file, not a folder"),
+    Case("fp64-out-dir", PY, "fit(precision=\"fp64\", out_dir=...)",
+         lambda t: lambda: _fit(X, precision="fp64", out_dir=t / "run"), ValueError,
+         r"precision='fp64' takes no out_dir or resume_from .* fp32 for runs you keep"),
     # ------------------------------------------------------------ datasets
     Case("unknown-dataset", PY, 'load_dataset("cifar")', _dataset(name="cifar"), ValueError,
          r"load_dataset\.name must be one of"),

@@ -316,7 +316,7 @@ def test_bad_arguments_name_the_argument():
     x = data(40)
     with pytest.raises(ValueError, match=r"device must be one of 'auto', 'cpu', 'cuda' \(or 'cuda:N'\); got 'tpu'"):
         tfb.fit(model, x, device="tpu", progress=False)
-    with pytest.raises(ValueError, match=r"precision must be one of 'fp32', 'bf16'; got 'fp16'"):
+    with pytest.raises(ValueError, match=r"precision must be one of 'fp32', 'bf16', 'fp64'; got 'fp16'"):
         tfb.fit(model, x, precision="fp16", progress=False)
     if not tf.config.list_logical_devices("GPU"):
         with pytest.raises(RuntimeError, match=r"device='cuda' but TensorFlow sees 0 GPU\(s\)"):
@@ -344,6 +344,60 @@ def test_bf16_mixed_precision_trains_and_restores_float32():
     assert tfb.evaluate(model, data(100))["loss"] < before
     assert all(layer.compute_dtype == "float32" for layer in model.dense_layers().values())
     assert all(v.dtype == "float32" for v in model.trainable_variables)
+
+
+def test_fp64_trains_a_float64_copy_and_hands_back_float32_weights(tmp_path):
+    x, config = data(100), TrainConfig(epochs=2, batch_size=50, learning_rate=1e-2)
+    runs = {}
+    for precision in ("fp32", "fp64"):
+        model = build("tf", SPEC, seed=0)
+        runs[precision] = tfb.fit(model, x, x[:40], config, precision=precision, shared_noise=True, progress=False)
+        runs[precision + "-weights"] = weights_of(model)
+    assert runs["fp64"]["val_loss"] == pytest.approx(runs["fp32"]["val_loss"], rel=1e-4)
+    assert runs["fp64"]["val_loss"] != runs["fp32"]["val_loss"]  # it ran in another precision
+    moved = runs["fp64-weights"]["decoder.out.bias"] - weights_of(build("tf", SPEC, seed=0))["decoder.out.bias"]
+    assert np.abs(moved).max() > 1e-3  # the trained float64 weights came back into the model
+    with pytest.raises(ValueError, match="precision='fp64' takes no out_dir or resume_from"):
+        tfb.fit(build("tf", SPEC, seed=0), x, None, config, precision="fp64", out_dir=tmp_path / "run",
+                progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_fp64_divergence_raises_non_finite_loss_and_hands_back_the_weights():
+    model = build("tf", SPEC, seed=0)
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at epoch"):
+        tfb.fit(model, data(100), None, TrainConfig(epochs=2, batch_size=50, learning_rate=1e30),
+                precision="fp64", progress=False)
+    assert all(v.dtype == "float32" for v in model.trainable_variables)
+    assert not np.isfinite(weights_of(model)["decoder.out.kernel"]).all()  # as an fp32 run would leave them
+
+
+def float64_model():
+    model64 = tfb.VAE(SPEC, seed=0, dtype="float64")
+    model64.build()
+    tfb.weights.import_weights(model64, weights_of(build("tf", SPEC, seed=0)))
+    return model64
+
+
+def test_a_float64_model_computes_in_float64():
+    model64 = float64_model()
+    x, eps = data(4).astype(np.float64) / 3, np.full((4, SPEC.latent_dim), 0.5)
+    out, mu, log_var = model64(x, eps=eps)
+    produced = (out, mu, log_var, model64.decode(mu), model64.sample(2, seed=0), model64.reconstruct(x),
+                model64.interpolate(x[0], x[1], 3))
+    assert {t.dtype for t in produced} == {tf.float64}
+    assert model64.get_config()["dtype"] == "float64"
+
+
+def test_a_float64_model_trains_only_in_fp64_and_stays_float64():
+    model64, x = float64_model(), data(100)
+    for precision in ("fp32", "bf16"):
+        with pytest.raises(ValueError, match=f"this model is float64 .* but precision='{precision}'"):
+            tfb.fit(model64, x, None, TrainConfig(epochs=1), precision=precision, progress=False)
+    before = model64.neutral_variables()["decoder.out.bias"].numpy()
+    tfb.fit(model64, x, None, TrainConfig(epochs=1, batch_size=50), precision="fp64", progress=False)
+    after = model64.neutral_variables()["decoder.out.bias"]
+    assert after.dtype == "float64" and np.abs(after.numpy() - before).max() > 1e-4
 
 
 def test_input_pipelines_run_without_tf_data_autotuning():

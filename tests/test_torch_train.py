@@ -324,8 +324,8 @@ def test_fit_early_stopping_stops_and_restores_the_best_weights(digits, tmp_path
 @pytest.mark.parametrize("kwargs, match", [
     ({"device": "gpu"}, r"device must be one of 'auto', 'cpu', 'cuda' \(or 'cuda:N'\); got 'gpu'"),
     ({"device": None}, r"device must be one of .*; got None"),
-    ({"precision": "fp16"}, r"precision must be one of 'fp32', 'bf16'; got 'fp16'"),
-    ({"precision": "float32"}, r"precision must be one of 'fp32', 'bf16'; got 'float32'"),
+    ({"precision": "fp16"}, r"precision must be one of 'fp32', 'bf16', 'fp64'; got 'fp16'"),
+    ({"precision": "float32"}, r"precision must be one of 'fp32', 'bf16', 'fp64'; got 'float32'"),
 ])
 def test_bad_device_or_precision_is_a_value_error(digits, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -371,6 +371,42 @@ def test_bf16_trains_close_to_fp32_and_keeps_float32_weights(digits):
     # bf16 matmuls carry ~3 significant digits; 2 epochs on digits land within about 1% of fp32.
     assert results["bf16"] == pytest.approx(results["fp32"], rel=0.02)
     assert results["bf16"] != results["fp32"]  # autocast really ran in bf16
+
+
+def test_fp64_trains_in_float64_and_hands_back_float32_weights(digits, tmp_path):
+    x, config = digits.x_train[:256], TrainConfig(epochs=2, batch_size=64, learning_rate=1e-2)
+    runs = {}
+    for precision in ("fp32", "fp64"):
+        model = build_model(SPEC, seed=0)
+        runs[precision] = fit(model, x, digits.x_test[:64], config, precision=precision, shared_noise=True,
+                              progress=False)
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        runs[precision + "-weights"] = weights.export_weights(model)
+    assert runs["fp64"]["val_loss"] == pytest.approx(runs["fp32"]["val_loss"], rel=1e-4)
+    assert runs["fp64"]["val_loss"] != runs["fp32"]["val_loss"]  # it ran in another precision
+    start = weights.export_weights(build_model(SPEC, seed=0))
+    assert np.abs(runs["fp64-weights"]["decoder.out.bias"] - start["decoder.out.bias"]).max() > 1e-3  # trained
+    with pytest.raises(ValueError, match="precision='fp64' takes no out_dir or resume_from"):
+        fit(build_model(SPEC, seed=0), x, None, config, precision="fp64", out_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_fp64_divergence_raises_non_finite_loss_and_restores_the_dtype(digits):
+    model = build_model(SPEC, seed=0)
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at epoch"):
+        fit(model, digits.x_train[:256], None, TrainConfig(epochs=2, batch_size=64, learning_rate=1e30),
+            precision="fp64", progress=False)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_a_float64_model_trains_only_in_fp64_and_stays_float64(digits):
+    model, x = build_model(SPEC, seed=0).double(), digits.x_train[:256]
+    for precision in ("fp32", "bf16"):
+        with pytest.raises(ValueError, match=f"parameters are torch.float64, but precision='{precision}'"):
+            fit(model, x, None, TrainConfig(epochs=1), precision=precision, progress=False)
+    before = model.out.bias.detach().clone()
+    fit(model, x, None, TrainConfig(epochs=1, batch_size=64), precision="fp64", progress=False)
+    assert model.out.bias.dtype == torch.float64 and (model.out.bias - before).abs().max() > 1e-4
 
 
 def test_progress_bar_reports_to_stderr(digits, capsys):

@@ -117,6 +117,15 @@ def resumed_learning_rate(saved: TrainConfig | None, config: TrainConfig, state_
     return float(state_lr)
 
 
+def check_fp64_run(precision: str, out_dir: Any, resume_from: Any) -> None:
+    """`fit(precision="fp64")` trains float64 weights and hands them back rounded to float32; checkpoints hold
+    float32, so such a run takes neither out_dir nor resume_from."""
+    if precision == "fp64" and (out_dir is not None or resume_from is not None):
+        raise ValueError(f"precision='fp64' takes no out_dir or resume_from (got out_dir={out_dir!r}, "
+                         f"resume_from={resume_from!r}): checkpoints hold float32 weights, so they would not carry "
+                         f"an fp64 run. Use fp64 for numerical checks, and fp32 for runs you keep")
+
+
 def prepare_out_dir(out_dir: Any, argument: str = "out_dir") -> "Path | None":
     """Create the output folder of a run and check that files can be written there, before any training.
 

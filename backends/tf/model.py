@@ -4,7 +4,8 @@ Layers follow `VAESpec`: encoder Dense+ReLU stack over `hidden_dims`, Dense head
 Dense+ReLU stack over reversed `hidden_dims`, Dense `out` of width `spec.output_dim` (Bernoulli logits, Gaussian
 means, or means then log-variances for "gaussian_learned"). Keras Dense kernels are (in, out), the neutral layout.
 
-Inputs may be NumPy arrays or tensors (cast to float32). Every method returns `tf.Tensor`s (call `.numpy()` or
+Inputs may be NumPy arrays or tensors, cast to the model's float dtype: float32, or float64 for a model built
+with dtype="float64" (what `fit(precision="fp64")` trains). Every method returns `tf.Tensor`s (call `.numpy()` or
 `np.asarray(...)` for arrays), like the torch backend returns torch tensors.
 
 Training through Keras: `model.compile(optimizer=keras.optimizers.Adam(1e-3)); model.fit(x, epochs=...,
@@ -16,6 +17,7 @@ Targets `y` and sample weights are ignored: the objective is vae_core's negative
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import keras
@@ -24,13 +26,6 @@ import tensorflow as tf
 
 from backends.tf.losses import negative_elbo
 from vae_core.spec import VAESpec
-
-
-def _float32(x: Any) -> tf.Tensor:
-    """A NumPy array or tensor as a float32 tensor."""
-    if isinstance(x, tf.Tensor) and x.dtype == tf.float32:
-        return x
-    return tf.cast(tf.convert_to_tensor(x), tf.float32)
 
 
 class Sampling(keras.layers.Layer):
@@ -72,9 +67,9 @@ class VAE(keras.Model):
     def __init__(self, spec: VAESpec, *, seed: int | None = None, **kwargs: Any):
         if not isinstance(spec, VAESpec):
             raise TypeError(f"VAE(spec) needs a vae_core.VAESpec; got {type(spec).__name__}")
-        super().__init__(name=kwargs.pop("name", "vae"), **kwargs)
+        super().__init__(name=kwargs.pop("name", "vae"), **kwargs)  # dtype="float64": a float64 model
         self.spec = spec
-        dense = keras.layers.Dense
+        dense = functools.partial(keras.layers.Dense, dtype=self.dtype_policy)
         self.encoder_layers = [dense(w, activation="relu", name=f"encoder_{i}")
                                for i, w in enumerate(spec.hidden_dims)]
         self.mu_layer = dense(spec.latent_dim, name="encoder_mu")
@@ -82,7 +77,7 @@ class VAE(keras.Model):
         self.decoder_layers = [dense(w, activation="relu", name=f"decoder_{i}")
                                for i, w in enumerate(reversed(spec.hidden_dims))]
         self.out_layer = dense(spec.output_dim, name="decoder_out")
-        self.sampling = Sampling(seed=seed, name="sampling")
+        self.sampling = Sampling(seed=seed, name="sampling", dtype=self.dtype_policy)
         # float64 accumulators: an epoch's sum of 60,000 losses keeps ~1e-12 relative precision
         self.loss_tracker = keras.metrics.Mean(name="loss", dtype="float64")
         self.recon_tracker = keras.metrics.Mean(name="recon", dtype="float64")
@@ -123,27 +118,38 @@ class VAE(keras.Model):
     # ----------------------------------------------------------------------------------------------- forward
     def encode(self, x) -> tuple[tf.Tensor, tf.Tensor]:
         """q(z|x) parameters: x (B, D) -> mu (B, L), log_var (B, L)."""
-        h = _float32(x)  # (B, D)
+        h = self._float(x)  # (B, D)
         for layer in self.encoder_layers:
             h = layer(h)  # (B, H_i)
         return self.mu_layer(h), self.log_var_layer(h)  # (B, L), (B, L)
 
     def reparameterize(self, mu, log_var, eps=None) -> tf.Tensor:
         """z = mu + exp(0.5 * log_var) * eps: (B, L); eps (B, L) fixed, or drawn from the model's seeded stream."""
-        return self.sampling((_float32(mu), _float32(log_var)), eps=eps)  # (B, L)
+        return self.sampling((self._float(mu), self._float(log_var)), eps=eps)  # (B, L)
 
     def decode(self, z) -> tf.Tensor:
         """Decoder output (B, spec.output_dim): logits, means, or means then log-variances."""
-        h = _float32(z)  # (B, L)
+        h = self._float(z)  # (B, L)
         for layer in self.decoder_layers:
             h = layer(h)  # (B, H_i)
-        return tf.cast(self.out_layer(h), tf.float32)  # (B, D) or (B, 2D); float32 under mixed precision too
+        return tf.cast(self.out_layer(h), self._out_dtype)  # (B, D) or (B, 2D); float32 under mixed precision
 
     def call(self, x, eps=None, training=False):
         """(decoder_out (B, D|2D), mu (B, L), log_var (B, L)) for one sample z ~ q(z|x) (noise `eps` if given)."""
         mu, log_var = self.encode(x)  # (B, L) each
         z = self.sampling((mu, log_var), eps=eps)  # (B, L)
-        return self.decode(z), tf.cast(mu, tf.float32), tf.cast(log_var, tf.float32)
+        return self.decode(z), tf.cast(mu, self._out_dtype), tf.cast(log_var, self._out_dtype)
+
+    def _float(self, x: Any) -> tf.Tensor:
+        """A NumPy array or tensor as a tensor of the model's float dtype (float32, or float64 for a float64 model)."""
+        if isinstance(x, tf.Tensor) and x.dtype == self._out_dtype:
+            return x
+        return tf.cast(tf.convert_to_tensor(x), self._out_dtype)
+
+    @property
+    def _out_dtype(self) -> tf.DType:
+        """The dtype of the model's outputs and loss: its variables' (float32, or float64 for a float64 model)."""
+        return tf.as_dtype(self.dtype_policy.variable_dtype)
 
     def _data_mean(self, decoder_out: tf.Tensor) -> tf.Tensor:
         """The mean of p(x|z) from a decoder output: sigmoid(logits), or the Gaussian means (first D columns)."""
@@ -173,9 +179,9 @@ class VAE(keras.Model):
         """Decoded points on the line between the encoder means of x1 and x2 ((D,) or (1, D)): (steps, D)."""
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
             raise ValueError(f"interpolate(steps) needs an int >= 2; got {steps!r}")
-        mu1, _ = self.encode(tf.reshape(_float32(x1), (1, self.spec.input_dim)))  # (1, L)
-        mu2, _ = self.encode(tf.reshape(_float32(x2), (1, self.spec.input_dim)))  # (1, L)
-        alpha = tf.reshape(tf.linspace(0.0, 1.0, int(steps)), (-1, 1))  # (steps, 1)
+        mu1, _ = self.encode(tf.reshape(self._float(x1), (1, self.spec.input_dim)))  # (1, L)
+        mu2, _ = self.encode(tf.reshape(self._float(x2), (1, self.spec.input_dim)))  # (1, L)
+        alpha = tf.reshape(tf.linspace(tf.constant(0.0, mu1.dtype), 1.0, int(steps)), (-1, 1))  # (steps, 1)
         z = (1.0 - alpha) * mu1 + alpha * mu2  # (steps, L)
         return self._data_mean(self.decode(z))  # (steps, D)
 
@@ -211,7 +217,7 @@ class VAE(keras.Model):
 
     def train_step(self, data):
         x, eps = self._unpack(data)
-        x = _float32(x)  # (B, D)
+        x = self._float(x)  # (B, D)
         with tf.GradientTape() as tape:
             total, recon, kl = self._elbo(x, eps, training=True)  # () each
         grads = tape.gradient(total, self.trainable_variables)
@@ -225,13 +231,15 @@ class VAE(keras.Model):
 
     def test_step(self, data):
         x, eps = self._unpack(data)
-        x = _float32(x)  # (B, D)
+        x = self._float(x)  # (B, D)
         total, recon, kl = self._elbo(x, eps, training=False)  # () each
         return self._update_trackers(x, total, recon, kl)
 
     def get_config(self) -> dict[str, Any]:
-        return {"spec": self.spec.to_dict(), "seed": self.sampling.seed, "name": self.name}
+        return {"spec": self.spec.to_dict(), "seed": self.sampling.seed, "name": self.name,
+                "dtype": self.dtype_policy.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "VAE":
-        return cls(VAESpec.from_dict(config["spec"]), seed=config.get("seed"), name=config.get("name", "vae"))
+        return cls(VAESpec.from_dict(config["spec"]), seed=config.get("seed"), name=config.get("name", "vae"),
+                   dtype=config.get("dtype"))

@@ -43,13 +43,14 @@ from backends.tf.losses import kl_to_standard_normal, reconstruction_nll
 from backends.tf.optim import TorchAdam
 from vae_core.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from vae_core.config import TrainConfig
-from vae_core.training import (HISTORY_KEYS, NonFiniteLossError, check_data, check_fit_inputs, empty_history,
+from vae_core.training import (HISTORY_KEYS, NonFiniteLossError, check_data, check_fit_inputs, check_fp64_run,
+                               empty_history,
                                epoch_binarized, epoch_noise,
                                epoch_permutation, eval_noise, prepare_out_dir,
                                resumed_learning_rate)
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp64")
 LAST, BEST = "last.safetensors", "best.safetensors"
 STATE_KEYS = ("lr", "best_loss", "best_epoch", "plateau_bad_epochs", "early_stopping_bad_epochs", "stopped_early")
 PLATEAU_MIN_CHANGE = 1e-8  # torch ReduceLROnPlateau eps: smaller LR changes are ignored
@@ -97,11 +98,12 @@ def _check_flag(name: str, value: Any) -> None:
 
 
 class _MixedPrecision:
-    """Run the Dense layers in bfloat16 (float32 variables, losses and Adam), restoring float32 afterwards."""
+    """Run the Dense layers in bfloat16 (float32 variables, losses and Adam), restoring their policies afterwards."""
 
     def __init__(self, model, precision: str):
         self.model = model
         self.layers = list(model.dense_layers().values()) if precision == "bf16" else []
+        self.policies = [layer.dtype_policy for layer in self.layers]
 
     def __enter__(self):
         for layer in self.layers:
@@ -109,8 +111,8 @@ class _MixedPrecision:
         return self
 
     def __exit__(self, *exc):
-        for layer in self.layers:
-            layer.dtype_policy = "float32"
+        for layer, policy in zip(self.layers, self.policies):
+            layer.dtype_policy = policy
         if self.layers:  # the traced steps have bfloat16 casts baked in: retrace on the next use
             self.model.train_function = self.model.test_function = self.model.predict_function = None
         return False
@@ -288,8 +290,12 @@ def fit(model, train: np.ndarray, val: np.ndarray | None = None, config: TrainCo
         state, then trains up to `config.epochs` epochs in total.
     shared_noise: eps from `vae_core.training.epoch_noise` (the same in every backend).
     device: "auto" | "cpu" | "cuda" (or "cuda:N"): the tf.device the steps run on.
-    precision: "fp32", or "bf16" (Keras mixed_bfloat16 on the Dense layers: bfloat16 matmuls, float32 weights,
-        loss and Adam).
+    precision: "fp32"; "bf16" (Keras mixed_bfloat16 on the Dense layers: bfloat16 matmuls, float32 weights,
+        loss and Adam); or "fp64", a numerical check: a float64 copy of the model trains (weights, activations,
+        loss and Adam in float64; the data and noise are the float32 values, widened) and its weights come back
+        rounded to float32, so it takes no out_dir or resume_from. A model built with dtype="float64" trains
+        itself and stays float64, and takes only "fp64". The parity suite uses fp64 for 200-step lockstep runs.
+        After an fp64 fit of a float32 model, `model.optimizer` is not the one that trained.
     progress: Keras' progress bar, one per epoch.
 
     History: lists per epoch with the keys `vae_core.training.HISTORY_KEYS` (all epochs so far when resumed);
@@ -303,10 +309,28 @@ def fit(model, train: np.ndarray, val: np.ndarray | None = None, config: TrainCo
     train, val = check_fit_inputs(spec, train, val, config)
     device_name = _device_name(device)
     _check_precision(precision)
+    check_fp64_run(precision, out_dir, resume_from)
     _check_flag("shared_noise", shared_noise)
     _check_flag("progress", progress)
+    float64_model = model.dtype_policy.variable_dtype == "float64"
+    if float64_model and precision != "fp64":
+        raise ValueError(f"fit: this model is float64 (built with dtype='float64') but precision={precision!r} "
+                         f"trains float32 weights; pass precision='fp64', or build a float32 model")
     out = prepare_out_dir(out_dir)
+    args = (train, val, config, out, resume_from, shared_noise, device_name, precision, progress)
+    if precision == "fp64" and not float64_model:  # Keras variables keep their dtype: train a float64 twin
+        twin = _float64_twin(model)
+        try:
+            return _fit(twin, *args)
+        finally:  # unchecked: after a non-finite loss the model holds the non-finite weights, as in fp32
+            for name, var in model.neutral_variables().items():
+                var.assign(tf.cast(twin.neutral_variables()[name], var.dtype))
+    return _fit(model, *args)
 
+
+def _fit(model, train: np.ndarray, val: np.ndarray | None, config: TrainConfig, out: Path | None, resume_from,
+         shared_noise: bool, device_name: str, precision: str, progress: bool) -> dict[str, list[float]]:
+    """`fit` after its checks, in the model's own dtype (float32, or float64)."""
     with tf.device(device_name):
         optimizer = TorchAdam(learning_rate=config.learning_rate, beta_1=config.adam_beta1,
                               beta_2=config.adam_beta2, epsilon=config.adam_eps, global_clipnorm=config.grad_clip_norm)
@@ -326,6 +350,16 @@ def fit(model, train: np.ndarray, val: np.ndarray | None = None, config: TrainCo
         if config.early_stopping and best_weights is not None:  # as the seed's loop: end on the best epoch
             tf_weights.import_weights(model, best_weights)
     return history
+
+
+def _float64_twin(model):
+    """A float64 VAE of the same spec, holding the model's weights and noise seed."""
+    from backends.tf.model import VAE
+
+    twin = VAE(model.spec, seed=model.sampling.seed, dtype="float64")
+    twin.build()
+    tf_weights.import_weights(twin, tf_weights.export_weights(model))
+    return twin
 
 
 def _train(model, optimizer, guard: tf.Variable, state: TrainerState, config: TrainConfig, train: np.ndarray,

@@ -37,13 +37,14 @@ from backends.torch.model import VAE
 from backends.torch.weights import export_weights, import_adam, import_weights
 from vae_core.checkpoint import read_checkpoint, save_checkpoint
 from vae_core.config import TrainConfig
-from vae_core.training import (HISTORY_KEYS, NonFiniteLossError, check_data, check_fit_inputs, empty_history,
+from vae_core.training import (HISTORY_KEYS, NonFiniteLossError, check_data, check_fit_inputs, check_fp64_run,
+                               empty_history,
                                epoch_binarized, epoch_noise,
                                epoch_permutation, eval_noise, prepare_out_dir,
                                resumed_learning_rate)
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp64")
 EVAL_BATCH_SIZE = 1000  # batch size of the validation pass inside fit (and evaluate's default)
 _STATE_KEYS = ("lr", "best_loss", "best_epoch", "plateau_bad_epochs", "early_stopping_bad_epochs", "stopped_early")
 
@@ -65,7 +66,15 @@ def resolve_device(device: Any, argument: str = "device") -> torch.device:
 
 def _check_precision(precision: Any) -> None:
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of 'fp32', 'bf16'; got {precision!r}")
+        raise ValueError(f"precision must be one of 'fp32', 'bf16', 'fp64'; got {precision!r}")
+
+
+def _check_model_dtype(model: VAE, precision: str) -> None:
+    dtype = next(model.parameters()).dtype
+    if dtype != torch.float32 and not (precision == "fp64" and dtype == torch.float64):
+        fix = "pass precision='fp64', or call model.float()" if dtype == torch.float64 else "call model.float()"
+        raise ValueError(f"fit: the model's parameters are {dtype}, but precision={precision!r} trains float32 "
+                         f"weights; {fix}")
 
 
 def _check_model(model: Any, caller: str) -> None:
@@ -79,10 +88,24 @@ def _check_positive_int(caller: str, name: str, value: Any, minimum: int) -> Non
         raise ValueError(f"{caller}: {name} must be an int >= {minimum}; got {value!r}")
 
 
-def _to_device(x: np.ndarray, device: torch.device) -> torch.Tensor:
+def _to_device(x: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     if not x.flags.writeable:  # torch.from_numpy warns on read-only arrays; we never write, but copy to be safe
         x = x.copy()
-    return torch.from_numpy(x).to(device)  # (N, D) float32
+    return torch.from_numpy(x).to(device=device, dtype=dtype)  # (N, D)
+
+
+@contextlib.contextmanager
+def _float64_weights(model: VAE, enabled: bool):
+    """precision="fp64": the model's parameters in float64 while the block runs, back in their dtype after."""
+    if not enabled:
+        yield
+        return
+    dtype = next(model.parameters()).dtype
+    model.double()
+    try:
+        yield
+    finally:
+        model.to(dtype)
 
 
 @contextlib.contextmanager
@@ -187,7 +210,7 @@ def _make_step(model: VAE, optimizer: torch.optim.Optimizer, config: TrainConfig
 
 
 def _make_optimizer(model: VAE, config: TrainConfig, device: torch.device) -> torch.optim.Adam:
-    # Fused Adam (one kernel for all parameters) is available for float32 on CPU and CUDA and is the
+    # Fused Adam (one kernel for all parameters) is available for float32 and float64 on CPU and CUDA and is the
     # fastest; the math is torch.optim.Adam's (eps added to sqrt(v_hat)).
     return torch.optim.Adam(model.parameters(), lr=config.learning_rate,
                             betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps, fused=True)
@@ -271,7 +294,11 @@ def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: Tr
         loop state, then trains on up to `config.epochs` epochs in total.
     shared_noise: draw eps from `vae_core.training.epoch_noise` (the same in every backend).
     device: "auto" | "cpu" | "cuda"; the model is moved there and stays there.
-    precision: "fp32" (TF32 off on CUDA) or "bf16" (torch.autocast; loss, weights and Adam stay float32).
+    precision: "fp32" (TF32 off on CUDA); "bf16" (torch.autocast; loss, weights and Adam stay float32); or
+        "fp64", a numerical check: weights, activations, loss and Adam in float64 (the data and noise are the
+        float32 values, widened), the weights rounded back to the model's dtype at the end, so it takes no
+        out_dir or resume_from. A float64 model (`model.double()`) takes only "fp64". The parity suite uses fp64
+        for 200-step lockstep runs.
     compile: torch.compile the forward pass and loss of full batches (static shapes; a partial last batch runs
         eagerly). Costs 5-15 s once; on this project's 2-core CPU it made bf16 steps 1.2-1.35x faster
         (scripts/results/bench_torch_cpu.md). Needs a C++ compiler on the CPU.
@@ -288,12 +315,14 @@ def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: Tr
     train, val = check_fit_inputs(spec, train, val, config)
     dev = resolve_device(device)
     _check_precision(precision)
+    check_fp64_run(precision, out_dir, resume_from)
+    _check_model_dtype(model, precision)
     for name, flag in (("shared_noise", shared_noise), ("progress", progress), ("compile", compile)):
         if not isinstance(flag, bool):
             raise ValueError(f"fit: {name} must be True or False; got {flag!r}")
     out = prepare_out_dir(out_dir)
 
-    with _exact_fp32(dev):
+    with _exact_fp32(dev), _float64_weights(model, precision == "fp64"):
         model.to(dev)
         optimizer = _make_optimizer(model, config, dev)
         loop = _Loop(optimizer, config, "val_loss" if val is not None else "train_loss")
@@ -351,10 +380,11 @@ def _train(model: VAE, optimizer: torch.optim.Adam, loop: _Loop, config: TrainCo
     spec = model.spec
     n, batch = len(train), config.batch_size
     n_steps = -(-n // batch)
-    x_train = _to_device(train, dev)  # (N, D)
-    x_val = None if val is None else _to_device(val, dev)  # (M, D)
-    eps_val = None if val is None else torch.from_numpy(eval_noise(config.seed, len(val),
-                                                                         spec.latent_dim)).to(dev)  # (M, latent_dim)
+    dtype = torch.float64 if precision == "fp64" else torch.float32  # of the data, the noise and the losses
+    x_train = _to_device(train, dev, dtype)  # (N, D)
+    x_val = None if val is None else _to_device(val, dev, dtype)  # (M, D)
+    eps_val = None if val is None else _to_device(eval_noise(config.seed, len(val), spec.latent_dim), dev,
+                                                  dtype)  # (M, latent_dim)
     sizes = torch.tensor([min(batch, n - s * batch) for s in range(n_steps)], dtype=torch.float64,
                          device=dev)  # (n_steps,)
     params = list(model.parameters())
@@ -366,10 +396,10 @@ def _train(model: VAE, optimizer: torch.optim.Adam, loop: _Loop, config: TrainCo
         t0 = time.perf_counter()
         lr = loop.lr
         perm = torch.from_numpy(epoch_permutation(config.seed, epoch, n)).to(dev)  # (N,)
-        eps = _epoch_eps(config, epoch, n, spec.latent_dim, shared_noise, dev)  # (N, latent_dim)
-        x_epoch = _to_device(epoch_binarized(train, config.seed, epoch), dev) if config.dynamic_binarization \
-            else x_train  # (N, D): a fresh 0/1 sample each epoch, or the data as given
-        step_losses = torch.empty(n_steps, 3, device=dev)  # per-step batch means of (loss, recon, kl)
+        eps = _epoch_eps(config, epoch, n, spec.latent_dim, shared_noise, dev).to(dtype)  # (N, latent_dim)
+        x_epoch = _to_device(epoch_binarized(train, config.seed, epoch), dev, dtype) \
+            if config.dynamic_binarization else x_train  # (N, D): a fresh 0/1 sample each epoch, or the data
+        step_losses = torch.empty(n_steps, 3, device=dev, dtype=dtype)  # per-step batch means (loss, recon, kl)
         model.train()
         for s in range(n_steps):
             idx = perm[s * batch:(s + 1) * batch]  # (b,)

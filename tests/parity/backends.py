@@ -107,6 +107,24 @@ def batch(spec, n: int = BATCH, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, eps
 
 
+def reference_forward(spec, weights: dict[str, np.ndarray], x: np.ndarray, eps: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The model's forward pass in float64 NumPy from neutral weights: (decoder_out, mu, log_var)."""
+    w = {k: v.astype(np.float64) for k, v in weights.items()}
+
+    def stack(h, prefix, n):
+        for i in range(n):
+            h = np.maximum(h @ w[f"{prefix}.{i}.kernel"] + w[f"{prefix}.{i}.bias"], 0.0)  # (B, H_i)
+        return h
+
+    h = stack(x.astype(np.float64), "encoder", len(spec.hidden_dims))  # (B, H)
+    mu = h @ w["encoder.mu.kernel"] + w["encoder.mu.bias"]  # (B, L)
+    log_var = h @ w["encoder.log_var.kernel"] + w["encoder.log_var.bias"]  # (B, L)
+    z = mu + np.exp(0.5 * log_var) * eps.astype(np.float64)  # (B, L)
+    h = stack(z, "decoder", len(spec.hidden_dims))  # (B, H)
+    return h @ w["decoder.out.kernel"] + w["decoder.out.bias"], mu, log_var  # (B, D|2D), (B, L), (B, L)
+
+
 def _device_of(model) -> str:
     return str(next(model.parameters()).device)
 
@@ -221,15 +239,15 @@ def lockstep_config(steps: int = LOCKSTEP_STEPS_TOTAL):
 
 
 def lockstep_losses(name: str, spec, x: np.ndarray, config, *, device: str = "cpu", out_dir=None,
-                    resume_from=None, model=None) -> np.ndarray:
+                    resume_from=None, model=None, precision: str = "fp32") -> np.ndarray:
     """Per-step losses of `fit(shared_noise=True)` from `vae_core.init_weights(spec, 0)` (or `model`): one batch
     per epoch, so each epoch's train_loss is one step's loss. With resume_from, the whole history (the
-    checkpoint's epochs first)."""
+    checkpoint's epochs first). precision="fp64" trains in float64 (no out_dir or resume_from then)."""
     from vae_core import fit
 
     model = build_shared(name, spec, seed=0, device=device) if model is None else model
     history = fit(model, x, None, config, shared_noise=True, progress=False, device=device, out_dir=out_dir,
-                  resume_from=resume_from)
+                  resume_from=resume_from, precision=precision)
     return np.array(history["train_loss"])
 
 
