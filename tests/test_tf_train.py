@@ -398,6 +398,7 @@ def test_a_float64_model_trains_only_in_fp64_and_stays_float64():
     tfb.fit(model64, x, None, TrainConfig(epochs=1, batch_size=50), precision="fp64", progress=False)
     after = model64.neutral_variables()["decoder.out.bias"]
     assert after.dtype == "float64" and np.abs(after.numpy() - before).max() > 1e-4
+    assert np.isfinite(tfb.evaluate(model64, x)["loss"])
 
 
 def test_input_pipelines_run_without_tf_data_autotuning():

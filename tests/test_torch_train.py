@@ -1,5 +1,6 @@
 """The torch training loop: convergence, exact history, resume, non-finite losses, clipping, plateau,
 early stopping, argument checks. Small data and models keep it CI-sized."""
+import copy
 import math
 
 import numpy as np
@@ -407,6 +408,9 @@ def test_a_float64_model_trains_only_in_fp64_and_stays_float64(digits):
     before = model.out.bias.detach().clone()
     fit(model, x, None, TrainConfig(epochs=1, batch_size=64), precision="fp64", progress=False)
     assert model.out.bias.dtype == torch.float64 and (model.out.bias - before).abs().max() > 1e-4
+    loss64 = evaluate(model, x)["loss"]  # evaluate runs a float64 model in float64
+    loss32 = evaluate(copy.deepcopy(model).float(), x)["loss"]
+    assert loss64 == pytest.approx(loss32, rel=1e-5) and loss64 != loss32
 
 
 def test_progress_bar_reports_to_stderr(digits, capsys):

@@ -44,10 +44,8 @@ from backends.tf.optim import TorchAdam
 from vae_core.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.training import (HISTORY_KEYS, NonFiniteLossError, check_data, check_fit_inputs, check_fp64_run,
-                               empty_history,
-                               epoch_binarized, epoch_noise,
-                               epoch_permutation, eval_noise, prepare_out_dir,
-                               resumed_learning_rate)
+                               empty_history, epoch_binarized, epoch_noise, epoch_permutation, eval_noise,
+                               prepare_out_dir, resumed_learning_rate)
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp64")

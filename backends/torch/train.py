@@ -38,10 +38,8 @@ from backends.torch.weights import export_weights, import_adam, import_weights
 from vae_core.checkpoint import read_checkpoint, save_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.training import (HISTORY_KEYS, NonFiniteLossError, check_data, check_fit_inputs, check_fp64_run,
-                               empty_history,
-                               epoch_binarized, epoch_noise,
-                               epoch_permutation, eval_noise, prepare_out_dir,
-                               resumed_learning_rate)
+                               empty_history, epoch_binarized, epoch_noise, epoch_permutation, eval_noise,
+                               prepare_out_dir, resumed_learning_rate)
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp64")
@@ -148,18 +146,19 @@ def evaluate(model: VAE, x: np.ndarray, *, batch_size: int = EVAL_BATCH_SIZE, se
     """Mean negative ELBO over the examples of `x`: {"loss", "recon", "kl"} in nats per example.
 
     One reparameterised sample per example with eps = `eval_noise(seed, N, latent_dim)`, so the
-    value is repeatable and independent of `batch_size`. Always float32, in eval mode, without gradients.
-    The model is moved to `device`.
+    value is repeatable and independent of `batch_size`. In the model's dtype (float32, or float64 after
+    `model.double()`), in eval mode, without gradients. The model is moved to `device`.
     """
     _check_model(model, "evaluate")
     x = check_data(x, model.spec, "x")
     _check_positive_int("evaluate", "batch_size", batch_size, 1)
     _check_positive_int("evaluate", "seed", seed, 0)
     dev = resolve_device(device)
+    dtype = torch.float64 if next(model.parameters()).dtype == torch.float64 else torch.float32
     with _exact_fp32(dev):
         model.to(dev)
-        eps = torch.from_numpy(eval_noise(seed, len(x), model.spec.latent_dim)).to(dev)
-        means = (_sums(model, _to_device(x, dev), eps, batch_size) / len(x)).tolist()
+        eps = _to_device(eval_noise(seed, len(x), model.spec.latent_dim), dev, dtype)  # (N, latent_dim)
+        means = (_sums(model, _to_device(x, dev, dtype), eps, batch_size) / len(x)).tolist()
     return dict(zip(("loss", "recon", "kl"), means))
 
 
