@@ -67,8 +67,18 @@ def _check_precision(precision: Any) -> None:
         raise ValueError(f"precision must be one of 'fp32', 'bf16', 'fp64'; got {precision!r}")
 
 
+def _param_dtype(model: VAE) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
+def _data_dtype(model: VAE) -> torch.dtype:
+    """The dtype a model computes in, and so of the data, noise and losses fed to it: float64 for a float64 model
+    (precision="fp64"), else float32 (bf16 autocasts from float32)."""
+    return torch.float64 if _param_dtype(model) == torch.float64 else torch.float32
+
+
 def _check_model_dtype(model: VAE, precision: str) -> None:
-    dtype = next(model.parameters()).dtype
+    dtype = _param_dtype(model)
     if dtype != torch.float32 and not (precision == "fp64" and dtype == torch.float64):
         fix = "pass precision='fp64', or call model.float()" if dtype == torch.float64 else "call model.float()"
         raise ValueError(f"fit: the model's parameters are {dtype}, but precision={precision!r} trains float32 "
@@ -98,7 +108,7 @@ def _float64_weights(model: VAE, enabled: bool):
     if not enabled:
         yield
         return
-    dtype = next(model.parameters()).dtype
+    dtype = _param_dtype(model)
     model.double()
     try:
         yield
@@ -154,7 +164,7 @@ def evaluate(model: VAE, x: np.ndarray, *, batch_size: int = EVAL_BATCH_SIZE, se
     _check_positive_int("evaluate", "batch_size", batch_size, 1)
     _check_positive_int("evaluate", "seed", seed, 0)
     dev = resolve_device(device)
-    dtype = torch.float64 if next(model.parameters()).dtype == torch.float64 else torch.float32
+    dtype = _data_dtype(model)
     with _exact_fp32(dev):
         model.to(dev)
         eps = _to_device(eval_noise(seed, len(x), model.spec.latent_dim), dev, dtype)  # (N, latent_dim)
@@ -379,7 +389,7 @@ def _train(model: VAE, optimizer: torch.optim.Adam, loop: _Loop, config: TrainCo
     spec = model.spec
     n, batch = len(train), config.batch_size
     n_steps = -(-n // batch)
-    dtype = torch.float64 if precision == "fp64" else torch.float32  # of the data, the noise and the losses
+    dtype = _data_dtype(model)  # float64 inside precision="fp64"
     x_train = _to_device(train, dev, dtype)  # (N, D)
     x_val = None if val is None else _to_device(val, dev, dtype)  # (M, D)
     eps_val = None if val is None else _to_device(eval_noise(config.seed, len(val), spec.latent_dim), dev,
