@@ -133,10 +133,10 @@ def test_short_training_on_mnist_5k_reaches_the_measured_loss():
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):
     """2 epochs + 2 resumed == 4 uninterrupted, bit for bit on CPU: same batches (epoch_permutation), same noise
-    (seeded by seed, epoch and batch), Adam state and LR-plateau state restored exactly, and the same compiled
+    (seeded by seed and epoch), Adam state and LR-plateau state restored exactly, and the same compiled
     step. In this run the plateau halves the LR at the end of epoch 2, so the resumed run must restore it."""
     x, val = data(320), data(70, seed=1)  # whole batches: one compiled shape (partial batches: tests above)
-    config = TrainConfig(epochs=4, batch_size=32, seed=3, learning_rate=0.2, reduce_lr_on_plateau=True,
+    config = TrainConfig(epochs=4, batch_size=32, seed=11, learning_rate=0.4, reduce_lr_on_plateau=True,
                          lr_plateau_patience=0, early_stopping=True, early_stopping_patience=3)
     full = build("tf", SPEC, seed=0)
     want = tfb.fit(full, x, val, config, out_dir=tmp_path / "full", progress=False)
@@ -145,7 +145,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     resumed = build("tf", SPEC, seed=99)  # everything must come from the checkpoint
     got = tfb.fit(resumed, x, val, config, resume_from=tmp_path / "part" / "last.safetensors",
                   out_dir=tmp_path / "part", progress=False)
-    assert want["lr"] == [0.2, 0.2, 0.1, 0.1], "the plateau should lower the LR after epoch 2 in this run"
+    assert want["lr"] == [0.4, 0.4, 0.2, 0.2], "the plateau should lower the LR after epoch 2 in this run"
     for key in HISTORY_KEYS:
         if key != "seconds":
             assert got[key] == want[key], key
@@ -407,8 +407,64 @@ def test_input_pipelines_run_without_tf_data_autotuning():
     from backends.tf.train import _train_dataset, _val_dataset
 
     x = tf.constant(np.zeros((10, 4), np.float32))
-    train = _train_dataset(x, np.arange(10), None, 4, noise_seed=1, latent_dim=2)
+    train = _train_dataset(x, np.arange(10), tf.zeros((10, 2)), 4)
     val = _val_dataset(np.zeros((10, 4), np.float32), np.zeros((10, 2), np.float32))
     for data in (train, val):
         assert data.options().autotune.enabled is False
-    assert [b["x"].shape[0] for b in train] == [4, 4, 2]
+
+
+def test_train_blocks_hold_the_epoch_in_order_with_masked_padding():
+    from backends.tf.train import _train_dataset
+
+    n, batch, latent = 10, 4, 2
+    x = tf.constant(np.repeat(np.arange(n, dtype=np.float32)[:, None], 3, axis=1))  # row i is all i
+    perm = np.random.default_rng(0).permutation(n)
+    eps = np.arange(n * latent, dtype=np.float32).reshape(n, latent)
+    blocks = list(_train_dataset(x, perm, eps, batch, batches_per_block=2))
+    assert [tuple(b["x"].shape) for b in blocks] == [(2, batch, 3)] * 2  # 3 batches in 2 blocks of 2, padded
+    rows = np.concatenate([b["rows"].numpy() for b in blocks])
+    assert rows.tolist() == [4, 4, 2, 0]
+    xs = np.concatenate([b["x"].numpy() for b in blocks]).reshape(-1, 3)  # (slots, 3)
+    es = np.concatenate([b["eps"].numpy() for b in blocks]).reshape(-1, latent)  # (slots, L)
+    valid = np.concatenate([np.arange(k * batch, k * batch + r) for k, r in enumerate(rows)])
+    np.testing.assert_array_equal(xs[valid, 0], perm)  # the epoch's examples, in the permutation's order
+    np.testing.assert_array_equal(es[valid], eps)  # position i gets row i
+
+
+def test_a_block_trains_as_its_batches_one_by_one():
+    """VAE.train_step on a block {"x": (K, B, D), "eps": (K, B, L), "rows": (K,)} (what fit feeds) makes the same
+    optimizer steps, and tracks the same means, as one Keras step per batch; the padded partial batch included."""
+    from backends.tf.optim import TorchAdam
+
+    x, eps = data(10), np.random.default_rng(1).standard_normal((10, 2), dtype=np.float32)
+    starts = (0, 4, 8)  # batches of 4, 4 and 2 rows
+
+    def padded(a):  # (10, F) -> (3, 4, F); the padding holds values that would move the weights if they leaked
+        return np.concatenate([a, np.full((2, a.shape[1]), 7.0, np.float32)]).reshape(3, 4, -1)
+
+    feeds = {"block": tf.data.Dataset.from_tensors({"x": padded(x), "eps": padded(eps),
+                                                     "rows": np.array([4, 4, 2], np.int32)}),
+             "batches": tf.data.Dataset.from_tensor_slices([0, 1, 2]).map(
+                 lambda k: {"x": tf.gather(x, tf.range(4 * k, tf.minimum(4 * k + 4, 10))),
+                            "eps": tf.gather(eps, tf.range(4 * k, tf.minimum(4 * k + 4, 10)))})}
+    trained = {}
+    for name, feed in feeds.items():
+        model = build("tf", SPEC, seed=0)
+        model.compile(optimizer=TorchAdam(1e-2), jit_compile=True)
+        logs = model.fit(feed, epochs=1, verbose=0, shuffle=False).history
+        trained[name] = (weights_of(model), logs, int(model.optimizer.iterations.numpy()))
+    (w_block, logs_block, steps_block), (w_batches, logs_batches, steps_batches) = trained.values()
+    assert steps_block == steps_batches == len(starts)
+    start = weights_of(build("tf", SPEC, seed=0))
+    for key in w_block:
+        assert np.abs(w_batches[key] - start[key]).max() > 1e-3  # three steps of lr 1e-2 moved every tensor
+        np.testing.assert_allclose(w_block[key], w_batches[key], rtol=1e-6, atol=1e-7, err_msg=key)
+    for key in ("loss", "recon", "kl"):  # epoch means over the 10 examples, not over 12 slots
+        assert logs_block[key] == pytest.approx(logs_batches[key], rel=1e-6)
+
+
+def test_fit_progress_bar_counts_optimizer_steps(capfd):
+    model = build("tf", SPEC, seed=0)
+    tfb.fit(model, data(10), None, TrainConfig(epochs=1, batch_size=4), progress=True)  # 3 steps in one block
+    out = capfd.readouterr().out
+    assert "3/3" in out and "1/1" not in out, out

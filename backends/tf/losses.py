@@ -7,6 +7,7 @@ bfloat16/float16 outputs, so mixed precision keeps a float32 loss).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import tensorflow as tf
@@ -73,23 +74,31 @@ def kl_to_standard_normal(mu, log_var) -> tf.Tensor:
     return 0.5 * tf.reduce_sum(tf.square(mu) + tf.math.expm1(log_var) - log_var, axis=-1)  # (B,)
 
 
-def negative_elbo(x, decoder_out, mu, log_var, *, likelihood: str = "bernoulli",
-                  beta: float = 1.0) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def negative_elbo(x, decoder_out, mu, log_var, *, likelihood: str = "bernoulli", beta: float = 1.0,
+                  rows=None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """(total, recon, kl) scalar tensors: batch means of recon + beta * kl, recon and kl.
 
     Shapes: x (B, D), decoder_out (B, D) or (B, 2D), mu and log_var (B, L).
+    rows: None, or a () int tensor: only the first `rows` examples count (a batch padded to a fixed shape); the
+        means are over those, and the padding rows get exactly zero gradient.
     """
     x = tf.convert_to_tensor(x)
     recon = reconstruction_nll(x, decoder_out, likelihood)  # (B,)
     kl = tf.cast(kl_to_standard_normal(mu, log_var), recon.dtype)  # (B,)
-    return _batch_mean(recon + beta * kl), _batch_mean(recon), _batch_mean(kl)  # () each
+    mean = functools.partial(_batch_mean, rows=rows)
+    return mean(recon + beta * kl), mean(recon), mean(kl)  # () each
 
 
-def _batch_mean(per_example: tf.Tensor) -> tf.Tensor:
-    """Mean over the batch, accumulated in float64.
+def _batch_mean(per_example: tf.Tensor, rows=None) -> tf.Tensor:
+    """Mean over the batch (over its first `rows` examples if given), accumulated in float64.
 
     Besides the extra precision, the float64 cast stops XLA from merging this reduction with the sum over
     pixels into one float32 reduction over B*D terms, which loses ~3e-5 relative accuracy on CPU (0.006 nats on
-    a 1000-example MNIST batch).
+    a 1000-example MNIST batch). With rows = B the result and its gradient are those of the plain mean, bit for bit.
     """
-    return tf.cast(tf.reduce_mean(tf.cast(per_example, tf.float64)), per_example.dtype)  # ()
+    values = tf.cast(per_example, tf.float64)  # (B,)
+    if rows is None:
+        return tf.cast(tf.reduce_mean(values), per_example.dtype)  # ()
+    keep = tf.range(tf.shape(values)[0]) < tf.cast(rows, tf.int32)  # (B,)
+    total = tf.reduce_sum(tf.where(keep, values, tf.zeros_like(values)))  # ()
+    return tf.cast(total / tf.cast(rows, tf.float64), per_example.dtype)  # ()

@@ -199,27 +199,49 @@ class VAE(keras.Model):
         super().compile(*args, jit_compile=True if jit_compile == "auto" else jit_compile, **kwargs)
 
     @staticmethod
-    def _unpack(data) -> tuple[tf.Tensor, tf.Tensor | None]:
+    def _unpack(data) -> tuple[tf.Tensor, tf.Tensor | None, tf.Tensor | None]:
+        """x, eps (or None) and rows (or None) of a batch or block."""
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         if isinstance(x, dict):
-            return x["x"], x.get("eps")
-        return x, None
+            return x["x"], x.get("eps"), x.get("rows")
+        return x, None, None
 
-    def _elbo(self, x, eps, training: bool):
+    def _elbo(self, x, eps, training: bool, rows=None):
         out, mu, log_var = self(x, eps=eps, training=training)  # (B, D|2D), (B, L), (B, L)
-        return negative_elbo(x, out, mu, log_var, likelihood=self.spec.likelihood, beta=self.spec.beta)
+        return negative_elbo(x, out, mu, log_var, likelihood=self.spec.likelihood, beta=self.spec.beta, rows=rows)
 
-    def _update_trackers(self, x, total, recon, kl) -> dict[str, tf.Tensor]:
-        batch = tf.cast(tf.shape(x)[0], tf.float64)  # weight each batch mean by its size: exact epoch means
+    def _update_trackers(self, x, total, recon, kl, rows=None) -> dict[str, tf.Tensor]:
+        # weight each batch mean by its number of examples: exact epoch means
+        batch = tf.cast(tf.shape(x)[0] if rows is None else rows, tf.float64)
         for tracker, value in ((self.loss_tracker, total), (self.recon_tracker, recon), (self.kl_tracker, kl)):
             tracker.update_state(tf.cast(value, tf.float64), sample_weight=batch)
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
-        x, eps = self._unpack(data)
+        """One optimizer step on a batch x (B, D); or, for a block x (K, B, D), one step per batch in order.
+
+        Blocks are what `backends.tf.fit` feeds: {"x": (K, B, D), "eps": (K, B, L), "rows": (K,) int32}, with
+        rows[k] the real examples of batch k (the rest is padding, masked out of the loss) and empty batches last.
+        The K steps run in one compiled loop, so an epoch makes K times fewer calls into the XLA program.
+        """
+        x, eps, rows = self._unpack(data)
+        if x.shape.rank != 3:
+            return self._train_batch(x, eps)
+        if rows is None:
+            rows = tf.fill(tf.shape(x)[:1], tf.shape(x)[1])  # (K,): every row is an example
+        n_batches = tf.math.count_nonzero(rows, dtype=tf.int32)  # ()
+
+        def body(k):
+            self._train_batch(x[k], None if eps is None else eps[k], rows[k])
+            return (k + 1,)
+
+        tf.while_loop(lambda k: k < n_batches, body, (tf.constant(0),))
+        return {m.name: m.result() for m in self.metrics}
+
+    def _train_batch(self, x, eps, rows=None) -> dict[str, tf.Tensor]:
         x = self._float(x)  # (B, D)
         with tf.GradientTape() as tape:
-            total, recon, kl = self._elbo(x, eps, training=True)  # () each
+            total, recon, kl = self._elbo(x, eps, training=True, rows=rows)  # () each
         grads = tape.gradient(total, self.trainable_variables)
         guard = self.__dict__.get("_nonfinite_guard")  # set by backends.tf.fit; None for plain Keras use
         if guard is not None:  # record the optimizer step (1-based) of the first non-finite loss
@@ -227,10 +249,10 @@ class VAE(keras.Model):
             first = tf.logical_and(tf.logical_not(tf.math.is_finite(total)), guard < 0)  # ()
             guard.assign(tf.where(first, step, guard))
         self.optimizer.apply(grads, self.trainable_variables)
-        return self._update_trackers(x, total, recon, kl)
+        return self._update_trackers(x, total, recon, kl, rows)
 
     def test_step(self, data):
-        x, eps = self._unpack(data)
+        x, eps, _ = self._unpack(data)
         x = self._float(x)  # (B, D)
         total, recon, kl = self._elbo(x, eps, training=False)  # () each
         return self._update_trackers(x, total, recon, kl)
@@ -243,3 +265,4 @@ class VAE(keras.Model):
     def from_config(cls, config: dict[str, Any]) -> "VAE":
         return cls(VAESpec.from_dict(config["spec"]), seed=config.get("seed"), name=config.get("name", "vae"),
                    dtype=config.get("dtype"))
+
