@@ -468,3 +468,29 @@ def test_fit_progress_bar_counts_optimizer_steps(capfd):
     tfb.fit(model, data(10), None, TrainConfig(epochs=1, batch_size=4), progress=True)  # 3 steps in one block
     out = capfd.readouterr().out
     assert "3/3" in out and "1/1" not in out, out
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_torch_adam_lets_xla_update_kernels_in_place(tied):
+    """TorchAdam.apply makes every update wait for all gradients, so the compiled step copies no kernel before
+    updating it; Keras' apply (the control) leaves XLA copying every kernel that the backward pass reads."""
+    import re
+
+    from backends.tf.optim import TorchAdam
+
+    model = build("tf", SPEC, seed=0)
+    optimizer = TorchAdam(1e-3)
+    optimizer.build(model.trainable_variables)
+    apply = optimizer.apply if tied else (lambda g, v: keras.optimizers.Adam.apply(optimizer, g, v))
+    x, eps = tf.constant(data(4)), tf.zeros((4, SPEC.latent_dim))
+
+    @tf.function(jit_compile=True)
+    def step(x):
+        with tf.GradientTape() as tape:
+            total = model._elbo(x, eps, True)[0]
+        apply(tape.gradient(total, model.trainable_variables), model.trainable_variables)
+        return total
+
+    hlo = step.experimental_get_compiler_ir(x)(stage="optimized_hlo")
+    copied_matrices = re.findall(r"= f32\[\d+,\d+\]\{[^}]*\} copy\(", hlo)
+    assert (copied_matrices == []) if tied else (len(copied_matrices) == 4), copied_matrices  # 4: 2 heads, 2 decoder

@@ -265,4 +265,3 @@ class VAE(keras.Model):
     def from_config(cls, config: dict[str, Any]) -> "VAE":
         return cls(VAESpec.from_dict(config["spec"]), seed=config.get("seed"), name=config.get("name", "vae"),
                    dtype=config.get("dtype"))
-

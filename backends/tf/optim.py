@@ -77,9 +77,9 @@ class TorchAdam(keras.optimizers.Adam):
         does not. A non-finite first element in any gradient makes every update non-finite.
         """
         grads = list(grads)
-        present = [g for g in grads if g is not None]
-        if present:
-            first = tf.add_n([tf.cast(tf.reshape(g, [-1])[0], tf.float64) for g in present])  # ()
+        dense = [g for g in grads if isinstance(g, tf.Tensor)]  # not None, not IndexedSlices
+        if dense:
+            first = tf.add_n([tf.cast(tf.reduce_sum(tf.reshape(g, [-1])[:1]), tf.float64) for g in dense])  # ()
             self._after_all_grads = 0.0 * first  # () float64
         try:
             return super().apply(grads, trainable_variables)
