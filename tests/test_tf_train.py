@@ -135,7 +135,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     """2 epochs + 2 resumed == 4 uninterrupted, bit for bit on CPU: same batches (epoch_permutation), same noise
     (seeded by seed and epoch), Adam state and LR-plateau state restored exactly, and the same compiled
     step. In this run the plateau halves the LR at the end of epoch 2, so the resumed run must restore it."""
-    x, val = data(320), data(70, seed=1)  # whole batches: one compiled shape (partial batches: tests above)
+    x, val = data(320), data(70, seed=1)
     config = TrainConfig(epochs=4, batch_size=32, seed=11, learning_rate=0.4, reduce_lr_on_plateau=True,
                          lr_plateau_patience=0, early_stopping=True, early_stopping_patience=3)
     full = build("tf", SPEC, seed=0)
@@ -429,6 +429,11 @@ def test_train_blocks_hold_the_epoch_in_order_with_masked_padding():
     valid = np.concatenate([np.arange(k * batch, k * batch + r) for k, r in enumerate(rows)])
     np.testing.assert_array_equal(xs[valid, 0], perm)  # the epoch's examples, in the permutation's order
     np.testing.assert_array_equal(es[valid], eps)  # position i gets row i
+    # A batch size above N is one batch of N rows (no padding to batch_size); big batches make small blocks.
+    assert [tuple(b["x"].shape) for b in _train_dataset(x, perm, eps, 1000)] == [(1, n, 3)]
+    big = np.arange(5000)
+    blocks = list(_train_dataset(tf.zeros((5000, 3)), big, np.zeros((5000, latent), np.float32), 1024))
+    assert [tuple(b["x"].shape) for b in blocks] == [(4, 1024, 3), (4, 1024, 3)]  # BLOCK_ROWS = 4096 per block
 
 
 def test_a_block_trains_as_its_batches_one_by_one():

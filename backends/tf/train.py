@@ -57,9 +57,10 @@ LAST, BEST = "last.safetensors", "best.safetensors"
 STATE_KEYS = ("lr", "best_loss", "best_epoch", "plateau_bad_epochs", "early_stopping_bad_epochs", "stopped_early")
 PLATEAU_MIN_CHANGE = 1e-8  # torch ReduceLROnPlateau eps: smaller LR changes are ignored
 VAL_BATCH = 1000  # validation batch size in `fit` (exact means do not depend on it)
-# Batches per call into the compiled train step (`_train_dataset` blocks): each call runs this many optimizer
-# steps in one XLA loop. The non-finite check still names the exact step (the train step records it).
+# Batches per call into the compiled train step (`_train_dataset` blocks): each call runs up to this many
+# optimizer steps in one XLA loop. The non-finite check still names the exact step (the train step records it).
 BATCHES_PER_BLOCK = 32
+BLOCK_ROWS = 4096  # and at most this many rows per block (at least one batch): bounds a block's memory
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -228,13 +229,15 @@ class _StepProgbar(keras.callbacks.ProgbarLogger):
 def _train_dataset(x: tf.Variable | tf.Tensor, perm: np.ndarray, eps: tf.Tensor, batch_size: int,
                    batches_per_block: int = BATCHES_PER_BLOCK) -> tf.data.Dataset:
     """The epoch's batches in the order `perm`, grouped into blocks {"x": (K, B, D), "eps": (K, B, L), "rows": (K,)}
-    that `VAE.train_step` runs as K consecutive steps. K = min(batches_per_block, batches in the epoch); the last
-    block is padded to K batches, and the last batch to B rows; rows[k] counts the real examples of batch k.
+    that `VAE.train_step` runs as K consecutive steps. B = min(batch_size, N); K = min(batches_per_block, batches
+    in the epoch, BLOCK_ROWS // B), at least 1; the last block is padded to K batches, and the last batch to B
+    rows; rows[k] counts the real examples of batch k.
     x: (N, D); eps: (N, L), row i for the i-th position of the epoch.
     """
-    n, d, latent, b = len(perm), int(x.shape[1]), int(eps.shape[1]), batch_size
+    n, d, latent = len(perm), int(x.shape[1]), int(eps.shape[1])
+    b = min(batch_size, n)  # a batch size above N trains on one batch of N rows, as without blocks
     n_batches = -(-n // b)
-    k = min(batches_per_block, n_batches)
+    k = max(1, min(batches_per_block, n_batches, BLOCK_ROWS // b))
     n_blocks = -(-n_batches // k)
     index = np.zeros(n_blocks * k * b, np.int64)  # (slots,): example of each slot; padding reads row 0
     index[:n] = perm
