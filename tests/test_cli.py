@@ -124,7 +124,10 @@ def test_compare_lockstep_writes_figure_and_tables(tmp_path):
     assert len(torch_loss) == 2
     # Lockstep: same init, data order and noise, so only float32 rounding separates the backends.
     np.testing.assert_allclose(torch_loss, tf_loss, rtol=1e-4)
-    assert "| tf - torch |" in (out / "compare.md").read_text()
+    text = (out / "compare.md").read_text()
+    assert "| tf - torch |" in text
+    command = f"vae compare --dataset digits --epochs 2 --hidden-dims 32 --latent-dim 2 --lockstep --out {out} --no-progress"
+    assert f"Command: `{command}`" in text and result["command"] == command
 
 
 BAD_ARGUMENTS = {

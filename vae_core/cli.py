@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -419,7 +420,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                               spec_changes={**file.get("spec", {}), **flags["spec"]},
                               config_changes={**file.get("train", {}), **flags["train"]},
                               same_init=args.same_init or args.lockstep, lockstep=args.lockstep, out=out,
-                              device=args.device or "auto", progress=not args.no_progress)
+                              device=args.device or "auto", progress=not args.no_progress,
+                              command=args.command_line)
     print(result["markdown"])
     return 0
 
@@ -433,7 +435,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up notices, not its errors
     from vae_core.training import NonFiniteLossError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["vae", *argv])  # written into results (vae compare)
     prog = f"vae {args.command}"
     try:
         return COMMANDS[args.command](args)

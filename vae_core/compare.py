@@ -24,8 +24,11 @@ TERMS = ("loss", "recon", "kl")
 def compare_backends(*, dataset: str = "mnist-5k", data_dir: str | Path | None = None, download: bool = False,
                      spec_changes: dict[str, Any] | None = None, config_changes: dict[str, Any] | None = None,
                      same_init: bool = False, lockstep: bool = False, out: str | Path = "runs/compare",
-                     device: str = "auto", progress: bool = True) -> dict[str, Any]:
-    """Train both backends and write the comparison; returns {"histories", "summary", "markdown", "paths"}."""
+                     device: str = "auto", progress: bool = True, command: str | None = None) -> dict[str, Any]:
+    """Train both backends and write the comparison; returns {"histories", "summary", "markdown", "paths"}.
+
+    command: the command line that ran this, written at the top of compare.md and into compare.json.
+    """
     from vae_core.checkpoint import load_checkpoint, save_checkpoint
     from vae_core.config import TrainConfig
     from vae_core.data import load_dataset
@@ -56,7 +59,8 @@ def compare_backends(*, dataset: str = "mnist-5k", data_dir: str | Path | None =
 
     summary = summarize(histories)
     meta = {"dataset": data.name, "n_train": len(data.x_train), "n_test": len(data.x_test), "spec": spec.to_dict(),
-            "train_config": config.to_dict(), "same_init": same_init, "lockstep": lockstep, "device": device}
+            "train_config": config.to_dict(), "same_init": same_init, "lockstep": lockstep, "device": device,
+            "command": command}
     text = markdown(meta, summary, histories)
     paths = {"figure": plot_backend_comparison(histories, out / "compare.png"),
              "markdown": atomic_write(out / "compare.md", text.encode()),
@@ -88,6 +92,7 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], histories: dict[str,
     mode = "lockstep (same init and noise)" if meta["lockstep"] else (
         "same init checkpoint" if meta["same_init"] else "same seed")
     lines = [f"# torch vs tf on {meta['dataset']} ({meta['n_train']} train / {meta['n_test']} test)", "",
+             *([f"Command: `{meta['command']}`", ""] if meta.get("command") else []),
              f"Spec {meta['spec']['input_dim']}-{'-'.join(map(str, meta['spec']['hidden_dims']))}-"
              f"{meta['spec']['latent_dim']} {meta['spec']['likelihood']}, {meta['train_config']['epochs']} epochs, "
              f"batch {meta['train_config']['batch_size']}, lr {meta['train_config']['learning_rate']}, "
