@@ -211,8 +211,8 @@ def verdicts(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
                    f"seed {args.seed}, exact mean.")
     if fashion:
         out.append(f"- {SEED_FASHION_ELBO} is one run of the seed's script, scored by its own evaluate; one seed of "
-                   f"ours against it is one draw against another. scripts/seed_spread.py compares five seeds of "
-                   f"each backend with five of the seed's loop under both protocols "
+                   f"ours against it is one draw against another. scripts/seed_spread.py compares ten seeds of "
+                   f"each backend with ten of the seed's loop under both protocols "
                    f"(scripts/results/seed_spread/seed_spread.md).")
     for r in rows:
         if args.cuda and r["iwae_k"] == 5000 and r["iwae_images"] == 10000:

@@ -5,6 +5,9 @@ trains, for each seed s in --seeds, for --epochs epochs on full Fashion-MNIST:
 - seed-script: the seed's loop (scripts/seed_style.py) as the seed runs it: torch.manual_seed(s), torch's
   default init, DataLoader(shuffle=True) over PIL-per-image items, torch.randn noise, Adam 1e-3, batch 128;
 - torch, tf: `backends.<name>.fit` with TrainConfig(seed=s): vae_core's init, data order and noise.
+- tf-shared-noise: tf with `shared_noise=True`: NumPy's `epoch_noise` instead of TF's stream, the noise that
+  torch would draw with it too (lockstep). Same init and order as torch and tf, so per-seed differences between
+  these three are paired: tf minus tf-shared-noise isolates TF's noise stream, torch minus it torch's.
 Every trained model is scored on the 10,000 test images in two ways:
 - exact: our evaluation (`backends.torch.evaluate` on the neutral weights): one sample per image with the fixed
   noise eval_noise(0), the exact mean over images;
@@ -13,7 +16,7 @@ Every trained model is scored on the 10,000 test images in two ways:
 Each run is one subprocess; its result is kept in <out>/runs/<variant>-seed<s>.json and reused by later calls
 with the same --epochs and --limit (delete a file, or pass --force, after changing the code). Writes <out>/seed_spread.md and .json with the command at the top.
 
-    .venv/bin/python scripts/seed_spread.py --seeds 0 1 2 3 4          # ~4.5 min per seed on 2 CPU cores
+    .venv/bin/python scripts/seed_spread.py --seeds 0 1 2 3 4 5 6 7 8 9   # ~6 min per seed on 2 CPU cores
     .venv/bin/python scripts/seed_spread.py --seeds 0 --epochs 1 --limit 6000 --out runs/spread_quick
 """
 from __future__ import annotations
@@ -35,7 +38,8 @@ for folder in (ROOT, ROOT / "scripts"):
 
 from benchlib import cpu_name, fashion_mnist  # noqa: E402
 
-VARIANTS = ("seed-script", "torch", "tf")
+VARIANTS = ("seed-script", "torch", "tf", "tf-shared-noise")
+BACKEND_VARIANTS = VARIANTS[1:]  # same init and data order for a seed: paired
 SEED_STATED = 240.1  # the seed's script after 20 epochs, as issue 7 states it (seed protocol, one run)
 
 
@@ -57,15 +61,17 @@ def _train_seed_script(x_train, spec, seed: int, epochs: int) -> dict:
     return model.neutral_weights()
 
 
-def _train_backend(backend: str, x_train, spec, seed: int, epochs: int) -> dict:
+def _train_backend(variant: str, x_train, spec, seed: int, epochs: int) -> dict:
     from vae_core import TrainConfig, build
 
+    backend = variant.split("-")[0]  # torch, tf, tf-shared-noise -> tf
     model = build(backend, spec, seed=seed)
     if backend == "torch":
         from backends.torch import fit, weights
     else:
         from backends.tf import fit, weights
-    fit(model, x_train, None, TrainConfig(epochs=epochs, seed=seed), progress=False)
+    fit(model, x_train, None, TrainConfig(epochs=epochs, seed=seed), progress=False,
+        shared_noise=variant.endswith("shared-noise"))
     return weights.export_weights(model)
 
 
@@ -123,10 +129,22 @@ def summarize(runs: list[dict]) -> dict:
     return out
 
 
+def paired_difference(summary: dict, a: str, b: str) -> dict | None:
+    """Per-seed exact differences a - b over the seeds both ran: mean, standard error, count and positives."""
+    if a not in summary or b not in summary:
+        return None
+    va, vb = (dict(zip(summary[v]["seeds"], summary[v]["exact"]["values"])) for v in (a, b))
+    diffs = [va[s] - vb[s] for s in va if s in vb]
+    if len(diffs) < 2:
+        return None
+    return {"mean": statistics.fmean(diffs), "se": statistics.stdev(diffs) / len(diffs) ** 0.5, "n": len(diffs),
+            "positive": sum(d > 0 for d in diffs)}
+
+
 def verdicts(summary: dict) -> list[str]:
     lines = []
     ref = summary.get("seed-script")
-    for variant in ("torch", "tf"):
+    for variant in BACKEND_VARIANTS:
         ours = summary.get(variant)
         if not ours:
             continue
@@ -140,6 +158,11 @@ def verdicts(summary: dict) -> list[str]:
             se = (sp["sd"] ** 2 / sp["n"] + r["sd"] ** 2 / r["n"]) ** 0.5
             lines.append(f"  {variant} minus the seed's script, both measured here: {diff:+.2f} ± {se:.2f} nats "
                          f"(difference of means ± its standard error).")
+    for a, b in (("tf", "torch"), ("tf", "tf-shared-noise"), ("torch", "tf-shared-noise")):
+        d = paired_difference(summary, a, b)
+        if d:
+            lines.append(f"- {a} minus {b}, paired by seed (exact): {d['mean']:+.2f} ± {d['se']:.2f} nats (mean ± "
+                         f"standard error over {d['n']} seeds; {d['positive']} positive).")
     if ref:
         r = ref["seed_protocol"]
         lines.append(f"- The seed's own loop here: {r['mean']:.2f} ± {r['sd']:.2f} over {r['n']} seeds "
