@@ -126,7 +126,8 @@ def test_compare_lockstep_writes_figure_and_tables(tmp_path):
     np.testing.assert_allclose(torch_loss, tf_loss, rtol=1e-4)
     text = (out / "compare.md").read_text()
     assert "| tf - torch |" in text
-    command = f"vae compare --dataset digits --epochs 2 --hidden-dims 32 --latent-dim 2 --lockstep --out {out} --no-progress"
+    command = ("vae compare --dataset digits --epochs 2 --hidden-dims 32 --latent-dim 2 --lockstep "
+               f"--out {out} --no-progress")
     assert f"Command: `{command}`" in text and result["command"] == command
 
 
