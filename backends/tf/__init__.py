@@ -6,12 +6,17 @@ when it is first imported, from the `KERAS_BACKEND` environment variable (or ~/.
 - if Keras is not imported yet, this package sets `KERAS_BACKEND=tensorflow` before importing it (with a
   warning if the variable asked for another backend);
 - if Keras is already imported on another backend, importing this package raises ImportError saying how to fix it.
+
+Before TensorFlow is imported, `vae_core.triton_guard.preload_triton()` loads triton (when installed) so that
+torch can still use it in this process: TensorFlow's global LLVM crashes a triton loaded after it.
 """
 from __future__ import annotations
 
 import os
 import sys
 import warnings
+
+from vae_core.triton_guard import preload_triton
 
 _WANTED = "tensorflow"
 
@@ -35,6 +40,7 @@ def _ensure_keras_on_tensorflow() -> None:
             f"vae_core.build('tf') before anything imports keras), or use vae_core.build('torch')")
 
 
+preload_triton()
 _ensure_keras_on_tensorflow()
 
 from backends.tf import losses, weights  # noqa: E402

@@ -28,6 +28,7 @@ from backends.tf.losses import negative_elbo
 from vae_core.spec import VAESpec
 
 
+@keras.saving.register_keras_serializable(package="vae_core")
 class Sampling(keras.layers.Layer):
     """Reparameterisation: z = mu + exp(0.5 * log_var) * eps, eps ~ N(0, I).
 
@@ -53,14 +54,19 @@ class Sampling(keras.layers.Layer):
         return mu + tf.exp(0.5 * log_var) * eps  # (B, L)
 
     def compute_output_shape(self, input_shape):
-        return input_shape[0]
+        return tuple(input_shape[0])  # z has mu's shape (B, L)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="vae_core")
 class VAE(keras.Model):
-    """MLP variational autoencoder of a `VAESpec`. Build it with `vae_core.build("tf", spec, seed=...)`."""
+    """MLP variational autoencoder of a `VAESpec`. Build it with `vae_core.build("tf", spec, seed=...)`.
+
+    Registered as Keras-serializable: `model.save("vae.keras")` and `keras.models.load_model("vae.keras")`
+    round-trip with `safe_mode` on, from the JSON config (the spec as a dict) and the weights; nothing is unpickled.
+    """
 
     backend_name = "tf"
 
@@ -96,8 +102,18 @@ class VAE(keras.Model):
             layer.build((None, width))
             width = layer.units
         self.out_layer.build((None, width))
-        self.sampling.build((None, self.spec.latent_dim))
+        self.sampling.build(((None, self.spec.latent_dim), (None, self.spec.latent_dim)))  # (mu, log_var)
         self.built = True
+
+    @property
+    def input_dim(self) -> int:
+        """D, the width of a flattened example (`spec.input_dim`)."""
+        return self.spec.input_dim
+
+    @property
+    def latent_dim(self) -> int:
+        """L, the width of z (`spec.latent_dim`)."""
+        return self.spec.latent_dim
 
     def dense_layers(self) -> dict[str, keras.layers.Dense]:
         """Neutral layer name (prefix of `spec.weight_shapes()`) -> its Dense layer, in layer order."""
@@ -197,6 +213,14 @@ class VAE(keras.Model):
         Pass jit_compile=False to opt out.
         """
         super().compile(*args, jit_compile=True if jit_compile == "auto" else jit_compile, **kwargs)
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        """What `keras.models.load_model` calls: compile as saved, and build the optimizer so its saved state loads.
+
+        Keras' own version skips models that override `compile`, as this one does."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
     @staticmethod
     def _unpack(data) -> tuple[tf.Tensor, tf.Tensor | None, tf.Tensor | None]:

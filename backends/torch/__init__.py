@@ -2,13 +2,20 @@
 
 Modules: `model` (the VAE), `losses` (the objective on tensors), `weights` (neutral NumPy <-> torch,
 Adam state included) and `train` (the training loop). `vae_core.build("torch", ...)` calls `build_model`.
+
+Importing it loads triton now, if installed (`vae_core.triton_guard`): torch would import it lazily on the first
+optimizer, which crashes once TensorFlow >= 2.20 is in the process.
 """
 from __future__ import annotations
 
-from backends.torch import losses, weights
-from backends.torch.model import VAE
-from backends.torch.train import evaluate, fit
-from vae_core.spec import VAESpec
+from vae_core.triton_guard import preload_triton
+
+preload_triton()
+
+from backends.torch import losses, weights  # noqa: E402
+from backends.torch.model import VAE  # noqa: E402
+from backends.torch.train import evaluate, fit  # noqa: E402
+from vae_core.spec import VAESpec  # noqa: E402
 
 
 def build_model(spec: VAESpec, seed: int | None = None) -> VAE:

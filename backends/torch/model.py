@@ -63,6 +63,16 @@ class VAE(nn.Module):
         return layers
 
     @property
+    def input_dim(self) -> int:
+        """D, the width of a flattened example (`spec.input_dim`)."""
+        return self.spec.input_dim
+
+    @property
+    def latent_dim(self) -> int:
+        """L, the width of z (`spec.latent_dim`)."""
+        return self.spec.latent_dim
+
+    @property
     def device(self) -> torch.device:
         return self.out.weight.device
 

@@ -30,6 +30,7 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+pytestmark = pytest.mark.gpu  # scripts/gpu_check.sh selects the CUDA tests with -m gpu
 cuda = pytest.mark.skipif(not _cuda(), reason="check 7 needs torch with a CUDA device")
 META, REF = tf_reference()
 
