@@ -19,6 +19,7 @@ esac
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 if [ "${#torch_source[@]}" -gt 0 ]; then
-  "${pip[@]}" "${torch_source[@]}" "torch==2.13.0"
+  # +cpu names the build, so a venv that holds the CUDA build of 2.13.0 is switched too
+  "${pip[@]}" "${torch_source[@]}" "torch==2.13.0+cpu"
 fi
 "${pip[@]}" "torch==2.13.0" -e ".[dev]"

@@ -5,13 +5,18 @@ backends; Keras' `predict` and callbacks, and `torch.compile`, exist in one fram
 """
 import csv
 import io
+import os
+import subprocess
+import sys
 from contextlib import redirect_stdout
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from vae_core import VAESpec, build
 
+ROOT = Path(__file__).resolve().parents[1]
 SPEC = VAESpec(input_dim=64, hidden_dims=(32, 16), latent_dim=3, image_shape=(8, 8))
 FRAMEWORK = {"torch": "torch", "tf": "tensorflow"}
 
@@ -98,6 +103,25 @@ def test_the_framework_save_format_round_trips(backend, tmp_path):
         assert int(loaded.optimizer.iterations.numpy()) == int(model.optimizer.iterations.numpy()) == 3
         for a, b in zip(model.optimizer.variables, loaded.optimizer.variables, strict=True):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_keras_archive_loads_in_a_fresh_process_after_importing_the_backend(tmp_path):
+    """What a user's next session does: no model in memory, only `import backends.tf` to register the classes."""
+    pytest.importorskip("tensorflow")
+    model = build("tf", SPEC, seed=0)
+    model.save(tmp_path / "vae.keras")
+    np.save(tmp_path / "x.npy", _data(4))
+    np.save(tmp_path / "want.npy", model.reconstruct(_data(4)).numpy())
+    code = ("import sys, numpy as np, backends.tf, keras\n"
+            "m = keras.models.load_model(sys.argv[1] + '/vae.keras', safe_mode=True)\n"
+            "got = m.reconstruct(np.load(sys.argv[1] + '/x.npy')).numpy()\n"
+            "assert np.array_equal(got, np.load(sys.argv[1] + '/want.npy')), 'different outputs'\n"
+            "print(type(m).__module__, type(m).__name__)")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-2:] == ["backends.tf.model", "VAE"]
 
 
 def test_keras_archive_of_torch_adam_loads_in_safe_mode(tmp_path):

@@ -16,44 +16,44 @@ Standard library only, so `vae_core` still imports with NumPy alone.
 """
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import os
 import re
 import sys
+import warnings
 
 # The first releases with the crash: TensorFlow's RTLD_GLOBAL load, and triton's LLVM that binds to it.
 AFFECTED_TENSORFLOW = (2, 20)
 AFFECTED_TRITON = (3, 7)
-# Distributions that install the `tensorflow` package.
-TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-intel", "tf-nightly",
-                            "tf-nightly-cpu")
 
 
-def installed_release(distribution: str) -> tuple[int, int] | None:
-    """(major, minor) of an installed distribution, or None when it is not installed."""
-    try:
-        version = importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    match = re.match(r"(\d+)\.(\d+)", version)
-    return (int(match.group(1)), int(match.group(2))) if match else None
+@functools.cache
+def _providers() -> dict[str, list[str]]:
+    """Import package name -> the installed distributions that provide it (tensorflow-cpu, pytorch-triton, ...)."""
+    return importlib.metadata.packages_distributions()
 
 
-def tensorflow_release() -> tuple[int, int] | None:
-    """(major, minor) of the installed TensorFlow, whichever distribution provides it; None if none does."""
-    for distribution in TENSORFLOW_DISTRIBUTIONS:
-        release = installed_release(distribution)
-        if release is not None:
-            return release
-    return None
+def installed_release(package: str) -> tuple[int, int] | None:
+    """(major, minor) of the installed distribution that provides the import package `package` (the newest, if
+    several do), or None when none is installed."""
+    releases = []
+    for distribution in _providers().get(package, []):
+        try:
+            match = re.match(r"(\d+)\.(\d+)", importlib.metadata.version(distribution))
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if match:
+            releases.append((int(match.group(1)), int(match.group(2))))
+    return max(releases, default=None)
 
 
 def needs_preload() -> bool:
     """True when triton is installed and not yet imported, and both it and TensorFlow are affected releases."""
     if "triton" in sys.modules or importlib.util.find_spec("triton") is None:
         return False
-    triton, tensorflow = installed_release("triton"), tensorflow_release()
+    triton, tensorflow = installed_release("triton"), installed_release("tensorflow")
     return (triton is not None and triton >= AFFECTED_TRITON
             and tensorflow is not None and tensorflow >= AFFECTED_TENSORFLOW)
 
@@ -63,11 +63,15 @@ def preload_triton() -> None:
     if not needs_preload():
         return
     flags = sys.getdlopenflags()
+    # RTLD_NOW: every symbol of triton binds during this import, not later when TensorFlow may be loaded.
+    wanted = flags | os.RTLD_NOW
     if "tensorflow" in sys.modules:  # TensorFlow's LLVM is global already: bind triton's to its own copy
-        sys.setdlopenflags(flags | getattr(os, "RTLD_DEEPBIND", 0))  # glibc only; triton ships for Linux alone
+        wanted |= getattr(os, "RTLD_DEEPBIND", 0)  # glibc only; triton ships for Linux alone
+    sys.setdlopenflags(wanted)
     try:
         import triton  # noqa: F401
-    except ImportError:  # a broken triton install: torch treats it as absent too, so there is nothing to guard
-        pass
+    except Exception as e:  # a broken triton install must not break `import vae_core`; torch would fail on it too
+        warnings.warn(f"vae_core could not preload triton ({type(e).__name__}: {e}); torch may crash if it "
+                      f"imports triton after TensorFlow", RuntimeWarning, stacklevel=2)
     finally:
         sys.setdlopenflags(flags)
