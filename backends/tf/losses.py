@@ -69,9 +69,17 @@ def reconstruction_nll(x, decoder_out, likelihood: str) -> tf.Tensor:
 
 
 def kl_to_standard_normal(mu, log_var) -> tf.Tensor:
-    """KL(N(mu, exp(log_var)) || N(0, I)) summed over latent dims: (B, L) -> (B,), with expm1 as the reference."""
+    """KL(N(mu, exp(log_var)) || N(0, I)) summed over latent dims: (B, L) -> (B,).
+
+    Per dim: 0.5 * (mu^2 + (expm1(log_var) - log_var)), the reference's expm1 form, as the torch backend computes
+    it. The difference expm1(v) - v (~v^2/2, between two numbers ~v) is taken in float64: in float32 it loses most
+    of its digits for the small |v| of inactive latent units. It is a (B, L) tensor, so this costs nothing
+    measurable.
+    """
     mu, log_var = _cast(_dtype_of(mu), mu, log_var)
-    return 0.5 * tf.reduce_sum(tf.square(mu) + tf.math.expm1(log_var) - log_var, axis=-1)  # (B,)
+    wide = tf.cast(log_var, tf.float64)  # (B, L)
+    excess = tf.cast(tf.math.expm1(wide) - wide, log_var.dtype)  # (B, L): exp(v) - 1 - v >= 0
+    return tf.reduce_sum(0.5 * (tf.square(mu) + excess), axis=-1)  # (B,)
 
 
 def negative_elbo(x, decoder_out, mu, log_var, *, likelihood: str = "bernoulli", beta: float = 1.0,

@@ -118,15 +118,18 @@ class VAE(nn.Module):
     def sample(self, n: int, *, seed: int | None = None) -> torch.Tensor:
         """`n` draws from the model in data space: z ~ N(0, I), then the mean of p(x|z). (n, D), no grad.
 
-        The same `seed` gives the same samples on a given device; `seed=None` uses torch's global RNG.
+        With a `seed`, z comes from `np.random.default_rng(seed)` (float32), so a seed gives the same z in every
+        backend and on every device; `seed=None` draws z from torch's global RNG (`torch.manual_seed` applies).
         """
         _check_count("sample", "n", n)
-        generator = None
-        if seed is not None:
-            _check_seed("sample", seed)
-            generator = torch.Generator(device=self.device).manual_seed(int(seed))
         with _inference(self):
-            z = torch.randn(n, self.spec.latent_dim, generator=generator, device=self.device)  # (n, latent_dim)
+            if seed is None:
+                z = torch.randn(n, self.spec.latent_dim, device=self.device)  # (n, latent_dim)
+            else:
+                _check_seed("sample", seed)
+                z = np.random.default_rng(int(seed)).standard_normal((int(n), self.spec.latent_dim),
+                                                                     dtype=np.float32)  # (n, latent_dim)
+                z = torch.from_numpy(z).to(self.device)
             return self.mean_of(self.decode(z))  # (n, D)
 
     def reconstruct(self, x: Any) -> torch.Tensor:

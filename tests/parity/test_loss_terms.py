@@ -54,3 +54,19 @@ def test_loss_terms_match_reference(name, case):
         got = negative_elbo(name, arrays, likelihood, beta)
         ref = TENSORS[f"{case}.beta{beta}.ref_total_recon_kl"]
         np.testing.assert_allclose(got, ref, rtol=LOSS_RTOL, atol=0, err_msg=f"beta={beta} (total, recon, kl)")
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("scale", [1e-2, 1e-4, 1e-6])
+def test_kl_of_near_collapsed_posteriors_matches_reference(name, scale):
+    """The inactive latent units of every trained model have mu ~ 0 and log_var ~ 0, where expm1(v) - v cancels:
+    the float32 KL must still be within LOSS_RTOL of the float64 reference there."""
+    from vae_core.losses import kl_to_standard_normal
+
+    rng = np.random.default_rng(int(-np.log10(scale)))
+    mu = (scale * rng.standard_normal((64, 20))).astype(np.float32)  # (B, L)
+    log_var = (scale * rng.standard_normal((64, 20))).astype(np.float32)  # (B, L)
+    arrays = {"x": np.zeros((64, 1), np.float32), "decoder_out": np.zeros((64, 1), np.float32), "mu": mu,
+              "log_var": log_var}
+    _, kl = per_example(name, arrays, "bernoulli")
+    np.testing.assert_allclose(kl, kl_to_standard_normal(mu, log_var), rtol=LOSS_RTOL, atol=0)
