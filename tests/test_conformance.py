@@ -38,3 +38,54 @@ def test_sample_with_a_seed_decodes_numpys_standard_normal(backend, likelihood):
     np.testing.assert_allclose(got, _decoded_mean(model, z), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(got, np.asarray(model.sample(5, seed=7)))
     assert not np.array_equal(got, np.asarray(model.sample(5, seed=8)))
+
+
+def _sees_a_gpu(backend: str) -> bool:
+    if backend == "torch":
+        import torch
+        return torch.cuda.is_available()
+    import tensorflow as tf
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_unavailable_device_is_a_value_error_that_names_it(backend):
+    from vae_core import evaluate, fit
+
+    model = _model(backend)
+    if _sees_a_gpu(backend):
+        pytest.skip("this machine has a GPU")
+    x = np.random.default_rng(0).random((32, SPEC.input_dim), dtype=np.float32)
+    for call in (lambda: fit(model, x, device="cuda", progress=False), lambda: evaluate(model, x, device="cuda:1")):
+        with pytest.raises(ValueError, match=r"device must name an available device: device='cuda(:1)?', but "
+                                             r"(CUDA is not available to torch|TensorFlow \S+ sees 0 GPU)"):
+            call()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cli_an_unavailable_device_exits_2_with_one_line(backend, tmp_path, capsys):
+    from vae_core.cli import main
+
+    _model(backend)
+    if _sees_a_gpu(backend):
+        pytest.skip("this machine has a GPU")
+    status = main(["train", "--backend", backend, "--device", "cuda", "--dataset", "digits", "--epochs", "1",
+                   "--no-progress", "--no-plots", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1 and "device='cuda'" in err, err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_model_class_holds_the_shared_initial_weights(backend):
+    """VAE(spec, seed=s), the backend's class itself, starts from vae_core.init_weights(spec, s), as build() does."""
+    from vae_core import init_weights
+    from vae_core.registry import backend_module
+
+    _model(backend)
+    module = backend_module(backend)
+    got = module.weights.export_weights(module.VAE(SPEC, seed=3))
+    want = init_weights(SPEC, 3)
+    assert sorted(got) == sorted(want)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)

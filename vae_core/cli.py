@@ -267,7 +267,7 @@ def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from vae_core.data import load_dataset
-    from vae_core.registry import build, fit
+    from vae_core.registry import backend_module, build, fit
     from vae_core.spec import VAESpec
 
     plan = resolve_train(args)
@@ -286,6 +286,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif spec.input_dim != data.input_dim:
         raise ValueError(f"--resume: the checkpoint's model takes input_dim={spec.input_dim}, but dataset "
                          f"{data.name!r} has {data.input_dim} pixels per image; pass the dataset of that run")
+    backend_module(opts["backend"]).train.resolve_device(opts["device"], "--device")  # imports the framework
     out = prepare_out_dir(Path(opts["out"]), "--out")  # every argument is checked before anything is written
 
     for stale in out.glob(".*.safetensors.*.tmp"):  # temp files of a write that was killed mid-way

@@ -52,12 +52,7 @@ from backends.tf.train import evaluate, fit  # noqa: E402
 def build_model(spec, seed: int | None = None) -> VAE:
     """A built `VAE` of `spec` holding `vae_core.init_weights(spec, seed)`: the same seed gives the same
     weights as the torch backend. `seed` also seeds the model's sampling noise (None: fresh entropy)."""
-    from vae_core.init import init_weights
-
-    model = VAE(spec, seed=seed)
-    model.build((None, spec.input_dim))
-    weights.import_weights(model, init_weights(spec, seed))
-    return model
+    return VAE(spec, seed=seed)
 
 
 __all__ = ["VAE", "Sampling", "TorchAdam", "build_model", "evaluate", "fit", "losses", "weights"]

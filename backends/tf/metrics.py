@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from backends.tf.losses import HALF_LOG_2PI, reconstruction_nll
-from backends.tf.train import _check_model, _device_name
+from backends.tf.train import _check_model, resolve_device
 from vae_core.metrics import (ACTIVE_THRESHOLD, DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, DEFAULT_K, ActiveUnits,
                               IWAEResult, check_active_args, check_batch_size, check_iwae_args,
                               count_active_units, run_iwae)
@@ -71,7 +71,7 @@ def iwae_nll(model, x: np.ndarray, *, k: int = DEFAULT_K, chunk_size: int = DEFA
     def chunk_logsumexp(state: tuple[tf.Tensor, ...], eps: np.ndarray) -> np.ndarray:
         return chunk_fn(*state, tf.constant(eps)).numpy()  # (B,)
 
-    with tf.device(_device_name(device)):
+    with tf.device(resolve_device(device)):
         return run_iwae(x, model.spec.latent_dim, k=k, chunk_size=chunk_size, batch_size=batch_size, seed=seed,
                         progress=progress, encode=encode, chunk_logsumexp=chunk_logsumexp)
 
@@ -82,7 +82,7 @@ def posterior_means(model, x: np.ndarray, batch_size: int = 1000, *, device: str
     x = check_data(x, model.spec, "x")
     check_batch_size("posterior_means", batch_size)
     encode_fn = _compiled(model)[0]
-    with tf.device(_device_name(device)):
+    with tf.device(resolve_device(device)):
         mus = [encode_fn(tf.constant(x[s:s + batch_size]))[0].numpy() for s in range(0, len(x), batch_size)]
     return np.concatenate(mus)  # (N, L)
 

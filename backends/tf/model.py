@@ -62,7 +62,8 @@ class Sampling(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="vae_core")
 class VAE(keras.Model):
-    """MLP variational autoencoder of a `VAESpec`. Build it with `vae_core.build("tf", spec, seed=...)`.
+    """MLP variational autoencoder of a `VAESpec`, built, holding `vae_core.init_weights(spec, seed)` (the same in
+    every backend). `vae_core.build("tf", spec, seed=...)` returns one.
 
     Registered as Keras-serializable: `model.save("vae.keras")` and `keras.models.load_model("vae.keras")`
     round-trip with `safe_mode` on, from the JSON config (the spec as a dict) and the weights; nothing is unpickled.
@@ -88,9 +89,17 @@ class VAE(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss", dtype="float64")
         self.recon_tracker = keras.metrics.Mean(name="recon", dtype="float64")
         self.kl_tracker = keras.metrics.Mean(name="kl", dtype="float64")
+        # Built at once, holding the shared initial weights: VAE(spec, seed=s) equals the torch backend's.
+        self.build()
+        from backends.tf.weights import import_weights
+        from vae_core.init import init_weights
+
+        import_weights(self, init_weights(spec, seed))
 
     # ----------------------------------------------------------------------------------------------- layers
     def build(self, input_shape=None) -> None:
+        if self.built:  # built in __init__; Keras calls build again on load and on first call
+            return
         width = self.spec.input_dim
         for layer in self.encoder_layers:
             layer.build((None, width))

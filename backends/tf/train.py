@@ -84,16 +84,18 @@ def _check_model(model: Any) -> None:
         raise TypeError(f"model must be a backends.tf.VAE (vae_core.build('tf', ...)); got {type(model).__name__}")
 
 
-def _device_name(device: Any, argument: str = "device") -> str:
-    """'auto' -> the first GPU if TensorFlow sees one, else the CPU; 'cpu'; 'cuda' / 'cuda:N' (needs a GPU)."""
+def resolve_device(device: Any, argument: str = "device") -> str:
+    """The tf.device name: 'auto' -> the first GPU if TensorFlow sees one, else the CPU; 'cpu'; 'cuda' or
+    'cuda:N' (ValueError when TensorFlow sees no such GPU)."""
     if not isinstance(device, str) or not (device in DEVICES or re.fullmatch(r"cuda:\d+", device)):
         raise ValueError(f"{argument} must be one of 'auto', 'cpu', 'cuda' (or 'cuda:N'); got {device!r}")
     gpus = tf.config.list_logical_devices("GPU")
     if device.startswith("cuda"):
         index = int(device.partition(":")[2] or 0)
         if index >= len(gpus):
-            raise RuntimeError(f"{argument}={device!r} but TensorFlow sees {len(gpus)} GPU(s) (a CPU-only "
-                               f"TensorFlow build, or no CUDA device); pass {argument}='cpu' or 'auto'")
+            raise ValueError(f"{argument} must name an available device: {argument}={device!r}, but TensorFlow "
+                             f"{tf.__version__} sees {len(gpus)} GPU(s) (a CPU-only build, or no CUDA device); "
+                             f"pass {argument}='cpu' or 'auto'")
         return f"/GPU:{index}"
     return "/GPU:0" if gpus and device == "auto" else "/CPU:0"
 
@@ -337,7 +339,7 @@ def fit(model, train: np.ndarray, val: np.ndarray | None = None, config: TrainCo
     _check_model(model)
     spec = model.spec
     train, val = check_fit_inputs(spec, train, val, config)
-    device_name = _device_name(device)
+    device_name = resolve_device(device)
     _check_precision(precision)
     check_fp64_run(precision, out_dir, resume_from)
     _check_flag("shared_noise", shared_noise)
@@ -387,7 +389,6 @@ def _float64_twin(model):
     from backends.tf.model import VAE
 
     twin = VAE(model.spec, seed=model.sampling.seed, dtype="float64")
-    twin.build()
     tf_weights.import_weights(twin, tf_weights.export_weights(model))
     return twin
 
@@ -482,7 +483,7 @@ def evaluate(model, x: np.ndarray, *, batch_size: int = 1000, seed: int = 0, dev
         raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an int >= 0; got {seed!r}")
-    device_name = _device_name(device)
+    device_name = resolve_device(device)
     x = check_data(x, model.spec, "x")
     eps = eval_noise(int(seed), len(x), model.spec.latent_dim)  # (N, L)
     fn = _eval_fn(model)
