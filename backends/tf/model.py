@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from backends.tf.losses import negative_elbo
+from vae_core.model_attributes import SpecAttributes
 from vae_core.spec import VAESpec
 
 
@@ -61,7 +62,7 @@ class Sampling(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="vae_core")
-class VAE(keras.Model):
+class VAE(SpecAttributes, keras.Model):
     """MLP variational autoencoder of a `VAESpec`, built, holding `vae_core.init_weights(spec, seed)` (the same in
     every backend). `vae_core.build("tf", spec, seed=...)` returns one.
 
@@ -113,16 +114,6 @@ class VAE(keras.Model):
         self.out_layer.build((None, width))
         self.sampling.build(((None, self.spec.latent_dim), (None, self.spec.latent_dim)))  # (mu, log_var)
         self.built = True
-
-    @property
-    def input_dim(self) -> int:
-        """D, the width of a flattened example (`spec.input_dim`)."""
-        return self.spec.input_dim
-
-    @property
-    def latent_dim(self) -> int:
-        """L, the width of z (`spec.latent_dim`)."""
-        return self.spec.latent_dim
 
     def dense_layers(self) -> dict[str, keras.layers.Dense]:
         """Neutral layer name (prefix of `spec.weight_shapes()`) -> its Dense layer, in layer order."""

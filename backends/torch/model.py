@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from vae_core.model_attributes import SpecAttributes
 from vae_core.spec import VAESpec
 
 
-class VAE(nn.Module):
+class VAE(SpecAttributes, nn.Module):
     """Gaussian-encoder VAE with an MLP encoder and a mirrored MLP decoder.
 
     `VAE(spec, seed=s)` holds the weights `vae_core.init_weights(spec, s)` (the same in every backend);
@@ -61,16 +62,6 @@ class VAE(nn.Module):
         layers.update({f"decoder.{i}": layer for i, layer in enumerate(self.decoder)})
         layers["decoder.out"] = self.out
         return layers
-
-    @property
-    def input_dim(self) -> int:
-        """D, the width of a flattened example (`spec.input_dim`)."""
-        return self.spec.input_dim
-
-    @property
-    def latent_dim(self) -> int:
-        """L, the width of z (`spec.latent_dim`)."""
-        return self.spec.latent_dim
 
     @property
     def device(self) -> torch.device:
