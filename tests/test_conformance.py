@@ -89,3 +89,74 @@ def test_the_model_class_holds_the_shared_initial_weights(backend):
     assert sorted(got) == sorted(want)
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+# ---------------------------------------------------------------- resume (vae_core.resume, one policy)
+
+def _x(n: int = 64) -> np.ndarray:
+    return np.random.default_rng(1).random((n, SPEC.input_dim), dtype=np.float32)  # (n, D)
+
+
+def _resume_fit(model, config, checkpoint):
+    from vae_core import fit
+    return fit(model, _x(), None, config, resume_from=checkpoint, progress=False)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_resume_refuses_a_checkpoint_of_another_spec(backend, tmp_path):
+    from vae_core import CheckpointError, TrainConfig, save_checkpoint
+
+    save_checkpoint(tmp_path / "last.safetensors", _model(backend), epoch=1)
+    other = build(backend, SPEC.replace(latent_dim=4), seed=0)
+    with pytest.raises(CheckpointError, match=r"holds a model of spec .* build the model from the checkpoint's spec"):
+        _resume_fit(other, TrainConfig(epochs=2, batch_size=32), tmp_path / "last.safetensors")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_resume_trims_the_history_to_the_checkpoint_epoch_and_warns_as_user_warnings(backend, tmp_path):
+    from vae_core import TrainConfig, save_checkpoint
+
+    config = TrainConfig(epochs=3, batch_size=32)
+    history = {"train_loss": [1.0, 2.0, 3.0], "lr": [1e-3] * 3}  # longer than the checkpoint's 1 epoch
+    save_checkpoint(tmp_path / "ck.safetensors", _model(backend), train_config=config, epoch=1, history=history)
+    with pytest.warns(UserWarning) as caught:  # no Adam state; no trainer_state (replayed from the history)
+        out = _resume_fit(_model(backend), config, tmp_path / "ck.safetensors")
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert any("no Adam state" in m for m in messages) and any("replaying" in m for m in messages), messages
+    assert not [w for w in caught if w.category is RuntimeWarning]
+    assert len(out["train_loss"]) == 3 and out["train_loss"][0] == 1.0 and out["train_loss"][1] != 2.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_resume_refuses_an_unreadable_best_checkpoint(backend, tmp_path):
+    from vae_core import CheckpointError, TrainConfig, save_checkpoint
+
+    config = TrainConfig(epochs=3, batch_size=32, early_stopping=True, early_stopping_patience=5)
+    state = {"lr": 1e-3, "monitor": "train_loss", "best_loss": 500.0, "best_epoch": 1, "plateau_bad_epochs": 0,
+             "early_stopping_bad_epochs": 1, "stopped_early": False}  # the best epoch is not the checkpoint's
+    save_checkpoint(tmp_path / "last.safetensors", _model(backend), train_config=config, epoch=2,
+                    history={"train_loss": [500.0, 501.0]}, trainer_state=state)
+    (tmp_path / "best.safetensors").write_bytes(b"\x00" * 64)  # a damaged file
+    with pytest.raises(CheckpointError, match=r"best.safetensors', the run's best weights \(epoch 1\), cannot be read"):
+        _resume_fit(_model(backend), config, tmp_path / "last.safetensors")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_early_stopping_says_so_once_on_stderr(backend, tmp_path, capsys):
+    import warnings
+
+    from vae_core import TrainConfig, fit, save_checkpoint
+
+    config = TrainConfig(epochs=5, batch_size=32, early_stopping=True, early_stopping_patience=1)
+    state = {"lr": 1e-3, "monitor": "train_loss", "best_loss": 0.0, "best_epoch": 1, "plateau_bad_epochs": 0,
+             "early_stopping_bad_epochs": 0, "stopped_early": False}  # no loss beats 0: epoch 2 cannot improve
+    model = _model(backend)
+    save_checkpoint(tmp_path / "ck.safetensors", model, train_config=config, epoch=1, history={"train_loss": [0.0]},
+                    trainer_state=state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the checkpoint has no Adam state, on purpose
+        history = fit(model, _x(), None, config, resume_from=tmp_path / "ck.safetensors", progress=True)
+    out, err = capsys.readouterr()
+    assert len(history["train_loss"]) == 2
+    line = "early stopping after epoch 2: train_loss has not improved for 1 epochs; restoring the weights of epoch 1"
+    assert err.count(line) == 1 and "early stopping" not in out

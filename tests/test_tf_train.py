@@ -12,7 +12,6 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import vae_core.losses as ref  # noqa: E402
-from backends.tf.train import TrainerState  # noqa: E402
 from vae_core.training import eval_noise  # noqa: E402
 from vae_core import (CheckpointError, TrainConfig, VAESpec, build, load_checkpoint, read_checkpoint,  # noqa: E402
                       save_checkpoint, write_checkpoint)
@@ -208,37 +207,6 @@ def test_early_stopping_restores_the_best_weights(tmp_path):
     for name, arr in weights_of(model).items():
         np.testing.assert_array_equal(arr, best.weights[name])
     assert not all(np.array_equal(best.weights[n], last.weights[n]) for n in best.weights)
-
-
-def test_plateau_and_early_stopping_follow_torch_semantics():
-    """TrainerState against torch.optim.lr_scheduler.ReduceLROnPlateau (strict improvement: threshold 0, as the
-    torch backend uses it; the LR drops after more than `patience` bad epochs) and the seed's early stopping
-    (strict improvement, stop once `patience` epochs in a row did not improve)."""
-    torch = pytest.importorskip("torch")
-    config = TrainConfig(reduce_lr_on_plateau=True, lr_plateau_factor=0.5, lr_plateau_patience=2,
-                         early_stopping=True, early_stopping_patience=4)
-    losses = [10.0, 9.0, 9.0, 8.9995, 9.5, 9.1, 9.2, 8.0, 8.0, 8.0, 8.0, 8.0, 7.9]
-    state = TrainerState(lr=1e-3)
-    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=2, threshold=0.0,
-                                                       threshold_mode="abs")
-    best, wait, lrs = float("inf"), 0, []
-    for epoch, value in enumerate(losses, 1):
-        improved = state.update(epoch, value, config)
-        sched.step(value)
-        assert state.lr == opt.param_groups[0]["lr"] and state.plateau_bad_epochs == sched.num_bad_epochs
-        assert improved == (value < best)
-        best, wait = (value, 0) if value < best else (best, wait + 1)
-        assert state.stopped_early == (wait >= 4) and state.best_loss == best
-        lrs.append(state.lr)
-        if state.stopped_early:
-            break
-    assert len(set(lrs)) > 1 and state.stopped_early and state.best_epoch == 8
-    resumed = TrainerState.from_checkpoint(state.to_dict(), {}, config, "val_loss")
-    assert resumed == state
-    with pytest.warns(RuntimeWarning, match="replaying"):  # a foreign trainer_state: rebuilt from the history
-        replayed = TrainerState.from_checkpoint({"lr": 5e-4}, {"val_loss": losses[:epoch]}, config, "val_loss")
-    assert replayed == state
 
 
 def test_torch_adam_matches_torch_optim_adam():

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from backends.torch import build_model, evaluate, fit, weights
-from backends.torch.train import _Loop
 from vae_core.training import eval_noise
 from vae_core import TrainConfig, VAESpec, read_checkpoint, write_checkpoint
 from vae_core import losses as ref
@@ -224,66 +223,6 @@ def test_gradient_clipping_bounds_the_global_norm(digits, clip):
         assert step_norm > 10 * 0.5  # the unclipped gradient is much longer than the clip norm
     else:
         assert step_norm == pytest.approx(clip, rel=1e-3)
-
-
-def _scripted(losses, config):
-    model = build_model(SPEC, seed=0)
-    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    loop = _Loop(opt, config, "val_loss")
-    lrs, stopped = [], None
-    for epoch, loss in enumerate(losses, 1):
-        lrs.append(loop.lr)
-        loop.end_epoch(epoch, loss)
-        if loop.stopped_early:
-            stopped = epoch
-            break
-    return lrs, stopped, loop
-
-
-def test_plateau_halves_the_lr_after_patience_epochs_without_improvement():
-    config = TrainConfig(learning_rate=1.0, reduce_lr_on_plateau=True, lr_plateau_patience=2, lr_plateau_factor=0.5)
-    # Improvements at epochs 1, 2 and 6 (strictly lower only). Epochs 3-5 are 3 bad epochs (> patience 2): the
-    # LR halves from epoch 6 on; epochs 7-9 likewise halve it again for epoch 10.
-    lrs, stopped, _ = _scripted([5.0, 4.0, 4.0, 4.5, 4.0, 3.0, 3.0, 3.0, 3.0, 3.0], config)
-    assert lrs == [1.0] * 5 + [0.5] * 4 + [0.25]
-    assert stopped is None
-    off = _scripted([5.0, 4.0, 4.0, 4.5, 4.0, 3.0], config.replace(reduce_lr_on_plateau=False))[0]
-    assert off == [1.0] * 6
-
-
-def test_any_strictly_lower_loss_is_an_improvement_for_the_plateau_too():
-    # threshold 0 (torch's default would need 1e-4 relative): the plateau, early stopping and best file share
-    # one rule, which the TF backend implements too.
-    config = TrainConfig(learning_rate=1.0, reduce_lr_on_plateau=True, lr_plateau_patience=0)
-    lrs, _, loop = _scripted([10.0, 9.9995, 9.9995, 9.0], config)
-    assert lrs == [1.0, 1.0, 1.0, 0.5]
-    assert loop.best_loss == 9.0 and loop.best_epoch == 4
-
-
-def test_early_stopping_fires_after_patience_bad_epochs():
-    config = TrainConfig(early_stopping=True, early_stopping_patience=3)
-    _, stopped, loop = _scripted([5.0, 4.0, 4.1, 4.0, 3.9, 4.5, 4.4, 3.95, 3.0], config)
-    assert stopped == 8 and loop.best_epoch == 5 and loop.best_loss == 3.9
-
-
-def test_loop_state_round_trips_through_json():
-    import json
-
-    config = TrainConfig(learning_rate=1.0, reduce_lr_on_plateau=True, lr_plateau_patience=2, early_stopping=True,
-                         early_stopping_patience=5)
-    losses = [5.0, 4.0, 4.2, 4.1, 4.3, 4.4, 3.0]
-    whole = _scripted(losses, config)
-    head_lrs, _, head = _scripted(losses[:4], config)
-    state = json.loads(json.dumps(head.state(), allow_nan=False))
-    assert state["plateau_bad_epochs"] == 2 and state["early_stopping_bad_epochs"] == 2
-    model = build_model(SPEC, seed=0)
-    loop = _Loop(torch.optim.Adam(model.parameters(), lr=1.0), config, "val_loss")
-    loop.restore(state, {}, 4)
-    lrs = head_lrs[:]
-    for epoch, loss in enumerate(losses[4:], 5):
-        lrs.append(loop.lr)
-        loop.end_epoch(epoch, loss)
-    assert lrs == whole[0] and loop.state() == whole[2].state()
 
 
 def test_fit_plateau_follows_the_rule_on_the_recorded_val_losses(digits):

@@ -15,12 +15,11 @@ Design:
 - Validation uses fixed noise `vae_core.training.eval_noise(config.seed, n_val, L)` (as torch does), so the
   val_* entries equal `evaluate(model, val, seed=config.seed)`: exact means over the whole set, comparable across
   epochs and backends.
-- LR plateau and early stopping are implemented here (`TrainerState`), not with Keras' ReduceLROnPlateau and
-  EarlyStopping callbacks: their state must go into the checkpoint's JSON `trainer_state` and come back on resume
-  (Keras' callbacks reset it in on_train_begin and keep best weights only in memory), and Keras' rules differ
-  from the seed's torch loop (Keras reduces after `patience` bad epochs with an absolute min_delta; torch after
-  more than `patience`). The rules and keys are the torch backend's: strict improvement, ReduceLROnPlateau
-  semantics, stop after `early_stopping_patience` epochs without improvement, end on the best weights.
+- LR plateau and early stopping are `vae_core.trainer_state.TrainerState`, the one state machine of both
+  backends, not Keras' ReduceLROnPlateau and EarlyStopping callbacks: their state must go into the checkpoint's
+  JSON `trainer_state` and come back on resume (Keras' callbacks reset it in on_train_begin and keep best weights
+  only in memory), and Keras' rules differ from the seed's torch loop (Keras reduces after `patience` bad epochs
+  with an absolute min_delta; torch after more than `patience`).
   Gradient clipping is Keras' `global_clipnorm` (torch's clip_grad_norm_ divides by norm + 1e-6 instead of
   norm: a relative difference below float32 resolution unless the norm is ~1e-6 or smaller).
 - Non-finite loss: the train step records the first step whose loss is NaN/inf, a callback stops training right
@@ -31,10 +30,9 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import time
-import warnings
 import weakref
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +43,16 @@ import tensorflow as tf
 from backends.tf import weights as tf_weights
 from backends.tf.losses import kl_to_standard_normal, reconstruction_nll
 from backends.tf.optim import TorchAdam
-from vae_core.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from vae_core.checkpoint import save_checkpoint
 from vae_core.config import TrainConfig
-from vae_core.training import (HISTORY_KEYS, NonFiniteLossError, check_data, check_fit_inputs, check_fp64_run,
-                               empty_history, epoch_binarized, epoch_noise, epoch_permutation, eval_noise,
-                               prepare_out_dir, resumed_learning_rate)
+from vae_core.resume import open_resume
+from vae_core.trainer_state import TrainerState
+from vae_core.training import (NonFiniteLossError, check_data, check_fit_inputs, check_fp64_run, empty_history,
+                               epoch_binarized, epoch_noise, epoch_permutation, eval_noise, prepare_out_dir)
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp64")
 LAST, BEST = "last.safetensors", "best.safetensors"
-STATE_KEYS = ("lr", "best_loss", "best_epoch", "plateau_bad_epochs", "early_stopping_bad_epochs", "stopped_early")
-PLATEAU_MIN_CHANGE = 1e-8  # torch ReduceLROnPlateau eps: smaller LR changes are ignored
 VAL_BATCH = 1000  # validation batch size in `fit` (exact means do not depend on it)
 # Batches per call into the compiled train step (`_train_dataset` blocks): each call runs up to this many
 # optimizer steps in one XLA loop. The non-finite check still names the exact step (the train step records it).
@@ -129,71 +126,6 @@ class _MixedPrecision:
         if self.layers:  # the traced steps have bfloat16 casts baked in: retrace on the next use
             self.model.train_function = self.model.test_function = self.model.predict_function = None
         return False
-
-
-# ----------------------------------------------------------------------------------------------- trainer state
-@dataclass
-class TrainerState:
-    """The loop state a checkpoint carries (JSON `trainer_state`), with the torch backend's keys and rules, so a
-    checkpoint resumes the same in either backend.
-
-    An improvement is a strictly lower monitored loss. The LR is multiplied by `lr_plateau_factor` when more than
-    `lr_plateau_patience` epochs in a row fail to improve (torch ReduceLROnPlateau, threshold 0, cooldown 0, LR
-    changes below 1e-8 ignored); training stops once `early_stopping_patience` epochs in a row fail to improve.
-    """
-
-    lr: float  # learning rate for the next epoch
-    monitor: str = "val_loss"  # what plateau, early stopping and best.safetensors watch (train_loss without val)
-    best_loss: float | None = None  # lowest monitored loss so far
-    best_epoch: int | None = None  # its 1-based epoch
-    plateau_bad_epochs: int = 0  # epochs since the last improvement or LR drop (ReduceLROnPlateau.num_bad_epochs)
-    early_stopping_bad_epochs: int = 0  # epochs since the last improvement
-    stopped_early: bool = False  # early stopping has fired
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_checkpoint(cls, state: dict[str, Any], history: dict[str, list[float]], config: TrainConfig,
-                        monitor: str) -> "TrainerState":
-        """Restore a checkpoint's state; a state without our keys (another writer) is rebuilt by replaying the
-        monitored history through the same rules."""
-        missing = [k for k in STATE_KEYS if k not in state]
-        if not missing:
-            return cls(lr=float(state["lr"]), monitor=monitor,
-                       best_loss=None if state["best_loss"] is None else float(state["best_loss"]),
-                       best_epoch=None if state["best_epoch"] is None else int(state["best_epoch"]),
-                       plateau_bad_epochs=int(state["plateau_bad_epochs"]),
-                       early_stopping_bad_epochs=int(state["early_stopping_bad_epochs"]),
-                       stopped_early=bool(state["stopped_early"]))
-        losses = history.get(monitor) or []
-        warnings.warn(f"resume: trainer_state has no {missing}; replaying the plateau and early-stopping rules over "
-                      f"{len(losses)} recorded {monitor!r} values instead", RuntimeWarning, stacklevel=4)
-        replayed = cls(lr=config.learning_rate, monitor=monitor)
-        for epoch, loss in enumerate(losses, 1):
-            replayed.update(epoch, float(loss), config)
-        return replayed
-
-    def update(self, epoch: int, loss: float, config: TrainConfig) -> bool:
-        """Record the monitored loss of 1-based `epoch`; return whether it improved. May lower `lr`, may set
-        `stopped_early`."""
-        improved = self.best_loss is None or loss < self.best_loss
-        if improved:
-            self.best_loss, self.best_epoch = loss, epoch
-            self.early_stopping_bad_epochs = self.plateau_bad_epochs = 0
-        else:
-            self.early_stopping_bad_epochs += 1
-            self.plateau_bad_epochs += 1
-        if config.reduce_lr_on_plateau and self.plateau_bad_epochs > config.lr_plateau_patience:
-            new_lr = self.lr * config.lr_plateau_factor
-            if self.lr - new_lr > PLATEAU_MIN_CHANGE:
-                self.lr = new_lr
-            self.plateau_bad_epochs = 0
-        if not config.reduce_lr_on_plateau:
-            self.plateau_bad_epochs = 0
-        if config.early_stopping and self.early_stopping_bad_epochs >= config.early_stopping_patience:
-            self.stopped_early = True
-        return improved
 
 
 class _EpochMonitor(keras.callbacks.Callback):
@@ -273,41 +205,11 @@ def _pipeline_options() -> tf.data.Options:
 # ----------------------------------------------------------------------------------------------- fit
 def _resume(model, optimizer, path: Path, config: TrainConfig, monitor: str
             ) -> tuple[int, dict[str, list[float]], TrainerState, dict[str, np.ndarray] | None]:
-    ckpt = read_checkpoint(path)
-    if ckpt.spec != model.spec:
-        raise CheckpointError(f"resume_from={str(path)!r} holds a model of spec {ckpt.spec.to_dict()}, but this "
-                              f"model's spec is {model.spec.to_dict()}; build the model from the checkpoint's spec "
-                              f"(vae_core.load_checkpoint) or resume from a matching checkpoint")
-    if ckpt.train_config is not None and ckpt.train_config.seed != config.seed:
-        warnings.warn(f"resume: the checkpoint was trained with seed {ckpt.train_config.seed}, this config has seed "
-                      f"{config.seed}; the remaining epochs will not repeat the original run", RuntimeWarning,
-                      stacklevel=3)
-    tf_weights.import_weights(model, ckpt.weights)
-    if ckpt.adam is not None:
-        tf_weights.import_adam(model, optimizer, ckpt.adam)
-    else:
-        warnings.warn(f"resume_from={str(path)!r} has no Adam state; resuming with fresh Adam moments",
-                      RuntimeWarning, stacklevel=3)
-    history = {k: [float(v) for v in (ckpt.history.get(k) or [])] for k in HISTORY_KEYS}
-    state = TrainerState.from_checkpoint(ckpt.trainer_state, history, config, monitor)
-    state.lr = resumed_learning_rate(ckpt.train_config, config, state.lr)
-    best = None
-    if config.early_stopping and state.best_epoch is not None:
-        if state.best_epoch == ckpt.epoch:
-            best = ckpt.weights
-        else:  # the best weights live in best.safetensors beside the checkpoint, if it is from the same run
-            candidate = path.parent / BEST
-            try:
-                other = read_checkpoint(candidate)
-            except (FileNotFoundError, CheckpointError):
-                other = None
-            if other is not None and other.epoch == state.best_epoch and other.spec == model.spec:
-                best = other.weights
-            else:
-                warnings.warn(f"resume: the best weights (epoch {state.best_epoch}) are not in {str(candidate)!r}; "
-                              f"early stopping can only restore the best weights of the epochs still to run",
-                              RuntimeWarning, stacklevel=3)
-    return ckpt.epoch, history, state, best
+    point = open_resume(path, model.spec, config, monitor)
+    tf_weights.import_weights(model, point.checkpoint.weights)
+    if point.checkpoint.adam is not None:
+        tf_weights.import_adam(model, optimizer, point.checkpoint.adam)
+    return point.epoch, point.history, point.state, point.best_weights
 
 
 def fit(model, train: np.ndarray, val: np.ndarray | None = None, config: TrainConfig = TrainConfig(), *,
@@ -445,8 +347,7 @@ def _train(model, optimizer, guard: tf.Variable, state: TrainerState, config: Tr
                 save_checkpoint(out / BEST, model, **meta)
             last_good = str(save_checkpoint(out / LAST, model, **meta))
         if state.stopped_early and progress:
-            print(f"early stopping after epoch {epoch + 1}: {state.monitor} has not improved for "
-                  f"{state.early_stopping_bad_epochs} epochs; restoring the weights of epoch {state.best_epoch}")
+            print(state.stop_message(epoch + 1), file=sys.stderr)
     return best_weights
 
 

@@ -5,18 +5,9 @@ The loop keeps the data as one tensor on the device, takes each epoch's order fr
 device and synchronises with the host once per epoch. Data order and noise are functions of
 (config.seed, epoch), so a resumed run repeats an uninterrupted one bit for bit.
 
-Loop state saved in checkpoints (`trainer_state`, JSON; the TF backend writes and reads the same keys):
-    lr                         learning rate for the next epoch
-    monitor                    "val_loss" or "train_loss": what the plateau, early stopping and best file watch
-    best_loss, best_epoch      lowest monitored loss so far and its 1-based epoch (None before the first)
-    plateau_bad_epochs         epochs since the last improvement or LR drop (ReduceLROnPlateau.num_bad_epochs)
-    early_stopping_bad_epochs  epochs since the last improvement
-    stopped_early              True once early stopping has fired
-One rule for all three: an improvement is a strictly lower monitored loss. The LR is multiplied by
-`lr_plateau_factor` once more than `lr_plateau_patience` epochs in a row fail to improve (torch's
-ReduceLROnPlateau with threshold 0); training stops after `early_stopping_patience` epochs in a row
-without one, and the weights of the best epoch are restored at the end (as the seed's loop does).
-A checkpoint whose trainer_state lacks these keys is resumed by replaying its history through the rules.
+The LR plateau, early stopping and the best loss are `vae_core.trainer_state.TrainerState`, the one state machine
+of both backends, stored as the checkpoint's JSON `trainer_state`; this loop applies its `lr` to Adam every epoch
+and restores the best weights at the end when early stopping is on (as the seed's loop does).
 """
 from __future__ import annotations
 
@@ -24,8 +15,8 @@ import contextlib
 import math
 import os
 import re
+import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,16 +26,16 @@ import torch
 from backends.torch.losses import negative_elbo, per_example
 from backends.torch.model import VAE
 from backends.torch.weights import export_weights, import_adam, import_weights
-from vae_core.checkpoint import read_checkpoint, save_checkpoint
+from vae_core.checkpoint import save_checkpoint
 from vae_core.config import TrainConfig
-from vae_core.training import (HISTORY_KEYS, NonFiniteLossError, check_data, check_fit_inputs, check_fp64_run,
-                               empty_history, epoch_binarized, epoch_noise, epoch_permutation, eval_noise,
-                               prepare_out_dir, resumed_learning_rate)
+from vae_core.resume import open_resume
+from vae_core.trainer_state import TrainerState
+from vae_core.training import (NonFiniteLossError, check_data, check_fit_inputs, check_fp64_run, empty_history,
+                               epoch_binarized, epoch_noise, epoch_permutation, eval_noise, prepare_out_dir)
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp64")
 EVAL_BATCH_SIZE = 1000  # batch size of the validation pass inside fit (and evaluate's default)
-_STATE_KEYS = ("lr", "best_loss", "best_epoch", "plateau_bad_epochs", "early_stopping_bad_epochs", "stopped_early")
 
 
 # ---------------------------------------------------------------- argument checks
@@ -225,71 +216,6 @@ def _make_optimizer(model: VAE, config: TrainConfig, device: torch.device) -> to
                             betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps, fused=True)
 
 
-class _Loop:
-    """Plateau schedule, early stopping and the best loss: the JSON-able part of the loop."""
-
-    def __init__(self, optimizer: torch.optim.Adam, config: TrainConfig, monitor: str) -> None:
-        self.optimizer, self.config, self.monitor = optimizer, config, monitor
-        self.scheduler = None
-        if config.reduce_lr_on_plateau:
-            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="min", factor=config.lr_plateau_factor, patience=config.lr_plateau_patience,
-                threshold=0.0, threshold_mode="abs")  # improvement: strictly lower, as for early stopping
-        self.best_loss: float | None = None
-        self.best_epoch: int | None = None
-        self.early_stopping_bad_epochs = 0
-        self.stopped_early = False
-
-    @property
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
-
-    def set_lr(self, lr: float) -> None:
-        """The LR of the next epoch, in the optimizer and in the scheduler's record of it."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        if self.scheduler is not None:
-            self.scheduler._last_lr = [lr]
-
-    def end_epoch(self, epoch: int, loss: float) -> bool:
-        """Record the monitored loss of 1-based `epoch`; returns whether it improved on the best."""
-        improved = self.best_loss is None or loss < self.best_loss
-        if improved:
-            self.best_loss, self.best_epoch, self.early_stopping_bad_epochs = loss, epoch, 0
-        else:
-            self.early_stopping_bad_epochs += 1
-        if self.scheduler is not None:
-            self.scheduler.step(loss)
-        if self.config.early_stopping and self.early_stopping_bad_epochs >= self.config.early_stopping_patience:
-            self.stopped_early = True
-        return improved
-
-    def state(self) -> dict[str, Any]:
-        return {"lr": self.lr, "monitor": self.monitor, "best_loss": self.best_loss, "best_epoch": self.best_epoch,
-                "plateau_bad_epochs": 0 if self.scheduler is None else int(self.scheduler.num_bad_epochs),
-                "early_stopping_bad_epochs": self.early_stopping_bad_epochs, "stopped_early": self.stopped_early}
-
-    def restore(self, state: dict[str, Any], history: dict[str, list[float]], epoch: int) -> None:
-        """Continue from a checkpoint's trainer_state, or replay its history when the state is foreign."""
-        if not all(k in state for k in _STATE_KEYS):
-            losses = history.get(self.monitor) or []
-            warnings.warn(f"resume: trainer_state has no {[k for k in _STATE_KEYS if k not in state]}; "
-                          f"replaying the plateau and early-stopping rules over {len(losses)} recorded "
-                          f"{self.monitor!r} values instead", stacklevel=3)
-            for i, loss in enumerate(losses, 1):
-                self.end_epoch(i, float(loss))
-            return
-        self.set_lr(float(state["lr"]))
-        self.best_loss = None if state["best_loss"] is None else float(state["best_loss"])
-        self.best_epoch = None if state["best_epoch"] is None else int(state["best_epoch"])
-        self.early_stopping_bad_epochs = int(state["early_stopping_bad_epochs"])
-        self.stopped_early = bool(state["stopped_early"])
-        if self.scheduler is not None:  # with threshold 0 the scheduler's best is the best loss
-            self.scheduler.best = math.inf if self.best_loss is None else self.best_loss
-            self.scheduler.num_bad_epochs = int(state["plateau_bad_epochs"])
-            self.scheduler.last_epoch = epoch
-
-
 def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: TrainConfig = TrainConfig(), *,
         out_dir: str | os.PathLike | None = None, resume_from: str | os.PathLike | None = None,
         shared_noise: bool = False, device: str = "auto", precision: str = "fp32", progress: bool = True,
@@ -334,52 +260,28 @@ def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: Tr
     with _exact_fp32(dev), _float64_weights(model, precision == "fp64"):
         model.to(dev)
         optimizer = _make_optimizer(model, config, dev)
-        loop = _Loop(optimizer, config, "val_loss" if val is not None else "train_loss")
+        state = TrainerState(config.learning_rate, "val_loss" if val is not None else "train_loss")
         history, start_epoch, last_good = empty_history(), 0, None
         best_weights: dict[str, np.ndarray] | None = None
         if resume_from is not None:
-            start_epoch, history, best_weights = _resume(model, optimizer, loop, Path(resume_from), config)
+            start_epoch, history, state, best_weights = _resume(model, optimizer, Path(resume_from), config,
+                                                                state.monitor)
             last_good = str(resume_from)
-        history = _train(model, optimizer, loop, config, train, val, history, start_epoch, best_weights, out,
+        history = _train(model, optimizer, state, config, train, val, history, start_epoch, best_weights, out,
                          last_good, shared_noise, dev, precision, progress, compile)
     return history
 
 
-def _resume(model: VAE, optimizer: torch.optim.Adam, loop: _Loop, path: Path, config: TrainConfig
-            ) -> tuple[int, dict[str, list[float]], dict[str, np.ndarray] | None]:
-    ckpt = read_checkpoint(path)
-    if ckpt.spec != model.spec:
-        raise ValueError(f"resume_from {str(path)!r} holds a model of spec {ckpt.spec.to_dict()}, but this "
-                         f"model's spec is {model.spec.to_dict()}; build the model from the checkpoint's spec")
-    if ckpt.train_config is not None and ckpt.train_config.seed != config.seed:
-        warnings.warn(f"resume: the checkpoint was trained with seed {ckpt.train_config.seed}, this config has "
-                      f"seed {config.seed}; the remaining epochs will not repeat the original run", stacklevel=3)
-    import_weights(model, ckpt.weights)
-    if ckpt.adam is not None:
-        import_adam(model, optimizer, ckpt.adam)
-    else:
-        warnings.warn(f"resume_from={str(path)!r} has no Adam state; resuming with fresh Adam moments",
-                      RuntimeWarning, stacklevel=3)
-    history = {k: [float(v) for v in (ckpt.history.get(k) or [])][:ckpt.epoch] for k in HISTORY_KEYS}
-    loop.restore(ckpt.trainer_state, history, ckpt.epoch)
-    loop.set_lr(resumed_learning_rate(ckpt.train_config, config, loop.lr))
-    best = None
-    if config.early_stopping and loop.best_epoch is not None:
-        if loop.best_epoch == ckpt.epoch:
-            best = ckpt.weights
-        else:  # the best weights live in best.safetensors beside the checkpoint, if that is from the same run
-            candidate = path.parent / "best.safetensors"
-            if candidate.is_file() and (b := read_checkpoint(candidate)).epoch == loop.best_epoch \
-                    and b.spec == model.spec:
-                best = b.weights
-            else:
-                warnings.warn(f"resume: the best weights (epoch {loop.best_epoch}) are not in {str(candidate)!r}; "
-                              f"early stopping can only restore the best weights of the epochs still to run",
-                              stacklevel=3)
-    return ckpt.epoch, history, best
+def _resume(model: VAE, optimizer: torch.optim.Adam, path: Path, config: TrainConfig, monitor: str
+            ) -> tuple[int, dict[str, list[float]], TrainerState, dict[str, np.ndarray] | None]:
+    point = open_resume(path, model.spec, config, monitor)
+    import_weights(model, point.checkpoint.weights)
+    if point.checkpoint.adam is not None:
+        import_adam(model, optimizer, point.checkpoint.adam)
+    return point.epoch, point.history, point.state, point.best_weights
 
 
-def _train(model: VAE, optimizer: torch.optim.Adam, loop: _Loop, config: TrainConfig, train: np.ndarray,
+def _train(model: VAE, optimizer: torch.optim.Adam, state: TrainerState, config: TrainConfig, train: np.ndarray,
            val: np.ndarray | None, history: dict[str, list[float]], start_epoch: int,
            best_weights: dict[str, np.ndarray] | None, out: Path | None, last_good: str | None,
            shared_noise: bool, dev: torch.device, precision: str, progress: bool,
@@ -399,11 +301,13 @@ def _train(model: VAE, optimizer: torch.optim.Adam, loop: _Loop, config: TrainCo
     params = list(model.parameters())
     step = _make_step(model, optimizer, config, dev, precision, compile)
 
-    epochs = range(start_epoch, config.epochs) if not loop.stopped_early else range(0)
+    epochs = range(start_epoch, config.epochs) if not state.stopped_early else range(0)
     bar = tqdm(epochs, desc="torch fit", unit="epoch", disable=not progress, dynamic_ncols=True)
     for epoch in bar:  # 0-based here; 1-based in history, checkpoints and errors
         t0 = time.perf_counter()
-        lr = loop.lr
+        lr = state.lr
+        for group in optimizer.param_groups:  # the state machine sets the LR; the optimizer applies it
+            group["lr"] = lr
         perm = torch.from_numpy(epoch_permutation(config.seed, epoch, n)).to(dev)  # (N,)
         eps = _epoch_eps(config, epoch, n, spec.latent_dim, shared_noise, dev).to(dtype)  # (N, latent_dim)
         x_epoch = _to_device(epoch_binarized(train, config.seed, epoch), dev, dtype) \
@@ -435,20 +339,22 @@ def _train(model: VAE, optimizer: torch.optim.Adam, loop: _Loop, config: TrainCo
             for key, value in zip(("val_loss", "val_recon", "val_kl"), val_means):
                 history[key].append(value)
         history["lr"].append(lr)
-        monitored = history[loop.monitor][-1]
-        improved = loop.end_epoch(epoch + 1, monitored)
+        improved = state.update(epoch + 1, history[state.monitor][-1], config)
         if improved and config.early_stopping:
             best_weights = export_weights(model)
         history["seconds"].append(time.perf_counter() - t0)
         if out is not None:
             kwargs = dict(train_config=config, epoch=epoch + 1, history=history, optimizer=optimizer,
-                          trainer_state=loop.state())
+                          trainer_state=state.to_dict())
             if improved:
                 save_checkpoint(out / "best.safetensors", model, **kwargs)
             last_good = str(save_checkpoint(out / "last.safetensors", model, **kwargs))
         bar.set_postfix({"loss": f"{train_means[0]:.2f}", **({"val": f"{val_means[0]:.2f}"} if val_means else {}),
                          "lr": f"{lr:.2g}"})
-        if loop.stopped_early:
+        if state.stopped_early:
+            bar.close()
+            if progress:
+                print(state.stop_message(epoch + 1), file=sys.stderr)
             break
     bar.close()
     if config.early_stopping and best_weights is not None:
