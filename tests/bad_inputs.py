@@ -165,7 +165,7 @@ CASES: list[Case] = [
     Case("unknown-backend", PY, 'build("jax")', lambda t: lambda: __import__("vae_core").build("jax"), ValueError,
          r"backend must be one of \['tf', 'torch'\]; got 'jax'"),
     # ------------------------------------------------------------ checkpoints
-    Case("other-spec", PY, "resume from a checkpoint of another spec", _resume_other_spec, ValueError,
+    Case("other-spec", PY, "resume from a checkpoint of another spec", _resume_other_spec, CheckpointError,
          r"spec .* build the model from the checkpoint's spec"),
     Case("truncated-ckpt", PY, "a checkpoint cut short by 100 bytes", _load(_truncated), CheckpointError,
          r"not a readable safetensors checkpoint"),

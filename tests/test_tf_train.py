@@ -310,7 +310,7 @@ def test_bf16_mixed_precision_trains_and_restores_float32():
                       precision="bf16", progress=False)
     assert np.isfinite(history["train_loss"]).all() and history["train_loss"][-1] < history["train_loss"][0]
     assert tfb.evaluate(model, data(100))["loss"] < before
-    assert all(layer.compute_dtype == "float32" for layer in model.dense_layers().values())
+    assert all(layer.compute_dtype == "float32" for layer in model.neutral_layers().values())
     assert all(v.dtype == "float32" for v in model.trainable_variables)
 
 
@@ -359,9 +359,9 @@ def test_a_float64_model_trains_only_in_fp64_and_stays_float64():
     for precision in ("fp32", "bf16"):
         with pytest.raises(ValueError, match=f"this model is float64 .* but precision='{precision}'"):
             tfb.fit(model64, x, None, TrainConfig(epochs=1), precision=precision, progress=False)
-    before = model64.neutral_variables()["decoder.out.bias"].numpy()
+    before = tfb.weights.native_parameters(model64)["decoder.out.bias"].numpy()
     tfb.fit(model64, x, None, TrainConfig(epochs=1, batch_size=50), precision="fp64", progress=False)
-    after = model64.neutral_variables()["decoder.out.bias"]
+    after = tfb.weights.native_parameters(model64)["decoder.out.bias"]
     assert after.dtype == "float64" and np.abs(after.numpy() - before).max() > 1e-4
     assert np.isfinite(tfb.evaluate(model64, x)["loss"])
 

@@ -82,6 +82,13 @@ def kl_to_standard_normal(mu, log_var) -> tf.Tensor:
     return tf.reduce_sum(0.5 * (tf.square(mu) + excess), axis=-1)  # (B,)
 
 
+def per_example(x, decoder_out, mu, log_var, *, likelihood: str = "bernoulli") -> tuple[tf.Tensor, tf.Tensor]:
+    """(recon (B,), kl (B,)) in the decoder output's float dtype (float32 for bfloat16/float16 outputs)."""
+    x = tf.convert_to_tensor(x)
+    recon = reconstruction_nll(x, decoder_out, likelihood)  # (B,)
+    return recon, tf.cast(kl_to_standard_normal(mu, log_var), recon.dtype)  # (B,) each
+
+
 def negative_elbo(x, decoder_out, mu, log_var, *, likelihood: str = "bernoulli", beta: float = 1.0,
                   rows=None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """(total, recon, kl) scalar tensors: batch means of recon + beta * kl, recon and kl.
@@ -90,9 +97,7 @@ def negative_elbo(x, decoder_out, mu, log_var, *, likelihood: str = "bernoulli",
     rows: None, or a () int tensor: only the first `rows` examples count (a batch padded to a fixed shape); the
         means are over those, and the padding rows get exactly zero gradient.
     """
-    x = tf.convert_to_tensor(x)
-    recon = reconstruction_nll(x, decoder_out, likelihood)  # (B,)
-    kl = tf.cast(kl_to_standard_normal(mu, log_var), recon.dtype)  # (B,)
+    recon, kl = per_example(x, decoder_out, mu, log_var, likelihood=likelihood)  # (B,) each
     mean = functools.partial(_batch_mean, rows=rows)
     return mean(recon + beta * kl), mean(recon), mean(kl)  # () each
 

@@ -115,21 +115,13 @@ class VAE(SpecAttributes, keras.Model):
         self.sampling.build(((None, self.spec.latent_dim), (None, self.spec.latent_dim)))  # (mu, log_var)
         self.built = True
 
-    def dense_layers(self) -> dict[str, keras.layers.Dense]:
+    def neutral_layers(self) -> dict[str, keras.layers.Dense]:
         """Neutral layer name (prefix of `spec.weight_shapes()`) -> its Dense layer, in layer order."""
         layers = {f"encoder.{i}": layer for i, layer in enumerate(self.encoder_layers)}
         layers.update({"encoder.mu": self.mu_layer, "encoder.log_var": self.log_var_layer})
         layers.update({f"decoder.{i}": layer for i, layer in enumerate(self.decoder_layers)})
         layers["decoder.out"] = self.out_layer
         return layers
-
-    def neutral_variables(self) -> dict[str, keras.Variable]:
-        """Neutral weight name -> Keras variable, in the order of `spec.weight_shapes()`."""
-        out = {}
-        for prefix, layer in self.dense_layers().items():
-            out[f"{prefix}.kernel"] = layer.kernel  # (in, out)
-            out[f"{prefix}.bias"] = layer.bias  # (out,)
-        return out
 
     # ----------------------------------------------------------------------------------------------- forward
     def encode(self, x) -> tuple[tf.Tensor, tf.Tensor]:
@@ -167,7 +159,7 @@ class VAE(SpecAttributes, keras.Model):
         """The dtype of the model's outputs and loss: its variables' (float32, or float64 for a float64 model)."""
         return tf.as_dtype(self.dtype_policy.variable_dtype)
 
-    def _data_mean(self, decoder_out: tf.Tensor) -> tf.Tensor:
+    def mean_of(self, decoder_out) -> tf.Tensor:
         """The mean of p(x|z) from a decoder output: sigmoid(logits), or the Gaussian means (first D columns)."""
         if self.spec.likelihood == "bernoulli":
             return tf.sigmoid(decoder_out)  # (B, D)
@@ -184,14 +176,14 @@ class VAE(SpecAttributes, keras.Model):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"sample: seed must be None or an int >= 0; got {seed!r}")
         z = np.random.default_rng(seed).standard_normal((int(n), self.spec.latent_dim), dtype=np.float32)  # (n, L)
-        return self._data_mean(self.decode(z))  # (n, D)
+        return self.mean_of(self.decode(z))  # (n, D)
 
     def reconstruct(self, x) -> tf.Tensor:
         """Mean of p(x|z) at z = mu(x), deterministic: (B, D) -> (B, D)."""
         mu, _ = self.encode(x)  # (B, L)
-        return self._data_mean(self.decode(mu))  # (B, D)
+        return self.mean_of(self.decode(mu))  # (B, D)
 
-    def interpolate(self, x1, x2, steps: int) -> tf.Tensor:
+    def interpolate(self, x1, x2, steps: int = 10) -> tf.Tensor:
         """Decoded points on the line between the encoder means of x1 and x2 ((D,) or (1, D)): (steps, D)."""
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
             raise ValueError(f"interpolate(steps) needs an int >= 2; got {steps!r}")
@@ -199,7 +191,7 @@ class VAE(SpecAttributes, keras.Model):
         mu2, _ = self.encode(tf.reshape(self._float(x2), (1, self.spec.input_dim)))  # (1, L)
         alpha = tf.reshape(tf.linspace(tf.constant(0.0, mu1.dtype), 1.0, int(steps)), (-1, 1))  # (steps, 1)
         z = (1.0 - alpha) * mu1 + alpha * mu2  # (steps, L)
-        return self._data_mean(self.decode(z))  # (steps, D)
+        return self.mean_of(self.decode(z))  # (steps, D)
 
     # ----------------------------------------------------------------------------------------------- training
     @property

@@ -112,3 +112,12 @@ class TorchAdam(keras.optimizers.Adam):
             lr = lr + tie
         neg_step = tf.cast(-(lr / bias1), dtype)  # float32(-lr / bc1), as torch's
         self.assign_add(variable, (neg_step * m) / denom)
+
+
+def make_optimizer(model, config) -> TorchAdam:
+    """The optimizer `backends.tf.fit` trains with: `TorchAdam` with the config's learning rate, betas and eps,
+    and global-norm clipping to `config.grad_clip_norm` (None: off). `model` is unused: Keras optimizers are built
+    on their variables at the first step; it is there to mirror the torch backend's signature."""
+    del model
+    return TorchAdam(learning_rate=config.learning_rate, beta_1=config.adam_beta1, beta_2=config.adam_beta2,
+                     epsilon=config.adam_eps, global_clipnorm=config.grad_clip_norm)

@@ -42,7 +42,7 @@ import tensorflow as tf
 
 from backends.tf import weights as tf_weights
 from backends.tf.losses import kl_to_standard_normal, reconstruction_nll
-from backends.tf.optim import TorchAdam
+from backends.tf.optim import make_optimizer
 from vae_core.checkpoint import save_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.resume import open_resume
@@ -112,7 +112,7 @@ class _MixedPrecision:
 
     def __init__(self, model, precision: str):
         self.model = model
-        self.layers = list(model.dense_layers().values()) if precision == "bf16" else []
+        self.layers = list(model.neutral_layers().values()) if precision == "bf16" else []
         self.policies = [layer.dtype_policy for layer in self.layers]
 
     def __enter__(self):
@@ -257,8 +257,9 @@ def fit(model, train: np.ndarray, val: np.ndarray | None = None, config: TrainCo
         try:
             return _fit(twin, *args)
         finally:  # unchecked: after a non-finite loss the model holds the non-finite weights, as in fp32
-            for name, var in model.neutral_variables().items():
-                var.assign(tf.cast(twin.neutral_variables()[name], var.dtype))
+            trained = tf_weights.native_parameters(twin)
+            for name, var in tf_weights.native_parameters(model).items():
+                var.assign(tf.cast(trained[name], var.dtype))
     return _fit(model, *args)
 
 
@@ -266,8 +267,7 @@ def _fit(model, train: np.ndarray, val: np.ndarray | None, config: TrainConfig, 
          shared_noise: bool, device_name: str, precision: str, progress: bool) -> dict[str, list[float]]:
     """`fit` after its checks, in the model's own dtype (float32, or float64)."""
     with tf.device(device_name):
-        optimizer = TorchAdam(learning_rate=config.learning_rate, beta_1=config.adam_beta1,
-                              beta_2=config.adam_beta2, epsilon=config.adam_eps, global_clipnorm=config.grad_clip_norm)
+        optimizer = make_optimizer(model, config)
         guard = tf.Variable(-1, dtype=tf.int64, trainable=False, name="first_nonfinite_step")
         object.__setattr__(model, "_nonfinite_guard", guard)  # read by VAE.train_step; not a Keras weight
         model.compile(optimizer=optimizer, jit_compile=True)

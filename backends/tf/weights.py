@@ -14,23 +14,27 @@ import numpy as np
 from vae_core.checkpoint import AdamState, validate_weights
 
 
-def _variables(model) -> dict:
-    if getattr(model, "backend_name", None) != "tf" or not hasattr(model, "neutral_variables"):
+def native_parameters(model) -> dict:
+    """Neutral weight name -> the model's own Keras variable, in the order of `spec.weight_shapes()`. Keras keeps
+    Dense kernels (in, out), the neutral layout."""
+    if getattr(model, "backend_name", None) != "tf" or not hasattr(model, "neutral_layers"):
         raise TypeError(f"model must be a vae_core TF model (backends.tf.VAE); got {type(model).__name__}")
-    if not model.built:
-        model.build((None, model.spec.input_dim))
-    return model.neutral_variables()
+    out = {}
+    for prefix, layer in model.neutral_layers().items():
+        out[f"{prefix}.kernel"] = layer.kernel  # (in, out)
+        out[f"{prefix}.bias"] = layer.bias  # (out,)
+    return out
 
 
 def export_weights(model) -> dict[str, np.ndarray]:
     """Neutral name -> float32 array copy, in the order of `spec.weight_shapes()`."""
-    return {name: np.array(var.numpy(), dtype=np.float32) for name, var in _variables(model).items()}
+    return {name: np.array(var.numpy(), dtype=np.float32) for name, var in native_parameters(model).items()}
 
 
 def import_weights(model, weights: dict[str, np.ndarray]) -> None:
     """Load neutral weights into the model, after checking every name, shape, dtype and value against its spec."""
     validate_weights(model.spec, weights, what="weights")
-    for name, var in _variables(model).items():
+    for name, var in native_parameters(model).items():
         var.assign(weights[name])
 
 
@@ -43,7 +47,7 @@ def _adam_slots(model, optimizer) -> dict[str, tuple]:
                         f"got {type(optimizer).__name__}")
     if optimizer.amsgrad:
         raise ValueError("optimizer.amsgrad must be False to map onto vae_core.AdamState (no v_hat slot); got True")
-    variables = _variables(model)
+    variables = native_parameters(model)
     if not optimizer.built:
         optimizer.build(model.trainable_variables)
     slots = {}

@@ -1,7 +1,7 @@
 """The PyTorch backend of vae_core: `VAE` (a torch.nn.Module), `build_model`, `fit`, `evaluate`.
 
 Modules: `model` (the VAE), `losses` (the objective on tensors), `weights` (neutral NumPy <-> torch,
-Adam state included) and `train` (the training loop). `vae_core.build("torch", ...)` calls `build_model`.
+Adam state included), `optim` (the Adam `fit` uses) and `train` (the training loop). `vae_core.build("torch", ...)` calls `build_model`.
 
 Importing it loads triton now, if installed (`vae_core.triton_guard`): torch would import it lazily on the first
 optimizer, which crashes once TensorFlow >= 2.20 is in the process.
@@ -12,7 +12,7 @@ from vae_core.triton_guard import preload_triton
 
 preload_triton()
 
-from backends.torch import losses, weights  # noqa: E402
+from backends.torch import losses, optim, weights  # noqa: E402
 from backends.torch.model import VAE  # noqa: E402
 from backends.torch.train import evaluate, fit  # noqa: E402
 from vae_core.spec import VAESpec  # noqa: E402
@@ -23,4 +23,4 @@ def build_model(spec: VAESpec, seed: int | None = None) -> VAE:
     return VAE(spec, seed=seed)
 
 
-__all__ = ["VAE", "build_model", "evaluate", "fit", "losses", "weights"]
+__all__ = ["VAE", "build_model", "evaluate", "fit", "losses", "optim", "weights"]

@@ -107,10 +107,14 @@ def _wide(t: torch.Tensor) -> torch.Tensor:
 
 
 def negative_elbo(x: torch.Tensor, decoder_out: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor,
-                  *, likelihood: str = "bernoulli", beta: float = 1.0) -> NegativeELBO:
+                  *, likelihood: str = "bernoulli", beta: float = 1.0, rows: int | None = None) -> NegativeELBO:
     """The training loss: mean over the batch of (recon + beta * KL), with both terms (scalar tensors).
 
     Shapes: x (B, D), decoder_out (B, D) or (B, 2D), mu and log_var (B, L).
+    rows: None, or the number of leading examples that count (a batch padded to a fixed shape); the means are over
+        those, and the padding rows get zero gradient.
     """
     recon, kl = per_example(x, decoder_out, mu, log_var, likelihood=likelihood)  # (B,) each
+    if rows is not None:
+        recon, kl = recon[:rows], kl[:rows]  # (rows,) each
     return NegativeELBO((recon + beta * kl).mean(), recon.mean(), kl.mean())

@@ -7,7 +7,7 @@ Layers, by neutral name (see `VAESpec.weight_shapes`):
     decoder.out                  Linear to spec.output_dim (logits, means, or means then log-variances)
 
 The torch attributes are `encoder` (ModuleList), `mu`, `log_var`, `decoder` (ModuleList) and `out`;
-`linear_layers()` maps the neutral layer names to them.
+`neutral_layers()` maps the neutral layer names to them.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class VAE(SpecAttributes, nn.Module):
 
         import_weights(self, init_weights(spec, seed))
 
-    def linear_layers(self) -> dict[str, nn.Linear]:
+    def neutral_layers(self) -> dict[str, nn.Linear]:
         """Neutral layer name -> Linear, in the order of `spec.weight_shapes()`."""
         layers = {f"encoder.{i}": layer for i, layer in enumerate(self.encoder)}
         layers.update({"encoder.mu": self.mu, "encoder.log_var": self.log_var})

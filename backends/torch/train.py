@@ -25,6 +25,7 @@ import torch
 
 from backends.torch.losses import negative_elbo, per_example
 from backends.torch.model import VAE
+from backends.torch.optim import make_optimizer
 from backends.torch.weights import export_weights, import_adam, import_weights
 from vae_core.checkpoint import save_checkpoint
 from vae_core.config import TrainConfig
@@ -209,13 +210,6 @@ def _make_step(model: VAE, optimizer: torch.optim.Optimizer, config: TrainConfig
     return step
 
 
-def _make_optimizer(model: VAE, config: TrainConfig, device: torch.device) -> torch.optim.Adam:
-    # Fused Adam (one kernel for all parameters) is available for float32 and float64 on CPU and CUDA and is the
-    # fastest; the math is torch.optim.Adam's (eps added to sqrt(v_hat)).
-    return torch.optim.Adam(model.parameters(), lr=config.learning_rate,
-                            betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps, fused=True)
-
-
 def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: TrainConfig = TrainConfig(), *,
         out_dir: str | os.PathLike | None = None, resume_from: str | os.PathLike | None = None,
         shared_noise: bool = False, device: str = "auto", precision: str = "fp32", progress: bool = True,
@@ -259,7 +253,7 @@ def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: Tr
 
     with _exact_fp32(dev), _float64_weights(model, precision == "fp64"):
         model.to(dev)
-        optimizer = _make_optimizer(model, config, dev)
+        optimizer = make_optimizer(model, config)
         state = TrainerState(config.learning_rate, "val_loss" if val is not None else "train_loss")
         history, start_epoch, last_good = empty_history(), 0, None
         best_weights: dict[str, np.ndarray] | None = None

@@ -14,10 +14,16 @@ from vae_core.checkpoint import AdamState, validate_weights
 def _parameters(model) -> dict[str, tuple[torch.nn.Parameter, bool]]:
     """Neutral name -> (parameter, is_kernel), in the order of `spec.weight_shapes()`."""
     params = {}
-    for name, layer in model.linear_layers().items():
+    for name, layer in model.neutral_layers().items():
         params[f"{name}.kernel"] = (layer.weight, True)
         params[f"{name}.bias"] = (layer.bias, False)
     return params
+
+
+def native_parameters(model) -> dict[str, torch.nn.Parameter]:
+    """Neutral weight name -> the model's own parameter, in the order of `spec.weight_shapes()`. torch keeps Linear
+    weights (out, in): the transpose of the neutral layout."""
+    return {name: p for name, (p, _) in _parameters(model).items()}
 
 
 def _to_neutral(t: torch.Tensor, is_kernel: bool) -> np.ndarray:

@@ -155,12 +155,12 @@ def gradients(name: str, model, x: np.ndarray, eps: np.ndarray) -> dict[str, np.
             total, _, _ = mod.losses.negative_elbo(xt, out, mu, log_var, likelihood=spec.likelihood, beta=spec.beta)
             total.backward()
         grads = {}
-        for layer_name, layer in model.linear_layers().items():
+        for layer_name, layer in model.neutral_layers().items():
             grads[f"{layer_name}.kernel"] = to_numpy(layer.weight.grad.T)
             grads[f"{layer_name}.bias"] = to_numpy(layer.bias.grad)
         return grads
     import tensorflow as tf
-    variables = model.neutral_variables()
+    variables = mod.weights.native_parameters(model)
     with tf_cpu(), tf.GradientTape() as tape:
         out, mu, log_var = model(x, eps=eps)
         total, _, _ = mod.losses.negative_elbo(tf.constant(x), out, mu, log_var,
@@ -189,11 +189,9 @@ def adam_steps(name: str, spec, weights: dict[str, np.ndarray], grads_seq, confi
     out = []
     if name == "torch":
         import torch
-        from backends.torch.train import _make_optimizer
-
-        optimizer = _make_optimizer(model, config, torch.device("cpu"))
+        optimizer = mod.optim.make_optimizer(model, config)
         for grads in grads_seq:
-            for layer_name, layer in model.linear_layers().items():
+            for layer_name, layer in model.neutral_layers().items():
                 layer.weight.grad = torch.from_numpy(np.ascontiguousarray(grads[f"{layer_name}.kernel"].T))
                 layer.bias.grad = torch.from_numpy(grads[f"{layer_name}.bias"].copy())
             optimizer.step()
@@ -205,7 +203,7 @@ def adam_steps(name: str, spec, weights: dict[str, np.ndarray], grads_seq, confi
     tf_backend = backend_module("tf")
     optimizer = tf_backend.TorchAdam(learning_rate=config.learning_rate, beta_1=config.adam_beta1,
                                      beta_2=config.adam_beta2, epsilon=config.adam_eps)
-    variables = model.neutral_variables()
+    variables = mod.weights.native_parameters(model)
     optimizer.build(list(variables.values()))
     apply = tf.function(lambda gs: optimizer.apply(gs, list(variables.values())), jit_compile=True)
     for grads in grads_seq:
@@ -319,7 +317,7 @@ def torch_lockstep_variant(spec, x: np.ndarray, config, variant: str, device: st
     if variant == "bias_after_gemm":
         def linear_then_bias(layer, h):
             return torch.nn.functional.linear(h, layer.weight) + layer.bias
-        for layer in model.linear_layers().values():
+        for layer in model.neutral_layers().values():
             layer.forward = linear_then_bias.__get__(layer)
     elif variant == "init_plus_one_ulp":
         weights = init_weights(spec, 0)
