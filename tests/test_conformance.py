@@ -127,6 +127,7 @@ def test_resume_trims_the_history_to_the_checkpoint_epoch_and_warns_as_user_warn
     assert len(out["train_loss"]) == 3 and out["train_loss"][0] == 1.0 and out["train_loss"][1] != 2.0
 
 
+@pytest.mark.filterwarnings("ignore:resume_from=.* has no Adam state:UserWarning")  # the checkpoint has none
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_resume_refuses_an_unreadable_best_checkpoint(backend, tmp_path):
     from vae_core import CheckpointError, TrainConfig, save_checkpoint
