@@ -28,6 +28,10 @@ METADATA_KEY = "vae_core"
 ADAM_PREFIXES = ("adam.m.", "adam.v.")
 
 
+# The files a training run keeps in its out_dir: the latest epoch, and the best epoch by the monitored loss.
+LAST_FILE, BEST_FILE = "last.safetensors", "best.safetensors"
+
+
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be read, or does not match its spec."""
 

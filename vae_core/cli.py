@@ -24,14 +24,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vae_core._io import atomic_write
-from vae_core.checkpoint import CheckpointError
+from vae_core.checkpoint import LAST_FILE, CheckpointError
 from vae_core.cli_options import RUN_KEYS, add_field_flags, flag_values, read_config_file
 from vae_core.registry import BACKENDS
 from vae_core.training import prepare_out_dir
 
 DEBUG_ENV = "VAE_CORE_DEBUG"  # set to 1 to get the traceback instead of the one-line error
 RUN_FILE = "run.json"  # the options of a `vae train` run, beside its checkpoints
-LAST, BEST = "last.safetensors", "best.safetensors"
 DATASETS = ("mnist-5k", "digits", "fashion-mnist", "mnist")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
@@ -234,11 +233,11 @@ def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
     if args.resume:
         if not str(out):
             raise ValueError("--resume needs --out: the folder of the run to continue")
-        previous = _run_info(out / LAST)
-        if (out / LAST).is_file():
-            resume_from = out / LAST
+        previous = _run_info(out / LAST_FILE)
+        if (out / LAST_FILE).is_file():
+            resume_from = out / LAST_FILE
         else:
-            print(f"vae train: no {LAST} in {str(out)!r} yet; starting from scratch", file=sys.stderr)
+            print(f"vae train: no {LAST_FILE} in {str(out)!r} yet; starting from scratch", file=sys.stderr)
     opts = {"backend": "torch", "dataset": "mnist-5k", "data_dir": None, "binarize": None, "device": "auto",
             "precision": "fp32", **{k: v for k, v in previous.items() if k in RUN_KEYS}, **run_file, **explicit}
     if not str(out):

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_core.checkpoint import Checkpoint, CheckpointError, read_checkpoint
+from vae_core.checkpoint import BEST_FILE, Checkpoint, CheckpointError, read_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.spec import VAESpec
 from vae_core.trainer_state import TrainerState
 from vae_core.training import HISTORY_KEYS, resumed_learning_rate
 
-BEST_FILE = "best.safetensors"  # the best epoch's checkpoint, beside last.safetensors
 # Warnings point at the line that called a backend's fit: open_resume <- the backend's _resume <- fit <- caller.
 _FIT_CALLER = 4
 

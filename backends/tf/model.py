@@ -25,6 +25,8 @@ import numpy as np
 import tensorflow as tf
 
 from backends.tf.losses import negative_elbo
+from backends.tf.weights import import_weights
+from vae_core.init import init_weights
 from vae_core.model_attributes import SpecAttributes
 from vae_core.spec import VAESpec
 
@@ -92,9 +94,6 @@ class VAE(SpecAttributes, keras.Model):
         self.kl_tracker = keras.metrics.Mean(name="kl", dtype="float64")
         # Built at once, holding the shared initial weights: VAE(spec, seed=s) equals the torch backend's.
         self.build()
-        from backends.tf.weights import import_weights
-        from vae_core.init import init_weights
-
         import_weights(self, init_weights(spec, seed))
 
     # ----------------------------------------------------------------------------------------------- layers

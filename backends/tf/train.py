@@ -43,7 +43,7 @@ import tensorflow as tf
 from backends.tf import weights as tf_weights
 from backends.tf.losses import kl_to_standard_normal, reconstruction_nll
 from backends.tf.optim import make_optimizer
-from vae_core.checkpoint import save_checkpoint
+from vae_core.checkpoint import BEST_FILE, LAST_FILE, save_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.resume import open_resume
 from vae_core.trainer_state import TrainerState
@@ -52,7 +52,6 @@ from vae_core.training import (NonFiniteLossError, check_data, check_fit_inputs,
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp64")
-LAST, BEST = "last.safetensors", "best.safetensors"
 VAL_BATCH = 1000  # validation batch size in `fit` (exact means do not depend on it)
 # Batches per call into the compiled train step (`_train_dataset` blocks): each call runs up to this many
 # optimizer steps in one XLA loop. The non-finite check still names the exact step (the train step records it).
@@ -344,8 +343,8 @@ def _train(model, optimizer, guard: tf.Variable, state: TrainerState, config: Tr
             meta = dict(train_config=config, epoch=epoch + 1, history=history, optimizer=optimizer,
                         trainer_state=state.to_dict())
             if improved:
-                save_checkpoint(out / BEST, model, **meta)
-            last_good = str(save_checkpoint(out / LAST, model, **meta))
+                save_checkpoint(out / BEST_FILE, model, **meta)
+            last_good = str(save_checkpoint(out / LAST_FILE, model, **meta))
         if state.stopped_early and progress:
             print(state.stop_message(epoch + 1), file=sys.stderr)
     return best_weights

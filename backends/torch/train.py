@@ -27,7 +27,7 @@ from backends.torch.losses import negative_elbo, per_example
 from backends.torch.model import VAE
 from backends.torch.optim import make_optimizer
 from backends.torch.weights import export_weights, import_adam, import_weights
-from vae_core.checkpoint import save_checkpoint
+from vae_core.checkpoint import BEST_FILE, LAST_FILE, save_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.resume import open_resume
 from vae_core.trainer_state import TrainerState
@@ -341,8 +341,8 @@ def _train(model: VAE, optimizer: torch.optim.Adam, state: TrainerState, config:
             kwargs = dict(train_config=config, epoch=epoch + 1, history=history, optimizer=optimizer,
                           trainer_state=state.to_dict())
             if improved:
-                save_checkpoint(out / "best.safetensors", model, **kwargs)
-            last_good = str(save_checkpoint(out / "last.safetensors", model, **kwargs))
+                save_checkpoint(out / BEST_FILE, model, **kwargs)
+            last_good = str(save_checkpoint(out / LAST_FILE, model, **kwargs))
         bar.set_postfix({"loss": f"{train_means[0]:.2f}", **({"val": f"{val_means[0]:.2f}"} if val_means else {}),
                          "lr": f"{lr:.2g}"})
         if state.stopped_early:
