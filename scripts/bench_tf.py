@@ -14,10 +14,10 @@ Reported: seconds per epoch, images/s in the steady state (epochs after the firs
 (compile/tracing: epoch 1 time minus a steady epoch), peak RSS, and the test loss (single-sample negative ELBO
 of the 10,000 test images, `backends.tf.evaluate`, seed 0) after the same number of epochs.
 
-    .venv/bin/python scripts/bench_tf.py                  # 3 epochs, full data, prints a Markdown table
-    .venv/bin/python scripts/bench_tf.py --limit 10000    # quick check on a subset
-    .venv/bin/python scripts/bench_tf.py --seeds 3        # 3 rounds (seeds 0-2), interleaved; medians
-    .venv/bin/python scripts/bench_tf.py --out            # also writes scripts/results/bench_tf.{md,json}
+    .venv/bin/python -m scripts.bench_tf                  # 3 epochs, full data, prints a Markdown table
+    .venv/bin/python -m scripts.bench_tf --limit 10000    # quick check on a subset
+    .venv/bin/python -m scripts.bench_tf --seeds 3        # 3 rounds (seeds 0-2), interleaved; medians
+    .venv/bin/python -m scripts.bench_tf --out            # also writes scripts/results/bench_tf.{md,json}
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from benchlib import cpu_name, fashion_mnist  # scripts/ is on sys.path when a script runs
+from scripts.benchlib import cpu_name, fashion_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "scripts" / "results"
@@ -162,7 +162,6 @@ def _run_ours(x_train, x_test, epochs: int, seed: int) -> dict:
 
 def child(variant: str, epochs: int, limit: int | None, seed: int, out: Path) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.path.insert(0, str(ROOT))
     import backends.tf  # noqa: F401  (forces Keras onto TensorFlow)
 
     x_train, x_test = fashion_mnist(limit)
@@ -249,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child, args.epochs, args.limit, args.seed, args.child_out)
         return 0
 
-    cmd = " ".join(shlex.quote(a) for a in [".venv/bin/python", "scripts/bench_tf.py",
+    cmd = " ".join(shlex.quote(a) for a in [".venv/bin/python", "-m", "scripts.bench_tf",
                                               *(sys.argv[1:] if argv is None else argv)])
     seeds = list(range(args.seed, args.seed + args.seeds))
     results: dict[str, list[dict]] = {"reference": [], "ours": []}
@@ -257,12 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds:
             for variant in results:
                 out = Path(tmp) / f"{variant}-{seed}.json"
-                child_args = [sys.executable, __file__, "--child", variant, "--child-out", str(out),
+                child_args = [sys.executable, "-m", "scripts.bench_tf", "--child", variant, "--child-out", str(out),
                               "--epochs", str(args.epochs), "--seed", str(seed)]
                 if args.limit:
                     child_args += ["--limit", str(args.limit)]
                 print(f"running {variant} (seed {seed}) ...", flush=True)
-                subprocess.run(child_args, check=True)
+                subprocess.run(child_args, check=True, cwd=ROOT)
                 results[variant].append(json.loads(out.read_text()))
     import keras
     import tensorflow as tf

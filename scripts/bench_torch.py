@@ -21,8 +21,8 @@ time, torch.compile's included, in its own column), peak memory (CPU: the worker
 of torch.cuda.max_memory_allocated), and the test loss after training (`backends.torch.evaluate`, the same
 fixed noise for all), with ratios against both references. Writes a Markdown table and JSON under --out.
 
-    .venv/bin/python scripts/bench_torch.py                 # 3 epochs, full Fashion-MNIST
-    .venv/bin/python scripts/bench_torch.py --epochs 2 --limit 6000 --variants reference,fp32   # a quick check
+    .venv/bin/python -m scripts.bench_torch                 # 3 epochs, full Fashion-MNIST
+    .venv/bin/python -m scripts.bench_torch --epochs 2 --limit 6000 --variants reference,fp32   # a quick check
 """
 from __future__ import annotations
 
@@ -39,11 +39,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchlib import cpu_name  # scripts/ is on sys.path when a script runs
+from scripts.benchlib import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 VARIANTS = ("reference", "reference-minimal", "fp32", "bf16", "fp32-compile", "bf16-compile")
 TITLES = {"reference": "reference (seed style, PIL per image)", "reference-minimal": "reference, minimal conversion",
@@ -80,7 +78,7 @@ def run_reference(x_train: np.ndarray, spec, args, device, minimal: bool):
     import torch
     from torch.utils.data import DataLoader
 
-    import seed_style
+    from scripts import seed_style
     from vae_core import init_weights
     from vae_core.training import epoch_noise, epoch_permutation
 
@@ -120,7 +118,7 @@ def worker(args) -> dict:
     import torch
 
     from backends.torch import build_model, evaluate, fit, weights
-    from backends.torch.train import resolve_device
+    from backends.torch.device import resolve_device
     from vae_core import TrainConfig, VAESpec
 
     device = resolve_device(args.device)
@@ -266,7 +264,7 @@ def main() -> None:
     if bad or not variants:
         p.error(f"--variants must be a comma-separated subset of {VARIANTS}; got {args.variants!r}")
     python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd() + os.sep) else sys.executable
-    command = shlex.join([python, *sys.argv])
+    command = shlex.join([python, "-m", "scripts.bench_torch", *sys.argv[1:]])
     passthrough = ["--epochs", str(args.epochs), "--device", args.device, "--batch-size", str(args.batch_size)] \
         + ([] if args.limit is None else ["--limit", str(args.limit)])
     runs: dict[str, list[dict]] = {v: [] for v in variants}
@@ -275,7 +273,7 @@ def main() -> None:
             for variant in variants:
                 result_file = Path(tmp) / f"{variant}-{round_}.json"
                 print(f"== {variant} (round {round_ + 1}/{args.rounds}) ...", flush=True)
-                subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", variant,
+                subprocess.run([sys.executable, "-m", "scripts.bench_torch", "--worker", variant,
                                 "--result-file", str(result_file), "--seed", str(args.seed + round_),
                                 *passthrough], check=True, cwd=ROOT)
                 r = json.loads(result_file.read_text())

@@ -9,9 +9,9 @@ Protocols: fashion-mnist on grey levels (as the seed's script, whose 20-epoch te
 dynamic binarization in training and a statically binarized test set (fixed seed), as Burda et al. / pythae.
 Writes <out>/eval_results.md and .json, with the command that made them at the top.
 
-    .venv/bin/python scripts/eval_results.py                       # the full run (CPU: ~15-25 min)
-    .venv/bin/python scripts/eval_results.py --quick               # smoke run into runs/eval_quick
-    .venv/bin/python scripts/eval_results.py --datasets mnist-5k --checkpoints torch=runs/c/torch/last.safetensors \\
+    .venv/bin/python -m scripts.eval_results                       # the full run (CPU: ~15-25 min)
+    .venv/bin/python -m scripts.eval_results --quick               # smoke run into runs/eval_quick
+    .venv/bin/python -m scripts.eval_results --datasets mnist-5k --checkpoints torch=runs/c/torch/last.safetensors \\
         tf=runs/c/tf/last.safetensors                               # reuse `vae compare` runs
 """
 from __future__ import annotations
@@ -26,11 +26,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-for folder in (ROOT, ROOT / "scripts"):  # the package, and benchlib when imported from elsewhere (tests)
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
-
-from benchlib import cpu_name  # noqa: E402
+from scripts.benchlib import cpu_name
 
 BINARIZED = {"mnist-5k", "mnist"}  # dynamic binarization in training, a static 0/1 test set
 STATIC_TEST_SEED = 0  # seed of the statically binarized test set (load_dataset(..., binarize="static"))
@@ -243,7 +239,7 @@ def differences(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     shown = sys.argv[1:] if argv is None else argv
-    command = " ".join([".venv/bin/python scripts/eval_results.py", *map(shlex.quote, shown)])
+    command = " ".join([".venv/bin/python -m scripts.eval_results", *map(shlex.quote, shown)])
     rows = []
     for dataset in args.datasets:
         d = load_protocol(dataset, args.quick)

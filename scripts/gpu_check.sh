@@ -2,7 +2,7 @@
 # The GPU checks in one call, for a bare device machine (torch, no TensorFlow, no network):
 #   1. every CUDA-marked test (pytest -m gpu): torch on CUDA against the committed TF CPU reference
 #      (tests/parity/fixtures/tf_cpu_reference.safetensors), and fit/evaluate on CUDA;
-#   2. the torch backend's GPU benchmark on full Fashion-MNIST (scripts/bench_torch.py --device cuda; the target
+#   2. the torch backend's GPU benchmark on full Fashion-MNIST (python -m scripts.bench_torch --device cuda; the target
 #      is at most 50 ms per 60,000-image epoch).
 # Writes env.txt, gpu_tests.log, gpu_tests.xml, bench.log and bench/bench_torch_cuda.{md,json} under $OUT.
 #
@@ -44,6 +44,6 @@ timeout 200 "$PY" -m pytest -q -p no:cacheprovider -m gpu -rs tests/parity/test_
 # The two timeouts add up to 530 s, inside the device's 600 s per command.
 epochs=4; limit=()
 [ "$DEVICE" = cpu ] && { epochs=2; limit=(--limit 2000 --variants reference,fp32); }
-timeout 330 "$PY" scripts/bench_torch.py --device "$DEVICE" --epochs "$epochs" "${limit[@]}" --out "$OUT/bench" \
+timeout 330 "$PY" -m scripts.bench_torch --device "$DEVICE" --epochs "$epochs" "${limit[@]}" --out "$OUT/bench" \
   2>&1 | tee "$OUT/bench.log" || status=1
 exit "$status"

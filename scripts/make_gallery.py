@@ -1,6 +1,6 @@
-"""Make the README gallery: train the default VAE on mnist-5k and write every plot of `vae_core.gallery`.
+"""Make the README gallery: train the default VAE on mnist-5k and write every plot of `vae_core.viz.gallery`.
 
-    python scripts/make_gallery.py            # torch, 10 epochs, seed 0 -> docs/gallery/*.png
+    python -m scripts.make_gallery            # torch, 10 epochs, seed 0 -> docs/gallery/*.png
 
 The plots use the test split (1,000 images); the history plot shows the run's train and test curves.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vae_core import TrainConfig, VAESpec, build, evaluate, fit
 from vae_core.data import load_dataset
-from vae_core.gallery import plot_all
+from vae_core.viz.gallery import plot_all
 
 
 def main() -> None:

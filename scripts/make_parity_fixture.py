@@ -1,7 +1,7 @@
 """Write tests/parity/fixtures/losses.safetensors: fixed float32 inputs and the float64 values of vae_core.losses.
 
 Reproducible: the inputs come from np.random.default_rng(SEED), and the references are computed in float64
-from the exact float32 inputs. Run: python scripts/make_parity_fixture.py (it rewrites the committed file).
+from the exact float32 inputs. Run: python -m scripts.make_parity_fixture (it rewrites the committed file).
 
 Cases: every likelihood x regime ("typical", "extreme") x batch size (1, 128), each with the totals for
 several beta. Extreme means logits up to +-1e4, latent log-variances in [-30, 30], decoder log-variances in

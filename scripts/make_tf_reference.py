@@ -8,7 +8,7 @@ computes now (test_committed_tf_reference_*). Contents, from tests/parity/backen
     bernoulli.grad.{weight}                          check 3: `gradients` on batch(spec, GRADIENT_SEED), beta 1
     bernoulli.lockstep                               check 4: per-step losses of the 200-step lockstep `fit`
 
-(Gradients for the default model only: 3.9 MB per likelihood.) Run: python scripts/make_tf_reference.py
+(Gradients for the default model only: 3.9 MB per likelihood.) Run: python -m scripts.make_tf_reference
 (rewrites the committed file; the oneDNN setting in effect is recorded in the metadata).
 """
 from __future__ import annotations
@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from tests.parity.backends import (FORWARD_SEED, GRADIENT_SEED, TF_REFERENCE, batch, build_shared,  # noqa: E402
+from backends.parity.drivers import (FORWARD_SEED, GRADIENT_SEED, TF_REFERENCE, batch, build_shared,  # noqa: E402
                                    forward, gradients, lockstep_config, lockstep_data, lockstep_losses)
 from vae_core import LIKELIHOODS, VAESpec  # noqa: E402
 
@@ -53,7 +52,7 @@ def main() -> None:
     tensors = compute()
     meta = {"tensorflow": tf.__version__, "keras": keras.__version__,
             "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset: on)"),
-            "command": "python scripts/make_tf_reference.py", "forward_seed": FORWARD_SEED,
+            "command": "python -m scripts.make_tf_reference", "forward_seed": FORWARD_SEED,
             "gradient_seed": GRADIENT_SEED, "init_seed": 0}
     TF_REFERENCE.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(TF_REFERENCE), metadata={"reference": json.dumps(meta, sort_keys=True)})

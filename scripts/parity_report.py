@@ -1,11 +1,11 @@
 """Parity report: the parity suite's measured differences between the torch and TF backends, next to its tolerances.
 
 Usage:
-    python scripts/parity_report.py          # print the report
-    python scripts/parity_report.py --out    # also write scripts/results/parity_report.md and .json
+    python -m scripts.parity_report          # print the report
+    python -m scripts.parity_report --out    # also write scripts/results/parity_report.md and .json
 
-Measures with the drivers of tests/parity/backends.py (the tests' own code) and compares with the constants of
-tests/parity/tolerances.py. Checks: 1 loss terms against the float64 fixture, 2 forward pass, 3 gradients (and 3b
+Measures with the drivers of backends/parity/drivers.py (the tests' own code) and compares with the constants of
+backends/parity/tolerances.py. Checks: 1 loss terms against the float64 fixture, 2 forward pass, 3 gradients (and 3b
 the optimizer update), 4 lockstep training over 50 and 200 steps (free-running, resynchronised from the same
 state, and in float64), 5 checkpoints moved torch->tf and tf->torch; per likelihood; torch on the CPU, and on CUDA (TF32 off) when
 available. TensorFlow always runs on the CPU.
@@ -56,9 +56,8 @@ class Child:
         import numpy as np
         import torch
 
-        sys.path.insert(0, str(ROOT))
-        from tests.parity import backends as B
-        from tests.parity import tolerances as T
+        from backends.parity import drivers as B
+        from backends.parity import tolerances as T
 
         self.np, self.torch, self.B, self.T = np, torch, B, T
         self.cache, self.baselines = cache, baselines
@@ -74,8 +73,11 @@ class Child:
     # -- check 1
     def loss_terms(self):
         from vae_core import LIKELIHOODS
-        sys.path.insert(0, str(ROOT))
-        from tests.parity.test_loss_terms import CASES, META, TENSORS, inputs
+        META, TENSORS = self.B.loss_fixture()
+        CASES = [c["case"] for c in META["cases"]]
+
+        def inputs(case):
+            return self.B.loss_inputs(TENSORS, case)
 
         np, B, T = self.np, self.B, self.T
         who = [("torch", d) for d in self.devices] + ([("tf", "cpu")] if self.have_tf else [])
@@ -425,13 +427,13 @@ def _lockstep_explanation(runs, labels) -> str:
            "In float64 (`fit(precision=\"fp64\")`, the rows \"4 lockstep, float64\") the two fits agree within "
            "the issue's 1e-4 over all 200 steps, by many orders of magnitude, for the Bernoulli and Gaussian models: "
            "they run the same algorithm step for step. Two real differences, measured in float64 for scale "
-           "(tests/parity/tolerances.py): Keras' own Adam (epsilon hat) gives 3.9e-7 at step 2 and 8.6e-3 by step "
+           "(backends/parity/tolerances.py): Keras' own Adam (epsilon hat) gives 3.9e-7 at step 2 and 8.6e-3 by step "
            "200; a learning rate 1e-6 too high gives 3.0e-8 at step 2 and 5.0e-3 by step 200. In float32 the "
            "gap exceeds 1e-4 after about 100 steps, for the reason below.", ""]
     tvt = extra.get("torch_vs_torch")
     if tvt:
         out += ["Torch against itself, same batches and noise, perturbations that change only rounding "
-                "(`tests.parity.backends.torch_lockstep_variant`), max relative loss gap:", "",
+                "(`backends.parity.drivers.torch_lockstep_variant`), max relative loss gap:", "",
                 "| torch vs torch | first 50 steps | first 100 | all 200 | first step above 1e-4 |",
                 "|---|---|---|---|---|"]
         for name, v in tvt.items():
@@ -485,7 +487,7 @@ def main() -> None:
         args.json.write_text(json.dumps(result))
         return
 
-    command = "python scripts/parity_report.py" + (" --out" if args.out else "")
+    command = "python -m scripts.parity_report" + (" --out" if args.out else "")
     have_tf = importlib.util.find_spec("tensorflow") is not None
     settings = SETTINGS if have_tf else (("no TF", None),)
     start = time.perf_counter()
@@ -496,7 +498,7 @@ def main() -> None:
             env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
             if value is not None:
                 env["TF_ENABLE_ONEDNN_OPTS"] = value
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--json", str(out), "--cache", tmp]
+            cmd = [sys.executable, "-m", "scripts.parity_report", "--child", "--json", str(out), "--cache", tmp]
             print(f"measuring with TF_ENABLE_ONEDNN_OPTS={value} ...", file=sys.stderr, flush=True)
             subprocess.run(cmd + (["--baselines"] if i == 0 else []), env=env, check=True, cwd=ROOT)
             runs[label] = json.loads(out.read_text())

@@ -16,8 +16,8 @@ Every trained model is scored on the 10,000 test images in two ways:
 Each run is one subprocess; its result is kept in <out>/runs/<variant>-seed<s>.json and reused by later calls
 with the same --epochs and --limit (delete a file, or pass --force, after changing the code). Writes <out>/seed_spread.md and .json with the command at the top.
 
-    .venv/bin/python scripts/seed_spread.py --seeds 0 1 2 3 4 5 6 7 8 9   # ~6 min per seed on 2 CPU cores
-    .venv/bin/python scripts/seed_spread.py --seeds 0 --epochs 1 --limit 6000 --out runs/spread_quick
+    .venv/bin/python -m scripts.seed_spread --seeds 0 1 2 3 4 5 6 7 8 9   # ~6 min per seed on 2 CPU cores
+    .venv/bin/python -m scripts.seed_spread --seeds 0 --epochs 1 --limit 6000 --out runs/spread_quick
 """
 from __future__ import annotations
 
@@ -32,11 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for folder in (ROOT, ROOT / "scripts"):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
-
-from benchlib import cpu_name, fashion_mnist  # noqa: E402
+from scripts.benchlib import cpu_name, fashion_mnist
 
 VARIANTS = ("seed-script", "torch", "tf", "tf-shared-noise")
 BACKEND_VARIANTS = VARIANTS[1:]  # same init and data order for a seed: paired
@@ -49,7 +45,7 @@ def _train_seed_script(x_train, spec, seed: int, epochs: int) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
-    import seed_style
+    from scripts import seed_style
 
     torch.manual_seed(seed)
     model = seed_style.SeedVAE(spec.input_dim, spec.hidden_dims, spec.latent_dim)  # torch's default init
@@ -80,7 +76,7 @@ def _score(weights: dict, spec, x_test, seed: int) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
-    import seed_style
+    from scripts import seed_style
     from backends.torch import build_model, evaluate
     from backends.torch.weights import import_weights
 
@@ -95,7 +91,7 @@ def _score(weights: dict, spec, x_test, seed: int) -> dict:
 
 def child(variant: str, seed: int, epochs: int, limit: int | None, result: Path) -> None:
     from vae_core import VAESpec
-    from vae_core._io import atomic_write
+    from vae_core.atomic import atomic_write
 
     x_train, x_test = fashion_mnist(limit)
     spec = VAESpec(input_dim=x_train.shape[1])
@@ -223,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             kept = json.loads(result.read_text()) if result.is_file() and not args.force else {}
             if (kept.get("epochs"), kept.get("limit")) != (args.epochs, args.limit):
                 print(f"== {variant}, seed {seed} ...", flush=True)
-                subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", variant, str(seed),
+                subprocess.run([sys.executable, "-m", "scripts.seed_spread", "--child", variant, str(seed),
                                 "--result", str(result), *extra], check=True, cwd=ROOT)
             r = json.loads(result.read_text())
             print(f"   {variant} seed {seed}: exact {r['exact']:.2f}, seed protocol {r['seed_protocol']:.2f}, "
@@ -234,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             "epochs": args.epochs, "n_train": runs[0]["n_train"], "n_test": runs[0]["n_test"]}
     python = Path(sys.executable)
     python = python.relative_to(ROOT) if python.is_relative_to(ROOT) else python
-    command = shlex.join([str(python), "scripts/seed_spread.py", *(argv if argv is not None else sys.argv[1:])])
+    command = shlex.join([str(python), "-m", "scripts.seed_spread", *(argv if argv is not None else sys.argv[1:])])
     (args.out / "seed_spread.md").write_text(markdown(command, meta, summary, runs))
     (args.out / "seed_spread.json").write_text(json.dumps({"command": command, **meta, "summary": summary,
                                                            "runs": runs}, indent=1))

@@ -10,7 +10,7 @@ pytest.importorskip("tensorflow")
 
 from vae_core.registry import backend_module  # noqa: E402
 
-MODULES = ("model", "losses", "weights", "optim", "train", "metrics")
+MODULES = ("model", "device", "losses", "weights", "optim", "train", "metrics")
 # Framework hooks and conventions, not part of vae_core's own surface.
 FRAMEWORK_MEMBERS = {
     "torch": {"forward", "device"},  # nn.Module's call; a module lives on one device
@@ -19,6 +19,8 @@ FRAMEWORK_MEMBERS = {
 }
 # A framework-specific class is its own name, not a function of another shape (the issue's rule).
 FRAMEWORK_CLASSES = {"torch": {"NegativeELBO"}, "tf": {"Sampling", "TorchAdam"}}
+# Modules one framework needs alone: TF's tf.data pipelines that feed Keras' fit in blocks of batches.
+FRAMEWORK_MODULES = {"torch": set(), "tf": {"pipeline"}}
 # Parameters one framework needs alone: (module, function) -> {backend: {parameter names}}.
 FRAMEWORK_PARAMETERS = {("train", "fit"): {"torch": {"compile"}}}  # torch.compile; TF's fit step is always XLA
 
@@ -53,7 +55,7 @@ def test_public_classes_are_the_vae_or_framework_specific():
         classes = {name for m in MODULES for name, obj in vars(_module(backend, m)).items()
                    if inspect.isclass(obj) and not name.startswith("_")
                    and obj.__module__ == _module(backend, m).__name__}
-        assert classes == {"VAE"} | FRAMEWORK_CLASSES[backend], backend
+        assert classes == {"VAE", "Trainer"} | FRAMEWORK_CLASSES[backend], backend
 
 
 def test_vae_classes_have_the_same_public_methods_and_signatures():
@@ -68,3 +70,22 @@ def test_vae_classes_have_the_same_public_methods_and_signatures():
         if callable(member) and not isinstance(member, type):
             assert _parameters("torch", "model", name, member) == _parameters("tf", "model", name,
                                                                                 members["tf"][name]), name
+
+
+def test_backends_hold_the_same_modules():
+    import pkgutil
+
+    found = {b: {m.name for m in pkgutil.iter_modules(backend_module(b).__path__)} - FRAMEWORK_MODULES[b]
+             for b in ("torch", "tf")}
+    assert found["torch"] == found["tf"] == set(MODULES)
+
+
+def test_each_trainer_satisfies_the_backend_protocol():
+    from vae_core.backend import TrainerBackend
+
+    for backend in ("torch", "tf"):
+        trainer = _module(backend, "train").Trainer
+        members = {n for n in vars(TrainerBackend) if not n.startswith("_")} - {"name"}
+        missing = sorted(m for m in members if not callable(getattr(trainer, m, None)))
+        assert not missing, f"{backend} Trainer lacks {missing}"
+        assert trainer.name == backend

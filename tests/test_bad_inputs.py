@@ -11,8 +11,7 @@ import pytest
 
 from vae_core.cli import main
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bad_inputs import CASES, Case  # noqa: E402
+from tests.bad_inputs import CASES, Case
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,11 +73,10 @@ def test_pickle_case_never_unpickles(tmp_path, capsys):
 
 
 def test_docs_table_is_generated_from_these_cases():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from make_bad_inputs_table import TABLE, render
+    from scripts.make_bad_inputs_table import TABLE, render
 
     committed = TABLE.read_text()
     assert [line.split("|")[1:4] for line in committed.splitlines() if line.startswith("| `")] == \
            [[f" `{c.id}` ", f" {c.where} ", f" {c.given} "] for c in CASES], \
-        "docs/bad_inputs.md is stale: run .venv/bin/python scripts/make_bad_inputs_table.py"
+        "docs/bad_inputs.md is stale: run .venv/bin/python -m scripts.make_bad_inputs_table"
     assert render.__doc__

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import bench_tf  # noqa: E402
+from scripts import bench_tf
 
 
 def _run(seconds, loss=250.0):

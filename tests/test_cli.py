@@ -106,7 +106,7 @@ def test_evaluate_sample_and_reconstruct(run_dir, tmp_path, capsys):
 
 
 def test_plot_writes_every_plot(run_dir, tmp_path):
-    from vae_core import gallery
+    from vae_core.viz import gallery
 
     assert main(["plot", str(run_dir / "best.safetensors"), "--out", str(tmp_path / "p")]) == 0
     written = {p.name for p in (tmp_path / "p").iterdir()}

@@ -124,6 +124,7 @@ def test_resume_trims_the_history_to_the_checkpoint_epoch_and_warns_as_user_warn
     messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     assert any("no Adam state" in m for m in messages) and any("replaying" in m for m in messages), messages
     assert not [w for w in caught if w.category is RuntimeWarning]
+    assert {w.filename for w in caught} == {__file__}  # they point at the user's call, not into the library
     assert len(out["train_loss"]) == 3 and out["train_loss"][0] == 1.0 and out["train_loss"][1] != 2.0
 
 
@@ -161,3 +162,15 @@ def test_early_stopping_says_so_once_on_stderr(backend, tmp_path, capsys):
     assert len(history["train_loss"]) == 2
     line = "early stopping after epoch 2: train_loss has not improved for 1 epochs; restoring the weights of epoch 1"
     assert err.count(line) == 1 and "early stopping" not in out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_progress_bar_counts_optimizer_steps_on_stderr(backend, capfd):
+    from vae_core import TrainConfig, fit
+
+    x = np.random.default_rng(0).random((10, SPEC.input_dim), dtype=np.float32)
+    fit(_model(backend), x, None, TrainConfig(epochs=2, batch_size=4), progress=True)  # 3 steps per epoch
+    out, err = capfd.readouterr()
+    assert f"{backend} fit" in err and "6/6" in err and "step" in err, err
+    fit(_model(backend), x, None, TrainConfig(epochs=1, batch_size=4), progress=False)
+    assert f"{backend} fit" not in capfd.readouterr().err

@@ -356,13 +356,7 @@ def test_dynamic_binarization_needs_data_in_0_1(digits):
 
 
 def test_eval_results_script_smoke_and_checkpoint_reuse(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "eval_results.py"
-    spec = importlib.util.spec_from_file_location("eval_results", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    from scripts import eval_results as script
     common = ["--quick", "--datasets", "digits", "--device", "cpu", "--no-progress", "--runs", str(tmp_path / "runs")]
     trained = script.main([*common, "--backends", "torch", "--out", str(tmp_path / "a")])
     ckpt = tmp_path / "runs" / "digits" / "torch" / "last.safetensors"
@@ -374,5 +368,5 @@ def test_eval_results_script_smoke_and_checkpoint_reuse(tmp_path):
     assert a["iwae_nll"] < a["test_neg_elbo"]
     text = (tmp_path / "a" / "eval_results.md").read_text()
     assert text.startswith("# Evaluation results")
-    assert "Command: `.venv/bin/python scripts/eval_results.py --quick" in text
+    assert "Command: `.venv/bin/python -m scripts.eval_results --quick" in text
     assert "86.76" in text and "not comparable" in text

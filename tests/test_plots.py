@@ -9,12 +9,12 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from vae_core import VAESpec, build  # noqa: E402
-from vae_core import gallery  # noqa: E402
-from vae_core.plots import (CELL, COL_TITLE, PAD, ROW_LABEL, TITLE, plot_backend_comparison,  # noqa: E402
-                            plot_history, plot_image_grid, plot_interpolation, plot_latent_scatter,
-                            plot_reconstructions, plot_samples, plot_traversals, plot_tsne)
-from vae_core.plots_curves import COMPARISON_SIZE, HISTORY_SIZE  # noqa: E402
-from vae_core.plots_latent import SCATTER_SIZE, subsample  # noqa: E402
+from vae_core.viz import (gallery, plot_backend_comparison, plot_history, plot_image_grid,  # noqa: E402
+                          plot_interpolation, plot_latent_scatter, plot_reconstructions, plot_samples,
+                          plot_traversals, plot_tsne)
+from vae_core.viz.figures import CELL, COL_TITLE, PAD, ROW_LABEL, TITLE  # noqa: E402
+from vae_core.viz.curves import COMPARISON_SIZE, HISTORY_SIZE  # noqa: E402
+from vae_core.viz.latent import SCATTER_SIZE, subsample  # noqa: E402
 
 DPI = 40  # small PNGs keep the tests fast
 SHAPES = [(28, 28), (8, 8)]
@@ -196,7 +196,7 @@ def test_mismatched_lengths_and_values(tmp_path):
 
 
 def test_plot_modules_import_without_matplotlib_or_frameworks():
-    code = ("import sys, vae_core.plots, vae_core.gallery; bad = [m for m in ('matplotlib', 'torch', 'tensorflow', "
+    code = ("import sys, vae_core.viz; bad = [m for m in ('matplotlib', 'torch', 'tensorflow', "
             "'keras', 'sklearn') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 

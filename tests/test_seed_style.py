@@ -7,8 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import seed_style  # noqa: E402
+from scripts import seed_style
 
 from backends.torch import build_model, evaluate, fit  # noqa: E402
 from backends.torch.weights import export_weights, import_weights  # noqa: E402

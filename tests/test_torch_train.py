@@ -352,11 +352,6 @@ def test_a_float64_model_trains_only_in_fp64_and_stays_float64(digits):
     assert loss64 == pytest.approx(loss32, rel=1e-5) and loss64 != loss32
 
 
-def test_progress_bar_reports_to_stderr(digits, capsys):
-    fit(build_model(SPEC, seed=0), digits.x_train[:100], None, TrainConfig(epochs=2), progress=True)
-    assert "torch fit" in capsys.readouterr().err
-
-
 # ---------------------------------------------------------------- CUDA
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from vae_core._io import atomic_write
+from vae_core.atomic import atomic_write
 from vae_core.config import TrainConfig
 from vae_core.spec import VAESpec
 

@@ -5,8 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from vae_core._validate import check_bool, check_float, check_int
-from vae_core.spec import _known_fields
+from vae_core.checks import check_bool, check_float, check_int, known_fields
 
 
 @dataclass(frozen=True)
@@ -52,6 +51,6 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
-        return cls(**_known_fields(cls, d))
+        return cls(**known_fields(cls, d))
 
 

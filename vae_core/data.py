@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._validate import fail
+from vae_core.checks import fail
 
 __all__ = ["DATASETS", "Dataset", "binarize", "load_dataset", "read_idx"]
 

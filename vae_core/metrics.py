@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from vae_core._validate import check_bool, check_float, fail
+from vae_core.checks import check_bool, check_float, fail
 from vae_core.losses import HALF_LOG_2PI
 
 DEFAULT_K = 1000  # importance samples per image (Burda et al. report k = 5000)

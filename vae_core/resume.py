@@ -1,7 +1,7 @@
 """Resuming a run from a checkpoint, the same in every backend: what is restored, what is trimmed, what is refused.
 
-`open_resume` reads the checkpoint and decides everything that needs no framework; a backend's `fit` then only
-imports `point.checkpoint.weights` (and `.adam`, when present) into its model and optimizer.
+`open_resume` reads the checkpoint and decides everything that needs no framework; `vae_core.trainer.run` then
+hands `point.checkpoint.weights` (and `.adam`, when present) to the backend's model and optimizer.
 
 - A checkpoint of another spec is refused (`CheckpointError`): the model must be built from the checkpoint's spec.
 - The history is the checkpoint's, trimmed to its epoch, so the resumed run appends where the checkpoint stopped.
@@ -10,7 +10,7 @@ imports `point.checkpoint.weights` (and `.adam`, when present) into its model an
 - With early stopping, the best epoch's weights come from the checkpoint itself or from `best.safetensors`
   beside it; when that file is missing or from another run, a warning says the final restore can only pick among
   the epochs still to run. An unreadable `best.safetensors` is refused: it says the run's folder is damaged.
-- Warnings are `UserWarning`s.
+- Warnings are `UserWarning`s, pointing at the user's call of `fit`.
 """
 from __future__ import annotations
 
@@ -21,14 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from vae_core.checks import caller_stacklevel
 from vae_core.checkpoint import BEST_FILE, Checkpoint, CheckpointError, read_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.spec import VAESpec
 from vae_core.trainer_state import TrainerState
 from vae_core.training import HISTORY_KEYS, resumed_learning_rate
 
-# Warnings point at the line that called a backend's fit: open_resume <- the backend's _resume <- fit <- caller.
-_FIT_CALLER = 4
 
 
 @dataclass(frozen=True)
@@ -51,10 +50,10 @@ def open_resume(path: str | os.PathLike, spec: VAESpec, config: TrainConfig, mon
     if ckpt.train_config is not None and ckpt.train_config.seed != config.seed:
         warnings.warn(f"resume: the checkpoint was trained with seed {ckpt.train_config.seed}, this config has seed "
                       f"{config.seed}; the remaining epochs will not repeat the original run", UserWarning,
-                      stacklevel=_FIT_CALLER)
+                      stacklevel=caller_stacklevel())
     if ckpt.adam is None:
         warnings.warn(f"resume_from={str(path)!r} has no Adam state; resuming with fresh Adam moments", UserWarning,
-                      stacklevel=_FIT_CALLER)
+                      stacklevel=caller_stacklevel())
     history = {k: [float(v) for v in (ckpt.history.get(k) or [])][:ckpt.epoch] for k in HISTORY_KEYS}
     state = TrainerState.from_checkpoint(ckpt.trainer_state, history, config, monitor)
     state.lr = resumed_learning_rate(ckpt.train_config, config, state.lr)
@@ -79,5 +78,5 @@ def _best_weights(path: Path, ckpt: Checkpoint, spec: VAESpec, best_epoch: int) 
         return other.weights
     warnings.warn(f"resume: the best weights (epoch {best_epoch}) are not in {str(candidate)!r}; early stopping "
                   f"can only restore the best weights of the epochs still to run", UserWarning,
-                  stacklevel=_FIT_CALLER + 1)
+                  stacklevel=caller_stacklevel())
     return None

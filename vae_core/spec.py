@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from vae_core._validate import check_choice, check_float, check_int, fail
+from vae_core.checks import check_choice, check_float, check_int, fail, known_fields
 
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")
 
@@ -100,16 +100,4 @@ class VAESpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "VAESpec":
-        return cls(**_known_fields(cls, d))
-
-
-def _known_fields(cls: type, d: Mapping[str, Any]) -> dict[str, Any]:
-    """The mapping as keyword arguments, rejecting keys that are not fields of `cls`."""
-    if not isinstance(d, Mapping):
-        raise TypeError(f"{cls.__name__}.from_dict expects a mapping; got {type(d).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"{cls.__name__}.from_dict: unknown field(s) {unknown}; "
-                         f"the fields are {sorted(names)}")
-    return dict(d)
+        return cls(**known_fields(cls, d))

@@ -13,6 +13,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from vae_core.checks import caller_stacklevel
 from vae_core.config import TrainConfig
 
 STATE_KEYS = ("lr", "best_loss", "best_epoch", "plateau_bad_epochs", "early_stopping_bad_epochs", "stopped_early")
@@ -55,7 +56,7 @@ class TrainerState:
                        stopped_early=bool(state["stopped_early"]))
         losses = history.get(monitor) or []
         warnings.warn(f"resume: trainer_state has no {missing}; replaying the plateau and early-stopping rules over "
-                      f"{len(losses)} recorded {monitor!r} values instead", UserWarning, stacklevel=5)
+                      f"{len(losses)} recorded {monitor!r} values instead", UserWarning, stacklevel=caller_stacklevel())
         replayed = cls(lr=config.learning_rate, monitor=monitor)
         for epoch, loss in enumerate(losses, 1):
             replayed.update(epoch, float(loss), config)

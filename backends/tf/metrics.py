@@ -14,7 +14,8 @@ import numpy as np
 import tensorflow as tf
 
 from backends.tf.losses import HALF_LOG_2PI, reconstruction_nll
-from backends.tf.train import _check_model, resolve_device
+from backends.tf.device import exact_fp32, resolve_device
+from backends.tf.model import check_model
 from vae_core.metrics import (ACTIVE_THRESHOLD, DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, DEFAULT_K, ActiveUnits,
                               IWAEResult, check_active_args, check_batch_size, check_iwae_args,
                               count_active_units, run_iwae)
@@ -59,7 +60,7 @@ def iwae_nll(model, x: np.ndarray, *, k: int = DEFAULT_K, chunk_size: int = DEFA
              batch_size: int = DEFAULT_BATCH_SIZE, seed: int = 0, progress: bool = False,
              device: str = "auto") -> IWAEResult:
     """IWAE NLL = −log p̂(x), mean over the images of x (N, D), in nats; see `vae_core.metrics.iwae_nll`."""
-    _check_model(model)
+    check_model(model, "iwae_nll")
     x = check_data(x, model.spec, "x")
     check_iwae_args(k, chunk_size, batch_size, seed, progress)
     encode_fn, chunk_fn = _compiled(model)
@@ -71,18 +72,20 @@ def iwae_nll(model, x: np.ndarray, *, k: int = DEFAULT_K, chunk_size: int = DEFA
     def chunk_logsumexp(state: tuple[tf.Tensor, ...], eps: np.ndarray) -> np.ndarray:
         return chunk_fn(*state, tf.constant(eps)).numpy()  # (B,)
 
-    with tf.device(resolve_device(device)):
+    device_name = resolve_device(device)
+    with tf.device(device_name), exact_fp32(device_name):
         return run_iwae(x, model.spec.latent_dim, k=k, chunk_size=chunk_size, batch_size=batch_size, seed=seed,
                         progress=progress, encode=encode, chunk_logsumexp=chunk_logsumexp)
 
 
 def posterior_means(model, x: np.ndarray, batch_size: int = 1000, *, device: str = "auto") -> np.ndarray:
     """E_q[z|x], the encoder's mu, for every image of x (N, D): (N, L) float32."""
-    _check_model(model)
+    check_model(model, "posterior_means")
     x = check_data(x, model.spec, "x")
     check_batch_size("posterior_means", batch_size)
     encode_fn = _compiled(model)[0]
-    with tf.device(resolve_device(device)):
+    device_name = resolve_device(device)
+    with tf.device(device_name), exact_fp32(device_name):
         mus = [encode_fn(tf.constant(x[s:s + batch_size]))[0].numpy() for s in range(0, len(x), batch_size)]
     return np.concatenate(mus)  # (N, L)
 

@@ -17,8 +17,9 @@ Targets `y` and sample weights are ignored: the objective is vae_core's negative
 """
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Any
+from typing import Any, Iterator
 
 import keras
 import numpy as np
@@ -200,7 +201,7 @@ class VAE(SpecAttributes, keras.Model):
     def compile(self, *args: Any, jit_compile: Any = "auto", **kwargs: Any) -> None:
         """`keras.Model.compile`, except that jit_compile="auto" means XLA on every device.
 
-        Keras' "auto" turns XLA off on CPU-only machines; for this MLP the XLA step is ~1.5x faster on CPU too.
+        Keras' "auto" turns XLA off on CPU-only machines; for this MLP the XLA step is faster on CPU too.
         Pass jit_compile=False to opt out.
         """
         super().compile(*args, jit_compile=True if jit_compile == "auto" else jit_compile, **kwargs)
@@ -280,3 +281,19 @@ class VAE(SpecAttributes, keras.Model):
     def from_config(cls, config: dict[str, Any]) -> "VAE":
         return cls(VAESpec.from_dict(config["spec"]), seed=config.get("seed"), name=config.get("name", "vae"),
                    dtype=config.get("dtype"))
+
+
+@contextlib.contextmanager
+def eval_mode(model: VAE) -> Iterator[None]:
+    """Inference while the block runs, as the torch backend's `eval_mode`. A Keras model has no mode to switch
+    (every call passes `training` explicitly, False by default) and records gradients only inside a
+    GradientTape, so there is nothing to set or restore."""
+    yield
+
+
+def check_model(model: Any, caller: str) -> VAE:
+    """`model`, if it is this backend's VAE; else a TypeError naming `caller` and how to build one."""
+    if not isinstance(model, VAE):
+        raise TypeError(f"{caller}: model must be a TF VAE built by vae_core.build('tf', ...); "
+                        f"got {type(model).__module__}.{type(model).__name__}")
+    return model

@@ -23,21 +23,20 @@ uses, `torch.optim.Adam(fused=True)` on the CPU (aten/src/ATen/native/cpu/FusedA
     var <- var + (-(lr / (1 - b1^t)) * m) / denom   # step size in float64 from the float64 learning rate
 
 TensorFlow has no fused multiply-add op, but XLA's CPU and GPU code generators contract `a * b + c` into one
-fma, with the product written first in the sum (written the other way round, v came out 1-2 ulps off in a fifth of
-the elements). So both lines are written in float32, in that form. `backends.tf.fit` always compiles its step
-with XLA. Without XLA (eager, or `jit_compile=False`) each multiply-add rounds twice: 1 ulp off in some elements.
-An earlier version emulated the fma in float64: nearly the same result (v 1 ulp off in 3 of 973,624 elements,
-from double rounding), but slower: 469 updates of the default model (one epoch) took 0.8-1.2 s, against
-0.44-0.59 s now and 0.46-0.50 s for Keras' Adam (measured side by side).
+fma, with the product written first in the sum (written the other way round, XLA contracts it differently and v
+rounds differently from torch's). So both lines are written in float32, in that form. `backends.tf.fit` always
+compiles its step with XLA. Without XLA (eager, or `jit_compile=False`) each multiply-add rounds twice: 1 ulp off
+in some elements. The fma is not emulated in float64: that is slower than the float32 form, and double rounding
+still leaves v 1 ulp off in rare elements.
 
 The learning rate is kept in a float64 variable, so `optimizer.learning_rate.assign(1e-3)` holds the same double
-as torch's param group (a float32 variable rounds 1e-3 up by 4.7e-8, which moves ~10% of the float32 weight
-updates by one ulp). Measured on the default model (tests/parity/backends.py `adam_steps`): given the same
-weights, moments and gradients, the updated weights, m and v equal torch's fused CPU Adam bit for bit over three
-steps. Torch's foreach/single-tensor Adam (`fused=False`) and its CUDA kernels round differently
-(param.addcdiv_ computes var + step * (m / denom)); against those the update agrees to float32 rounding, not
-bitwise. It is what `backends.tf.fit` uses; a plain `keras.optimizers.Adam` also trains the model
-and its state can be exported/imported the same way (`backends.tf.weights.export_adam`).
+as torch's param group (a float32 variable rounds 1e-3 up by 4.7e-8, which moves some float32 weight updates by
+one ulp). Given the same weights, moments and gradients, the updated weights, m and v are meant to equal torch's
+fused CPU Adam bit for bit; tests/parity compares them (test_optimizer_update_agrees_given_the_same_gradients,
+through backends/parity/drivers.py `adam_steps`). Torch's foreach/single-tensor Adam (`fused=False`) and its CUDA
+kernels round differently (param.addcdiv_ computes var + step * (m / denom)); against those the update agrees to
+float32 rounding, not bitwise. It is what `backends.tf.fit` uses; a plain `keras.optimizers.Adam` also trains
+the model and its state can be exported/imported the same way (`backends.tf.weights.export_adam`).
 """
 from __future__ import annotations
 
@@ -71,10 +70,10 @@ class TorchAdam(keras.optimizers.Adam):
         The step size of each update gets + 0.0 * (a sum over all gradients): the same value (exactly, while the
         gradients are finite), but a data dependency. The backward pass reads every kernel but the first, so
         without it XLA cannot prove that a kernel's update comes after the kernel's last read, and copies every
-        kernel before each step (8 MB of memory traffic per step for the default model, ~2% of a CPU step,
-        measured). Tying the gradients themselves (g * 1.0) instead changed how XLA fused Adam's multiply-adds
-        (23,529 elements no longer bit-identical to torch's in 3 steps); the step size is a scalar, so this
-        does not. A non-finite first element in any gradient makes every update non-finite.
+        kernel before each step (extra memory traffic on every step). Tying the gradients themselves (g * 1.0)
+        would change how XLA fuses Adam's multiply-adds, and the update would no longer be bit-identical to
+        torch's; the step size is a scalar, so tying it does not. A non-finite first element in any gradient makes
+        every update non-finite.
         """
         grads = list(grads)
         dense = [g for g in grads if isinstance(g, tf.Tensor)]  # not None, not IndexedSlices

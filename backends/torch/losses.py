@@ -26,7 +26,7 @@ def bernoulli_nll(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
     Per pixel max(l, 0) - x * l + log1p(exp(-|l|)), the formula of vae_core.losses and of TF's
     sigmoid_cross_entropy_with_logits. F.binary_cross_entropy_with_logits takes log(1 + exp(-|l|)) instead, which
-    loses the small term in float32: 2.5e-4 relative error at x = 0, l = -7.
+    loses the small term in float32 when the loss is small (x = 0 with a large negative logit).
     """
     return _BernoulliNLL.apply(x, logits)  # (B,)
 
@@ -34,8 +34,8 @@ def bernoulli_nll(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 class _BernoulliNLL(torch.autograd.Function):
     """bernoulli_nll with a one-line backward: d/dl = sigmoid(l) - x and d/dx = -l, per pixel.
 
-    Autograd through the forward formula would run ~8 elementwise kernels on (B, D) for the backward;
-    this one runs 3. It made a CPU training step 6% (fp32) to 15% (bf16) faster (scripts/bench_torch.py).
+    Autograd through the forward formula would run several more elementwise kernels on (B, D) for the backward;
+    this one runs 3, which makes a CPU training step faster (scripts/bench_torch.py).
     Gradients broadcast back to each input's shape (IWAE passes x (B, 1, D) with logits (B, K, D)). Once
     differentiable: no double backward, and no torch.func transforms (grad, vmap) through it.
     """

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from backends.torch.losses import HALF_LOG_2PI, reconstruction_nll
-from backends.torch.model import VAE, _inference
-from backends.torch.train import _check_model, _exact_fp32, _to_device, resolve_device
+from backends.torch.device import exact_fp32, resolve_device, to_device
+from backends.torch.model import VAE, check_model, eval_mode
 from vae_core.metrics import (ACTIVE_THRESHOLD, DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, DEFAULT_K, ActiveUnits,
                               IWAEResult, check_active_args, check_batch_size, check_iwae_args,
                               count_active_units, run_iwae)
@@ -39,20 +39,20 @@ def iwae_nll(model: VAE, x: np.ndarray, *, k: int = DEFAULT_K, chunk_size: int =
              batch_size: int = DEFAULT_BATCH_SIZE, seed: int = 0, progress: bool = False,
              device: str = "auto") -> IWAEResult:
     """IWAE NLL = −log p̂(x), mean over the images of x (N, D), in nats; see `vae_core.metrics.iwae_nll`."""
-    _check_model(model, "iwae_nll")
+    check_model(model, "iwae_nll")
     x = check_data(x, model.spec, "x")
     check_iwae_args(k, chunk_size, batch_size, seed, progress)
     dev = resolve_device(device)
 
     def encode(xb: np.ndarray) -> tuple[torch.Tensor, ...]:
-        xt = _to_device(xb, dev)  # (B, D)
+        xt = to_device(xb, dev)  # (B, D)
         return (xt, *model.encode(xt))  # x (B, D), mu (B, L), log_var (B, L)
 
     def chunk_logsumexp(state: tuple[torch.Tensor, ...], eps: np.ndarray) -> np.ndarray:
         lw = log_weights(model, *state, torch.from_numpy(eps).to(dev))  # (B, c)
         return torch.logsumexp(lw.double(), dim=1).cpu().numpy()  # (B,)
 
-    with _exact_fp32(dev), _inference(model):
+    with exact_fp32(dev), eval_mode(model):
         model.to(dev)
         return run_iwae(x, model.spec.latent_dim, k=k, chunk_size=chunk_size, batch_size=batch_size, seed=seed,
                         progress=progress, encode=encode, chunk_logsumexp=chunk_logsumexp)
@@ -60,13 +60,13 @@ def iwae_nll(model: VAE, x: np.ndarray, *, k: int = DEFAULT_K, chunk_size: int =
 
 def posterior_means(model: VAE, x: np.ndarray, batch_size: int = 1000, *, device: str = "auto") -> np.ndarray:
     """E_q[z|x], the encoder's mu, for every image of x (N, D): (N, L) float32."""
-    _check_model(model, "posterior_means")
+    check_model(model, "posterior_means")
     x = check_data(x, model.spec, "x")
     check_batch_size("posterior_means", batch_size)
     dev = resolve_device(device)
-    with _exact_fp32(dev), _inference(model):
+    with exact_fp32(dev), eval_mode(model):
         model.to(dev)
-        mus = [model.encode(_to_device(x[s:s + batch_size], dev))[0].cpu() for s in range(0, len(x), batch_size)]
+        mus = [model.encode(to_device(x[s:s + batch_size], dev))[0].cpu() for s in range(0, len(x), batch_size)]
     return torch.cat(mus).numpy()  # (N, L)
 
 

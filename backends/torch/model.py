@@ -11,7 +11,8 @@ The torch attributes are `encoder` (ModuleList), `mu`, `log_var`, `decoder` (Mod
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -113,7 +114,7 @@ class VAE(SpecAttributes, nn.Module):
         backend and on every device; `seed=None` draws z from torch's global RNG (`torch.manual_seed` applies).
         """
         _check_count("sample", "n", n)
-        with _inference(self):
+        with eval_mode(self):
             if seed is None:
                 z = torch.randn(n, self.spec.latent_dim, device=self.device)  # (n, latent_dim)
             else:
@@ -126,10 +127,10 @@ class VAE(SpecAttributes, nn.Module):
     def reconstruct(self, x: Any) -> torch.Tensor:
         """Deterministic reconstruction: the mean of p(x|z) at z = mu(x), not at a sampled z. (B, D), no grad.
 
-        Decoding the posterior mean (rather than a reparameterised sample, as the seed did) makes the
-        result repeatable and is the usual choice for showing reconstructions.
+        Decoding the posterior mean rather than a reparameterised sample makes the result repeatable and is
+        the usual choice for showing reconstructions.
         """
-        with _inference(self):
+        with eval_mode(self):
             mu, _ = self.encode(self._as_batch(x, "reconstruct", "x"))  # (B, latent_dim)
             return self.mean_of(self.decode(mu))  # (B, D)
 
@@ -139,7 +140,7 @@ class VAE(SpecAttributes, nn.Module):
         x1, x2: one example each, (D,) or (1, D). Returns (steps, D), from x1's end to x2's.
         """
         _check_count("interpolate", "steps", steps)
-        with _inference(self):
+        with eval_mode(self):
             ends = []
             for name, x in (("x1", x1), ("x2", x2)):
                 batch = self._as_batch(x, "interpolate", name)  # (1, D)
@@ -168,20 +169,24 @@ class VAE(SpecAttributes, nn.Module):
         return x
 
 
-class _inference:
-    """no_grad and eval mode for the duration, restoring the module's previous mode after."""
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients while the block runs, restoring the module's previous mode after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
 
-    def __init__(self, model: nn.Module) -> None:
-        self.model, self.no_grad = model, torch.no_grad()
 
-    def __enter__(self) -> None:
-        self.was_training = self.model.training
-        self.model.eval()
-        self.no_grad.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.no_grad.__exit__(*exc)
-        self.model.train(self.was_training)
+def check_model(model: Any, caller: str) -> VAE:
+    """`model`, if it is this backend's VAE; else a TypeError naming `caller` and how to build one."""
+    if not isinstance(model, VAE):
+        raise TypeError(f"{caller}: model must be a torch VAE built by vae_core.build('torch', ...); "
+                        f"got {type(model).__module__}.{type(model).__name__}")
+    return model
 
 
 def _check_count(method: str, name: str, value: Any) -> None:

@@ -1,145 +1,191 @@
-"""`fit` and `evaluate` for the torch VAE.
+"""`fit` and `evaluate` for the torch VAE: the framework half of `vae_core.trainer`.
 
-The loop keeps the data as one tensor on the device, takes each epoch's order from
-`vae_core.training.epoch_permutation` (indices gathered on the device), keeps the per-step losses on the
-device and synchronises with the host once per epoch. Data order and noise are functions of
-(config.seed, epoch), so a resumed run repeats an uninterrupted one bit for bit.
-
-The LR plateau, early stopping and the best loss are `vae_core.trainer_state.TrainerState`, the one state machine
-of both backends, stored as the checkpoint's JSON `trainer_state`; this loop applies its `lr` to Adam every epoch
-and restores the best weights at the end when early stopping is on (as the seed's loop does).
+`Trainer` is this backend's `vae_core.backend.TrainerBackend`: it keeps the data as tensors on the device, gathers
+each epoch's batches there, keeps the per-step losses on the device and synchronises with the host once per
+epoch. The epochs, resume, checkpoints, the LR plateau, early stopping and progress are `vae_core.trainer.run`'s.
 """
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-import re
-import sys
-import time
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
+from backends.torch import weights
+from backends.torch.device import exact_fp32, resolve_device, to_device
 from backends.torch.losses import negative_elbo, per_example
-from backends.torch.model import VAE
+from backends.torch.model import VAE, check_model, eval_mode
 from backends.torch.optim import make_optimizer
-from backends.torch.weights import export_weights, import_adam, import_weights
-from vae_core.checkpoint import BEST_FILE, LAST_FILE, save_checkpoint
+from vae_core.backend import EpochResult, Means
+from vae_core.checkpoint import AdamState
 from vae_core.config import TrainConfig
-from vae_core.resume import open_resume
-from vae_core.trainer_state import TrainerState
-from vae_core.training import (NonFiniteLossError, check_data, check_fit_inputs, check_fp64_run, empty_history,
-                               epoch_binarized, epoch_noise, epoch_permutation, eval_noise, prepare_out_dir)
-
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16", "fp64")
-EVAL_BATCH_SIZE = 1000  # batch size of the validation pass inside fit (and evaluate's default)
+from vae_core.trainer import EVAL_BATCH_SIZE, check_fit_arguments, check_flag, check_int, check_precision, run
+from vae_core.training import check_data, eval_noise
 
 
-# ---------------------------------------------------------------- argument checks
+def _compute_dtype(model: VAE) -> torch.dtype:
+    """The dtype of the data, noise and losses a model computes on: float64 for a float64 model, else float32
+    (bf16 autocasts from float32)."""
+    return torch.float64 if next(model.parameters()).dtype == torch.float64 else torch.float32
 
 
-def resolve_device(device: Any, argument: str = "device") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cpu'; 'cuda' or 'cuda:N' (ValueError without CUDA)."""
-    if not isinstance(device, str) or not (device in DEVICES or re.fullmatch(r"cuda:\d+", device)):
-        raise ValueError(f"{argument} must be one of 'auto', 'cpu', 'cuda' (or 'cuda:N'); got {device!r}")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"{argument} must name an available device: {argument}={device!r}, but CUDA is not "
-                         f"available to torch {torch.__version__}; pass {argument}='cpu' or 'auto'")
-    return torch.device(device)
+def _framework_noise(seed: int, epoch: int, n: int, latent_dim: int, device: torch.device) -> torch.Tensor:
+    """(n, latent_dim) standard normals from a torch generator seeded by (seed, epoch) alone."""
+    torch_seed = int(np.random.SeedSequence([seed, epoch, 2]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    generator = torch.Generator(device=device).manual_seed(torch_seed)
+    return torch.randn(n, latent_dim, generator=generator, device=device)
 
 
-def _check_precision(precision: Any) -> None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of 'fp32', 'bf16', 'fp64'; got {precision!r}")
+class Trainer:
+    """One VAE and its fused Adam on one device, stepped by `vae_core.trainer.run`."""
+
+    name = "torch"
+
+    def __init__(self, model: VAE, config: TrainConfig, device: torch.device, precision: str, compile: bool):
+        self.model, self.config, self.device = model, config, device
+        self.dtype = _compute_dtype(model)  # float64 inside precision="fp64"
+        self.optimizer = make_optimizer(model, config)
+        self.step = self._make_step(precision == "bf16", compile)
+
+    def _make_step(self, bf16: bool, compile: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """One optimizer step on a batch; returns the detached (3,) batch means (loss, recon, kl)."""
+        model, spec, optimizer, clip = self.model, self.model.spec, self.optimizer, self.config.grad_clip_norm
+
+        def losses(xb: torch.Tensor, eb: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16):
+                out, mu, log_var = model(xb, eb)  # (b, output_dim), (b, latent_dim), (b, latent_dim)
+            # The loss itself is float32: negative_elbo widens bf16 activations first.
+            return negative_elbo(xb, out, mu, log_var, likelihood=spec.likelihood, beta=spec.beta)
+
+        # Compiled for full batches only (static shapes: one graph per fit); a partial last batch runs eagerly,
+        # as a dynamic-shape recompile made every later step slower. Dynamo keeps at most
+        # torch._dynamo.config.recompile_limit (8) graphs of this function per process; later fits run eagerly.
+        compiled = torch.compile(losses, dynamic=False) if compile else losses
+
+        def step(xb: torch.Tensor, eb: torch.Tensor) -> torch.Tensor:
+            total, recon, kl = (compiled if xb.shape[0] == self.config.batch_size else losses)(xb, eb)
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            optimizer.step()
+            return torch.stack([total, recon, kl]).detach()  # (3,)
+
+        return step
+
+    def set_data(self, train: np.ndarray, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
+        self.x_train = to_device(train, self.device, self.dtype)  # (N, D)
+        self.x_val = None if val is None else to_device(val, self.device, self.dtype)  # (M, D)
+        self.eps_val = None if val_eps is None else to_device(val_eps, self.device, self.dtype)  # (M, L)
+
+    def train_epoch(self, epoch: int, order: np.ndarray, images: np.ndarray | None, eps: np.ndarray | None,
+                    on_steps: Callable[[int], object]) -> EpochResult:
+        n, batch, latent = len(order), self.config.batch_size, self.model.spec.latent_dim
+        n_steps = -(-n // batch)
+        x = self.x_train if images is None else to_device(images, self.device, self.dtype)  # (N, D)
+        eps_t = (_framework_noise(self.config.seed, epoch, n, latent, self.device) if eps is None
+                 else to_device(eps, self.device)).to(self.dtype)  # (N, L)
+        perm = torch.from_numpy(order).to(self.device)  # (N,)
+        step_losses = torch.empty(n_steps, 3, device=self.device, dtype=self.dtype)  # per-step batch means
+        self.model.train()
+        for s in range(n_steps):
+            idx = perm[s * batch:(s + 1) * batch]  # (b,)
+            step_losses[s] = self.step(x.index_select(0, idx), eps_t[s * batch:(s + 1) * batch])
+            on_steps(1)
+        sizes = torch.tensor([min(batch, n - s * batch) for s in range(n_steps)], dtype=torch.float64,
+                             device=self.device)  # (n_steps,)
+        # Everything the host needs from this epoch, in one transfer: the means, then weights-finite, then the
+        # per-step finiteness.
+        host = torch.cat([(step_losses.double() * sizes[:, None]).sum(0) / n,  # (3,) exact means over examples
+                          torch.stack([p.isfinite().all() for p in self.model.parameters()]).all().double()[None],
+                          torch.isfinite(step_losses).all(dim=1).double()]).tolist()  # (n_steps,)
+        means, weights_finite, steps_finite = tuple(host[:3]), host[3] == 1.0, host[4:]
+        bad = next((s + 1 for s, ok in enumerate(steps_finite) if ok != 1.0), None)
+        return EpochResult(means, bad if bad is not None or weights_finite else n_steps)
+
+    def validate(self) -> Means:
+        return tuple((_sums(self.model, self.x_val, self.eps_val, EVAL_BATCH_SIZE) / len(self.x_val)).tolist())
+
+    def set_learning_rate(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def export_weights(self) -> dict[str, np.ndarray]:
+        return weights.export_weights(self.model)
+
+    def import_weights(self, neutral: dict[str, np.ndarray]) -> None:
+        weights.import_weights(self.model, neutral)
+
+    def export_adam(self) -> AdamState:
+        return weights.export_adam(self.model, self.optimizer)
+
+    def import_adam(self, adam: AdamState) -> None:
+        weights.import_adam(self.model, self.optimizer, adam)
 
 
-def _param_dtype(model: VAE) -> torch.dtype:
-    return next(model.parameters()).dtype
+@contextlib.contextmanager
+def _float64_weights(model: VAE, enabled: bool) -> Iterator[None]:
+    """precision="fp64": the parameters in float64 while the block runs, back in their dtype after."""
+    dtype = next(model.parameters()).dtype
+    if enabled:
+        model.double()
+    try:
+        yield
+    finally:
+        if enabled:
+            model.to(dtype)
 
 
-def _data_dtype(model: VAE) -> torch.dtype:
-    """The dtype a model computes in, and so of the data, noise and losses fed to it: float64 for a float64 model
-    (precision="fp64"), else float32 (bf16 autocasts from float32)."""
-    return torch.float64 if _param_dtype(model) == torch.float64 else torch.float32
+def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: TrainConfig = TrainConfig(), *,
+        out_dir: str | os.PathLike | None = None, resume_from: str | os.PathLike | None = None,
+        shared_noise: bool = False, device: str = "auto", precision: str = "fp32", progress: bool = True,
+        compile: bool = False) -> dict[str, list[float]]:
+    """Train `model` with Adam on the negative ELBO (`vae_core.trainer.run`); returns the history.
 
+    train, val: (N, D) arrays (float32/float64 in [0, 1] for Bernoulli, or uint8 images).
+    out_dir: `last.safetensors` every epoch and `best.safetensors` when the monitored loss (val_loss, or
+        train_loss without val) improves, with Adam and the loop state. resume_from: a checkpoint of either
+        backend; training continues up to `config.epochs` epochs in total.
+    shared_noise: eps from `vae_core.training.epoch_noise`, the same in every backend.
+    device: "auto" | "cpu" | "cuda" (or "cuda:N"); the model is moved there and stays there.
+    precision: "fp32" (TF32 off on CUDA); "bf16" (torch.autocast; loss, weights and Adam stay float32); or
+        "fp64", a numerical check: weights, activations, loss and Adam in float64 (the data and noise are the
+        float32 values, widened), rounded back to the model's dtype at the end; it takes no out_dir or
+        resume_from. A float64 model (`model.double()`) takes only "fp64".
+    compile: torch.compile the forward pass and loss of full batches (static shapes; a partial last batch runs
+        eagerly). Costs seconds once and needs a C++ compiler on the CPU (scripts/results/bench_torch_cpu.md).
 
-def _check_model_dtype(model: VAE, precision: str) -> None:
-    dtype = _param_dtype(model)
+    History lists are per epoch (`vae_core.training.HISTORY_KEYS`), exact means over the examples. Raises
+    NonFiniteLossError at the first NaN/inf loss, before any checkpoint of that epoch is written.
+    """
+    check_model(model, "fit")
+    dev = resolve_device(device)
+    check_precision(precision)
+    check_flag("fit", "compile", compile)
+    dtype = next(model.parameters()).dtype
     if dtype != torch.float32 and not (precision == "fp64" and dtype == torch.float64):
         fix = "pass precision='fp64', or call model.float()" if dtype == torch.float64 else "call model.float()"
         raise ValueError(f"fit: the model's parameters are {dtype}, but precision={precision!r} trains float32 "
                          f"weights; {fix}")
-
-
-def _check_model(model: Any, caller: str) -> None:
-    if not isinstance(model, VAE):
-        raise TypeError(f"{caller}: model must be a torch VAE built by vae_core.build('torch', ...); "
-                        f"got {type(model).__module__}.{type(model).__name__}")
-
-
-def _check_positive_int(caller: str, name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{caller}: {name} must be an int >= {minimum}; got {value!r}")
-
-
-def _to_device(x: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    if not x.flags.writeable:  # torch.from_numpy warns on read-only arrays; we never write, but copy to be safe
-        x = x.copy()
-    return torch.from_numpy(x).to(device=device, dtype=dtype)  # (N, D)
-
-
-@contextlib.contextmanager
-def _float64_weights(model: VAE, enabled: bool):
-    """precision="fp64": the model's parameters in float64 while the block runs, back in their dtype after."""
-    if not enabled:
-        yield
-        return
-    dtype = _param_dtype(model)
-    model.double()
-    try:
-        yield
-    finally:
-        model.to(dtype)
-
-
-@contextlib.contextmanager
-def _exact_fp32(device: torch.device):
-    """TF32 off on CUDA while the loop runs (fp32 stays fp32), restoring the caller's settings after."""
-    if device.type != "cuda":
-        yield
-        return
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
-# ---------------------------------------------------------------- evaluation
+    args = check_fit_arguments(model.spec, train, val, config, out_dir=out_dir, resume_from=resume_from,
+                               shared_noise=shared_noise, precision=precision, progress=progress)
+    with exact_fp32(dev), _float64_weights(model, precision == "fp64"):
+        model.to(dev)
+        return run(Trainer(model, config, dev, precision, compile), model.spec, args)
 
 
 def _sums(model: VAE, x: torch.Tensor, eps: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Sums over the examples of (loss, recon, kl), float64 on the device, one single-sample ELBO each."""
+    """Sums over the examples of (loss, recon, kl): (3,) float64 on the device, one single-sample ELBO each."""
     spec = model.spec
     total = torch.zeros(3, dtype=torch.float64, device=x.device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, x.shape[0], batch_size):
-                xb, eb = x[start:start + batch_size], eps[start:start + batch_size]  # (b, D), (b, latent_dim)
-                out, mu, log_var = model(xb, eb)
-                recon, kl = (t.double() for t in per_example(xb, out, mu, log_var, likelihood=spec.likelihood))
-                total += torch.stack([(recon + spec.beta * kl).sum(), recon.sum(), kl.sum()])  # (3,)
-    finally:
-        model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, x.shape[0], batch_size):
+            xb, eb = x[start:start + batch_size], eps[start:start + batch_size]  # (b, D), (b, latent_dim)
+            out, mu, log_var = model(xb, eb)
+            recon, kl = (t.double() for t in per_example(xb, out, mu, log_var, likelihood=spec.likelihood))
+            total += torch.stack([(recon + spec.beta * kl).sum(), recon.sum(), kl.sum()])  # (3,)
     return total
 
 
@@ -147,210 +193,18 @@ def evaluate(model: VAE, x: np.ndarray, *, batch_size: int = EVAL_BATCH_SIZE, se
              device: str = "auto") -> dict[str, float]:
     """Mean negative ELBO over the examples of `x`: {"loss", "recon", "kl"} in nats per example.
 
-    One reparameterised sample per example with eps = `eval_noise(seed, N, latent_dim)`, so the
-    value is repeatable and independent of `batch_size`. In the model's dtype (float32, or float64 after
-    `model.double()`), in eval mode, without gradients. The model is moved to `device`.
+    One reparameterised sample per example with eps = `eval_noise(seed, N, latent_dim)`, so the value is
+    repeatable and independent of `batch_size`; in the model's dtype, eval mode, no gradients. The model is moved
+    to `device`.
     """
-    _check_model(model, "evaluate")
+    check_model(model, "evaluate")
     x = check_data(x, model.spec, "x")
-    _check_positive_int("evaluate", "batch_size", batch_size, 1)
-    _check_positive_int("evaluate", "seed", seed, 0)
+    check_int("evaluate", "batch_size", batch_size, 1)
+    check_int("evaluate", "seed", seed, 0)
     dev = resolve_device(device)
-    dtype = _data_dtype(model)
-    with _exact_fp32(dev):
+    dtype = _compute_dtype(model)
+    with exact_fp32(dev):
         model.to(dev)
-        eps = _to_device(eval_noise(seed, len(x), model.spec.latent_dim), dev, dtype)  # (N, latent_dim)
-        means = (_sums(model, _to_device(x, dev, dtype), eps, batch_size) / len(x)).tolist()
+        eps = to_device(eval_noise(int(seed), len(x), model.spec.latent_dim), dev, dtype)  # (N, latent_dim)
+        means = (_sums(model, to_device(x, dev, dtype), eps, batch_size) / len(x)).tolist()
     return dict(zip(("loss", "recon", "kl"), means))
-
-
-# ---------------------------------------------------------------- training
-
-
-def _noise_seed(seed: int, epoch: int) -> int:
-    """A torch seed for the reparameterisation noise of (config.seed, 0-based epoch)."""
-    return int(np.random.SeedSequence([seed, epoch, 2]).generate_state(1, np.uint64)[0] >> np.uint64(1))
-
-
-def _epoch_eps(config: TrainConfig, epoch: int, n: int, latent_dim: int, shared: bool,
-               device: torch.device) -> torch.Tensor:
-    """(n, latent_dim) noise for one epoch; row i belongs to the i-th example in that epoch's order."""
-    if shared:
-        return torch.from_numpy(epoch_noise(config.seed, epoch, n, latent_dim)).to(device)
-    gen = torch.Generator(device=device).manual_seed(_noise_seed(config.seed, epoch))
-    return torch.randn(n, latent_dim, generator=gen, device=device)
-
-
-def _make_step(model: VAE, optimizer: torch.optim.Optimizer, config: TrainConfig, device: torch.device,
-               precision: str, compile: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """One optimisation step on a batch; returns the detached (3,) tensor (loss, recon, kl) (batch means)."""
-    spec, params = model.spec, list(model.parameters())
-    bf16 = precision == "bf16"
-
-    def losses(xb: torch.Tensor, eb: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-            out, mu, log_var = model(xb, eb)  # (b, output_dim), (b, latent_dim), (b, latent_dim)
-        # The loss itself is float32: negative_elbo widens bf16 activations first.
-        return negative_elbo(xb, out, mu, log_var, likelihood=spec.likelihood, beta=spec.beta)
-
-    # Compiled for full batches only (static shapes: one graph per fit); a partial last batch runs eagerly, as a
-    # dynamic-shape recompile made every later step slower. Dynamo keeps at most torch._dynamo.config.
-    # recompile_limit (8) graphs for this function per process; past that, later fits run eagerly, with a warning.
-    compiled = torch.compile(losses, dynamic=False) if compile else losses
-
-    def step(xb: torch.Tensor, eb: torch.Tensor) -> torch.Tensor:
-        total, recon, kl = (compiled if xb.shape[0] == config.batch_size else losses)(xb, eb)
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if config.grad_clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, config.grad_clip_norm)
-        optimizer.step()
-        return torch.stack([total, recon, kl]).detach()  # (3,)
-
-    return step
-
-
-def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: TrainConfig = TrainConfig(), *,
-        out_dir: str | os.PathLike | None = None, resume_from: str | os.PathLike | None = None,
-        shared_noise: bool = False, device: str = "auto", precision: str = "fp32", progress: bool = True,
-        compile: bool = False) -> dict[str, list[float]]:
-    """Train `model` with Adam on the negative ELBO; returns the history (`vae_core.training.HISTORY_KEYS`).
-
-    train, val: (N, D) arrays (float32/float64 in [0, 1] for Bernoulli, or uint8 images).
-    out_dir: writes `last.safetensors` every epoch and `best.safetensors` when the monitored loss
-        (val_loss, or train_loss without val) improves; schema-v1 checkpoints with Adam and loop state.
-    resume_from: a schema-v1 checkpoint from either backend; restores weights, Adam, epoch, history and
-        loop state, then trains on up to `config.epochs` epochs in total.
-    shared_noise: draw eps from `vae_core.training.epoch_noise` (the same in every backend).
-    device: "auto" | "cpu" | "cuda"; the model is moved there and stays there.
-    precision: "fp32" (TF32 off on CUDA); "bf16" (torch.autocast; loss, weights and Adam stay float32); or
-        "fp64", a numerical check: weights, activations, loss and Adam in float64 (the data and noise are the
-        float32 values, widened), the weights rounded back to the model's dtype at the end, so it takes no
-        out_dir or resume_from. A float64 model (`model.double()`) takes only "fp64". The parity suite uses fp64
-        for 200-step lockstep runs.
-    compile: torch.compile the forward pass and loss of full batches (static shapes; a partial last batch runs
-        eagerly). Costs 5-15 s once; on this project's 2-core CPU it made bf16 steps 1.2-1.35x faster
-        (scripts/results/bench_torch_cpu.md). Needs a C++ compiler on the CPU.
-
-    Each call starts a fresh Adam; to continue a run with its optimizer and loop state, pass resume_from.
-    History lists are per epoch; train_* and val_* are exact means over the examples (every example
-    counts once, the last partial batch included). Without `val`, the val_* lists stay empty.
-    Raises NonFiniteLossError at the first NaN/inf loss (checked at the end of each epoch from the
-    per-step losses), before writing any checkpoint for that epoch; the model then holds the non-finite
-    weights, and the error names the last good checkpoint.
-    """
-    _check_model(model, "fit")
-    spec = model.spec
-    train, val = check_fit_inputs(spec, train, val, config)
-    dev = resolve_device(device)
-    _check_precision(precision)
-    check_fp64_run(precision, out_dir, resume_from)
-    _check_model_dtype(model, precision)
-    for name, flag in (("shared_noise", shared_noise), ("progress", progress), ("compile", compile)):
-        if not isinstance(flag, bool):
-            raise ValueError(f"fit: {name} must be True or False; got {flag!r}")
-    out = prepare_out_dir(out_dir)
-
-    with _exact_fp32(dev), _float64_weights(model, precision == "fp64"):
-        model.to(dev)
-        optimizer = make_optimizer(model, config)
-        state = TrainerState(config.learning_rate, "val_loss" if val is not None else "train_loss")
-        history, start_epoch, last_good = empty_history(), 0, None
-        best_weights: dict[str, np.ndarray] | None = None
-        if resume_from is not None:
-            start_epoch, history, state, best_weights = _resume(model, optimizer, Path(resume_from), config,
-                                                                state.monitor)
-            last_good = str(resume_from)
-        history = _train(model, optimizer, state, config, train, val, history, start_epoch, best_weights, out,
-                         last_good, shared_noise, dev, precision, progress, compile)
-    return history
-
-
-def _resume(model: VAE, optimizer: torch.optim.Adam, path: Path, config: TrainConfig, monitor: str
-            ) -> tuple[int, dict[str, list[float]], TrainerState, dict[str, np.ndarray] | None]:
-    point = open_resume(path, model.spec, config, monitor)
-    import_weights(model, point.checkpoint.weights)
-    if point.checkpoint.adam is not None:
-        import_adam(model, optimizer, point.checkpoint.adam)
-    return point.epoch, point.history, point.state, point.best_weights
-
-
-def _train(model: VAE, optimizer: torch.optim.Adam, state: TrainerState, config: TrainConfig, train: np.ndarray,
-           val: np.ndarray | None, history: dict[str, list[float]], start_epoch: int,
-           best_weights: dict[str, np.ndarray] | None, out: Path | None, last_good: str | None,
-           shared_noise: bool, dev: torch.device, precision: str, progress: bool,
-           compile: bool) -> dict[str, list[float]]:
-    from tqdm.auto import tqdm
-
-    spec = model.spec
-    n, batch = len(train), config.batch_size
-    n_steps = -(-n // batch)
-    dtype = _data_dtype(model)  # float64 inside precision="fp64"
-    x_train = _to_device(train, dev, dtype)  # (N, D)
-    x_val = None if val is None else _to_device(val, dev, dtype)  # (M, D)
-    eps_val = None if val is None else _to_device(eval_noise(config.seed, len(val), spec.latent_dim), dev,
-                                                  dtype)  # (M, latent_dim)
-    sizes = torch.tensor([min(batch, n - s * batch) for s in range(n_steps)], dtype=torch.float64,
-                         device=dev)  # (n_steps,)
-    params = list(model.parameters())
-    step = _make_step(model, optimizer, config, dev, precision, compile)
-
-    epochs = range(start_epoch, config.epochs) if not state.stopped_early else range(0)
-    bar = tqdm(epochs, desc="torch fit", unit="epoch", disable=not progress, dynamic_ncols=True)
-    for epoch in bar:  # 0-based here; 1-based in history, checkpoints and errors
-        t0 = time.perf_counter()
-        lr = state.lr
-        for group in optimizer.param_groups:  # the state machine sets the LR; the optimizer applies it
-            group["lr"] = lr
-        perm = torch.from_numpy(epoch_permutation(config.seed, epoch, n)).to(dev)  # (N,)
-        eps = _epoch_eps(config, epoch, n, spec.latent_dim, shared_noise, dev).to(dtype)  # (N, latent_dim)
-        x_epoch = _to_device(epoch_binarized(train, config.seed, epoch), dev, dtype) \
-            if config.dynamic_binarization else x_train  # (N, D): a fresh 0/1 sample each epoch, or the data
-        step_losses = torch.empty(n_steps, 3, device=dev, dtype=dtype)  # per-step batch means (loss, recon, kl)
-        model.train()
-        for s in range(n_steps):
-            idx = perm[s * batch:(s + 1) * batch]  # (b,)
-            step_losses[s] = step(x_epoch.index_select(0, idx), eps[s * batch:(s + 1) * batch])
-        # Everything the host needs from this epoch, in one transfer.
-        finite_steps = torch.isfinite(step_losses).all(dim=1)  # (n_steps,)
-        pieces = [(step_losses.double() * sizes[:, None]).sum(0) / n,  # exact means over examples
-                  torch.stack([p.isfinite().all() for p in params]).all().double().reshape(1),
-                  finite_steps.double()]
-        if x_val is not None:
-            pieces.insert(1, _sums(model, x_val, eps_val, EVAL_BATCH_SIZE) / len(x_val))
-        host = torch.cat(pieces).tolist()
-        train_means, host = host[:3], host[3:]
-        val_means, host = (host[:3], host[3:]) if x_val is not None else (None, host)
-        weights_finite, steps_finite = host[0] == 1.0, host[1:]
-        if not all(f == 1.0 for f in steps_finite):
-            raise NonFiniteLossError(epoch + 1, steps_finite.index(0.0) + 1, last_good)
-        if not weights_finite or (val_means is not None and not all(map(math.isfinite, val_means))):
-            raise NonFiniteLossError(epoch + 1, n_steps, last_good)
-
-        for key, value in zip(("train_loss", "train_recon", "train_kl"), train_means):
-            history[key].append(value)
-        if val_means is not None:
-            for key, value in zip(("val_loss", "val_recon", "val_kl"), val_means):
-                history[key].append(value)
-        history["lr"].append(lr)
-        improved = state.update(epoch + 1, history[state.monitor][-1], config)
-        if improved and config.early_stopping:
-            best_weights = export_weights(model)
-        history["seconds"].append(time.perf_counter() - t0)
-        if out is not None:
-            kwargs = dict(train_config=config, epoch=epoch + 1, history=history, optimizer=optimizer,
-                          trainer_state=state.to_dict())
-            if improved:
-                save_checkpoint(out / BEST_FILE, model, **kwargs)
-            last_good = str(save_checkpoint(out / LAST_FILE, model, **kwargs))
-        bar.set_postfix({"loss": f"{train_means[0]:.2f}", **({"val": f"{val_means[0]:.2f}"} if val_means else {}),
-                         "lr": f"{lr:.2g}"})
-        if state.stopped_early:
-            bar.close()
-            if progress:
-                print(state.stop_message(epoch + 1), file=sys.stderr)
-            break
-    bar.close()
-    if config.early_stopping and best_weights is not None:
-        import_weights(model, best_weights)
-    return history

@@ -6,9 +6,9 @@ import pytest
 from vae_core import LIKELIHOODS, VAESpec
 from vae_core.init import init_weights
 
-from .backends import (FORWARD_SEED, GRADIENT_CASES, GRADIENT_SEED, adam_steps, batch, build_shared, forward,
+from backends.parity.drivers import (FORWARD_SEED, GRADIENT_CASES, GRADIENT_SEED, adam_steps, batch, build_shared, forward,
                        gradient_rel_diffs, gradients, ulp_distance)
-from .tolerances import ADAM_MAX_ULP, ADAM_MISMATCH_FRACTION, FORWARD_ATOL, GRAD_RTOL
+from backends.parity.tolerances import ADAM_MAX_ULP, ADAM_MISMATCH_FRACTION, FORWARD_ATOL, GRAD_RTOL
 
 
 @pytest.mark.parametrize("likelihood", LIKELIHOODS)

@@ -5,35 +5,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .backends import BACKENDS, negative_elbo, per_example
-from .tolerances import LOSS_RTOL
+from backends.parity.drivers import BACKENDS, loss_fixture, loss_inputs, negative_elbo, per_example
+from backends.parity.tolerances import LOSS_RTOL
 
-FIXTURE = Path(__file__).parent / "fixtures" / "losses.safetensors"
-
-
-def _load():
-    from safetensors import safe_open
-    from safetensors.numpy import load_file
-
-    with safe_open(str(FIXTURE), "np") as f:
-        meta = json.loads(f.metadata()["fixture"])
-    return meta, load_file(str(FIXTURE))
-
-
-META, TENSORS = _load()
+META, TENSORS = loss_fixture()
 CASES = [c["case"] for c in META["cases"]]
 
 
 def inputs(case):
-    return {k: TENSORS[f"{case}.{k}"] for k in ("x", "decoder_out", "mu", "log_var")}
+    return loss_inputs(TENSORS, case)
 
 
 def test_fixture_is_reproducible_from_its_script():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("fixture", Path(__file__).parents[2] / "scripts" /
-                                                  "make_parity_fixture.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    from scripts import make_parity_fixture as script
     rng = np.random.default_rng(script.SEED)
     first = META["cases"][0]
     again = script.make_inputs(rng, first["likelihood"], first["regime"], first["batch"])

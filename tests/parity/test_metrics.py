@@ -11,8 +11,8 @@ from vae_core.metrics import active_units, iwae_nll, posterior_means
 from vae_core.registry import backend_module
 from vae_core.training import epoch_binarized, epoch_noise, epoch_permutation
 
-from .backends import BACKENDS, build_shared, forward
-from .tolerances import FORWARD_ATOL, IWAE_RTOL, LOSS_RTOL
+from backends.parity.drivers import BACKENDS, build_shared, forward
+from backends.parity.tolerances import FORWARD_ATOL, IWAE_RTOL, LOSS_RTOL
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

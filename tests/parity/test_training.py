@@ -7,10 +7,10 @@ import pytest
 from vae_core import TrainConfig, VAESpec, evaluate, fit, read_checkpoint
 from vae_core.data import load_dataset
 
-from .backends import (BACKENDS, RESYNC_STARTS, RESYNC_STEPS, backend, build_shared, checkpoint_round_trip,
+from backends.parity.drivers import (BACKENDS, RESYNC_STARTS, RESYNC_STEPS, backend, build_shared, checkpoint_round_trip,
                        lockstep_config, lockstep_data, lockstep_losses, reference_forward, relative_gaps,
                        resynced_lockstep, tf_reference, torch_lockstep_in_segments)
-from .tolerances import (FORWARD_ATOL, LOCKSTEP_FP64_RTOL, LOCKSTEP_RESYNC_RTOL, LOCKSTEP_RESYNC_WEIGHT_FLIP_RTOL,
+from backends.parity.tolerances import (FORWARD_ATOL, LOCKSTEP_FP64_RTOL, LOCKSTEP_RESYNC_RTOL, LOCKSTEP_RESYNC_WEIGHT_FLIP_RTOL,
                          LOCKSTEP_RESYNC_WEIGHT_RTOL, LOCKSTEP_RTOL, LOCKSTEP_RTOL_200, LOCKSTEP_STEPS)
 
 STEPS = 200

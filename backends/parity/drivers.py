@@ -1,6 +1,6 @@
 """Thin drivers so that each parity check is written once for both backends.
 
-The tests and `scripts/parity_report.py` both measure through these functions, so the report's numbers are the
+The parity tests (tests/parity) and `scripts/parity_report.py` both measure through these functions, so the report's numbers are the
 tests' numbers. Torch drivers take a `device` ("cpu" or "cuda"); on CUDA they run with TF32 off (fp32 stays fp32).
 The TF side always runs on the CPU.
 """
@@ -11,10 +11,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 BACKENDS = ("torch", "tf")
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "parity" / "fixtures"  # committed inputs and references
 TF_REFERENCE = FIXTURES / "tf_cpu_reference.safetensors"  # written by scripts/make_tf_reference.py
 
 # Check 3's likelihood/beta pairs, and the inputs of checks 2-3: `batch(spec, seed)` rows of uniform pixels.
@@ -30,8 +29,7 @@ RESYNC_STEPS = 10
 
 
 def backend(name: str):
-    """The backend package, or a skip when its framework is not installed."""
-    pytest.importorskip({"torch": "torch", "tf": "tensorflow"}[name])
+    """The backend package; an ImportError naming the pip extra when its framework is not installed."""
     from vae_core.registry import backend_module
 
     return backend_module(name)
@@ -49,8 +47,8 @@ def exact_fp32(device: str = "cpu"):
         return
     import torch
 
-    from backends.torch.train import _exact_fp32
-    with _exact_fp32(torch.device(device)):
+    from backends.torch.device import exact_fp32 as torch_exact_fp32
+    with torch_exact_fp32(torch.device(device)):
         yield
 
 
@@ -354,3 +352,20 @@ def tf_reference() -> tuple[dict, dict[str, np.ndarray]]:
     with safe_open(str(TF_REFERENCE), "np") as f:
         meta = json.loads(f.metadata()["reference"])
     return meta, load_file(str(TF_REFERENCE))
+
+
+def loss_fixture() -> tuple[dict, dict[str, np.ndarray]]:
+    """Check 1's committed inputs and float64 references (scripts/make_parity_fixture.py): (metadata, tensors)."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    path = FIXTURES / "losses.safetensors"
+    with safe_open(str(path), "np") as f:
+        meta = json.loads(f.metadata()["fixture"])
+    return meta, load_file(str(path))
+
+
+def loss_inputs(tensors: dict[str, np.ndarray], case: str) -> dict[str, np.ndarray]:
+    """One case's x, decoder_out, mu and log_var from `loss_fixture()`'s tensors."""
+    return {k: tensors[f"{case}.{k}"] for k in ("x", "decoder_out", "mu", "log_var")}
+

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from vae_core._io import atomic_write
+from vae_core.atomic import atomic_write
 from vae_core.checkpoint import LAST_FILE, CheckpointError
-from vae_core.cli_options import RUN_KEYS, add_field_flags, flag_values, read_config_file
+from vae_core.cli.options import RUN_KEYS, add_field_flags, flag_values, read_config_file
 from vae_core.registry import BACKENDS
 from vae_core.training import prepare_out_dir
 
@@ -285,7 +285,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif spec.input_dim != data.input_dim:
         raise ValueError(f"--resume: the checkpoint's model takes input_dim={spec.input_dim}, but dataset "
                          f"{data.name!r} has {data.input_dim} pixels per image; pass the dataset of that run")
-    backend_module(opts["backend"]).train.resolve_device(opts["device"], "--device")  # imports the framework
+    backend_module(opts["backend"]).device.resolve_device(opts["device"], "--device")  # imports the framework
     out = prepare_out_dir(Path(opts["out"]), "--out")  # every argument is checked before anything is written
 
     for stale in out.glob(".*.safetensors.*.tmp"):  # temp files of a write that was killed mid-way
@@ -311,7 +311,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _plots(model: Any, data: Any, folder: Path, history: dict[str, list[float]] | None, seed: int) -> None:
-    from vae_core.gallery import plot_all
+    from vae_core.viz.gallery import plot_all
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = plot_all(model, data.x_test, data.y_test, folder, history=history, seed=seed)
@@ -359,8 +359,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from vae_core.gallery import to_numpy
-    from vae_core.plots import plot_image_grid
+    from vae_core.viz.gallery import to_numpy
+    from vae_core.viz.grids import plot_image_grid
 
     _positive("-n", args.n)
     _positive("--seed", args.seed, 0)
@@ -382,8 +382,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from vae_core.gallery import to_numpy
-    from vae_core.plots import plot_reconstructions
+    from vae_core.viz.gallery import to_numpy
+    from vae_core.viz.grids import plot_reconstructions
 
     _positive("-n", args.n)
     _check_output_file(args.output, "-o/--output", ".png")
@@ -411,7 +411,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from vae_core.compare import compare_backends
+    from vae_core.cli.compare import compare_backends
 
     file = read_config_file(args.config) if args.config else {}
     flags = flag_values(args)
@@ -453,6 +453,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

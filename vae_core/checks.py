@@ -4,9 +4,12 @@ Every error names the argument, what was expected, what was received, and how to
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
+import sys
 from numbers import Integral, Real
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 
 def fail(owner: str, name: str, expected: str, got: Any, fix: str = "") -> None:
@@ -43,3 +46,28 @@ def check_choice(owner: str, name: str, value: Any, choices: Iterable[str]) -> N
 def check_bool(owner: str, name: str, value: Any) -> None:
     if not isinstance(value, bool):
         fail(owner, name, "True or False", value)
+
+
+_LIBRARY_ROOTS = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), package) + os.sep
+                       for package in ("vae_core", "backends"))
+
+
+def caller_stacklevel() -> int:
+    """The `stacklevel` for a `warnings.warn` made by the calling function that points at the first frame outside
+    vae_core and backends: the user's line, whether they called `vae_core.fit` or a backend's `fit`."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_LIBRARY_ROOTS):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def known_fields(cls: type, d: Mapping[str, Any]) -> dict[str, Any]:
+    """The mapping as keyword arguments, rejecting keys that are not fields of `cls`."""
+    if not isinstance(d, Mapping):
+        raise TypeError(f"{cls.__name__}.from_dict expects a mapping; got {type(d).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}.from_dict: unknown field(s) {unknown}; "
+                         f"the fields are {sorted(names)}")
+    return dict(d)

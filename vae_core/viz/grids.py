@@ -1,7 +1,6 @@
-"""Plots: NumPy in, PNG out (matplotlib's Agg backend, imported only when a plot is made).
+"""Image plots: grids of samples, reconstructions, latent traversals and interpolations, NumPy in, PNG out.
 
-Image plots live here; training curves in `vae_core.plots_curves` and latent-space plots in
-`vae_core.plots_latent`, re-exported below. Images are flat (N, H*W) or (N, H, W) arrays in [0, 1] shaped by
+Images are flat (N, H*W) or (N, H, W) arrays in [0, 1] shaped by
 `image_shape` (a spec's or dataset's, e.g. (28, 28) or (8, 8)). Every function writes `path` and returns it as
 a Path; figures have a fixed size in inches (see each docstring), so the PNG is that size times `dpi` pixels.
 """
@@ -13,15 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from vae_core._plotting import (CELL, COL_TITLE, DPI, PAD, ROW_LABEL, TITLE, as_cells, check_dpi, check_images,
-                                check_labels, check_path, check_positive, image_grid_figure, save)
-from vae_core._validate import fail
-from vae_core.plots_curves import plot_backend_comparison, plot_history
-from vae_core.plots_latent import plot_latent_scatter, plot_tsne
-
-__all__ = ["CELL", "COL_TITLE", "DPI", "PAD", "ROW_LABEL", "TITLE", "plot_backend_comparison", "plot_history",
-           "plot_image_grid", "plot_interpolation", "plot_latent_scatter", "plot_reconstructions", "plot_samples",
-           "plot_traversals", "plot_tsne"]
+from vae_core.checks import fail
+from vae_core.viz.figures import (CELL, COL_TITLE, DPI, PAD, ROW_LABEL, TITLE, as_cells, check_dpi, check_images,
+                                  check_labels, check_path, check_positive, image_grid_figure, save)
 
 
 def plot_image_grid(images: np.ndarray, image_shape: tuple[int, int], path: str | os.PathLike, *,

@@ -7,8 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vae_core._plotting import DPI, check_dpi, check_labels, check_path, check_positive, pyplot, save
-from vae_core._validate import check_float, fail
+from vae_core.viz.figures import DPI, check_dpi, check_labels, check_path, check_positive, pyplot, save
+from vae_core.checks import check_float, fail
 
 SCATTER_SIZE = (6.4, 5.0)  # inches, plot_latent_scatter and plot_tsne
 MAX_LEGEND_CLASSES = 20  # more distinct labels than this get a colorbar instead of a legend
@@ -112,7 +112,7 @@ def plot_tsne(mu: np.ndarray, labels: Sequence | np.ndarray | None, path: str | 
     tsne = TSNE(n_components=2, perplexity=min(float(perplexity), (len(pts) - 1) / 3.0),
                 init="pca" if pts.shape[1] >= 2 else "random", random_state=int(seed))
     # One thread: the result does not depend on the thread count, and on small shared machines OpenMP's
-    # busy-waiting (worse with torch's own OpenMP runtime loaded) made t-SNE 4-20x slower than serial.
+    # busy-waiting (worse with torch's own OpenMP runtime loaded) makes multi-threaded t-SNE slower than serial.
     with threadpool_limits(limits=1):
         xy = tsne.fit_transform(pts)
     return _scatter(xy, None if labels is None else labels[idx], path, dpi,

@@ -12,10 +12,10 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from vae_core import plots
-from vae_core._plotting import DPI, check_dpi, check_labels, check_positive
-from vae_core._validate import fail
-from vae_core.plots_curves import check_history
+from vae_core.viz import curves, grids, latent
+from vae_core.viz.figures import DPI, check_dpi, check_labels, check_positive
+from vae_core.checks import fail
+from vae_core.viz.curves import check_history
 from vae_core.registry import backend_of
 from vae_core.training import check_data
 
@@ -156,18 +156,18 @@ def plot_all(model: Any, x: Any, labels: Sequence | np.ndarray | None, out_dir: 
     ends = ("x1", "x2") if labels is None else (f"x1 ({labels[a]})", f"x2 ({labels[b]})")
 
     files = {
-        RECONSTRUCTIONS_PNG: lambda p: plots.plot_reconstructions(
+        RECONSTRUCTIONS_PNG: lambda p: grids.plot_reconstructions(
             x[picks], to_numpy(model.reconstruct(x[picks])), shape, p, labels=picked_labels, n=n, dpi=dpi),
-        SAMPLES_PNG: lambda p: plots.plot_samples(to_numpy(model.sample(n * n, seed=seed)), shape, p, ncols=n,
+        SAMPLES_PNG: lambda p: grids.plot_samples(to_numpy(model.sample(n * n, seed=seed)), shape, p, ncols=n,
                                                   dpi=dpi),
-        LATENT_SCATTER_PNG: lambda p: plots.plot_latent_scatter(mu, labels, p, dpi=dpi),
-        LATENT_TSNE_PNG: lambda p: plots.plot_tsne(mu, labels, p, seed=seed, max_points=tsne_points, dpi=dpi),
-        TRAVERSALS_PNG: lambda p: plots.plot_traversals(
+        LATENT_SCATTER_PNG: lambda p: latent.plot_latent_scatter(mu, labels, p, dpi=dpi),
+        LATENT_TSNE_PNG: lambda p: latent.plot_tsne(mu, labels, p, seed=seed, max_points=tsne_points, dpi=dpi),
+        TRAVERSALS_PNG: lambda p: grids.plot_traversals(
             traversal_grid(model, dims=dims), shape, p, dims=dims, values=TRAVERSAL_VALUES,
             title=_traversal_title(len(dims), model.spec.latent_dim), dpi=dpi),
-        INTERPOLATION_PNG: lambda p: plots.plot_interpolation(
+        INTERPOLATION_PNG: lambda p: grids.plot_interpolation(
             to_numpy(model.interpolate(x[a], x[b], max(n, 2))), shape, p, start=ends[0], end=ends[1], dpi=dpi),
     }
     if history is not None:
-        files[HISTORY_PNG] = lambda p: plots.plot_history({backend_of(model)[0]: history}, p, dpi=dpi)
+        files[HISTORY_PNG] = lambda p: curves.plot_history({backend_of(model)[0]: history}, p, dpi=dpi)
     return {name: make(out / name) for name, make in files.items()}

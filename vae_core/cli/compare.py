@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vae_core._io import atomic_write
+from vae_core.atomic import atomic_write
 
 ORDER = ("torch", "tf")
 TERMS = ("loss", "recon", "kl")
@@ -32,7 +32,7 @@ def compare_backends(*, dataset: str = "mnist-5k", data_dir: str | Path | None =
     from vae_core.checkpoint import load_checkpoint, save_checkpoint
     from vae_core.config import TrainConfig
     from vae_core.data import load_dataset
-    from vae_core.plots import plot_backend_comparison
+    from vae_core.viz.curves import plot_backend_comparison
     from vae_core.registry import build, fit
     from vae_core.spec import VAESpec
 

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vae_core._validate import fail
+from vae_core.checks import fail
 
 DPI = 100  # default resolution of saved PNGs (pixels per inch)
 CELL = 0.9  # inches per image in image grids

@@ -1,0 +1,49 @@
+"""Where the TF backend computes: device names, exact float32 on CUDA, and NumPy -> tensors on a device.
+
+The torch backend's `device` module has the same functions and signatures.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from vae_core.trainer import check_device_name
+
+
+def resolve_device(device: Any, argument: str = "device") -> str:
+    """The tf.device name: 'auto' -> the first GPU if TensorFlow sees one, else the CPU; 'cpu'; 'cuda' or
+    'cuda:N' (ValueError when TensorFlow sees no such GPU)."""
+    device = check_device_name(device, argument)
+    gpus = tf.config.list_logical_devices("GPU")
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        if index >= len(gpus):
+            raise ValueError(f"{argument} must name an available device: {argument}={device!r}, but TensorFlow "
+                             f"{tf.__version__} sees {len(gpus)} GPU(s) (a CPU-only build, or no CUDA device); "
+                             f"pass {argument}='cpu' or 'auto'")
+        return f"/GPU:{index}"
+    return "/GPU:0" if gpus and device == "auto" else "/CPU:0"
+
+
+@contextlib.contextmanager
+def exact_fp32(device: str) -> Iterator[None]:
+    """TF32 off on GPUs while the block runs (float32 matmuls stay float32), restoring the caller's setting.
+    TensorFlow, like torch, runs float32 matmuls in TF32 on Ampere and later GPUs unless told not to."""
+    if not device.startswith("/GPU"):
+        yield
+        return
+    saved = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    try:
+        yield
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(saved)
+
+
+def to_device(x: np.ndarray, device: str, dtype: Any = "float32") -> tf.Tensor:
+    """A copy of the array `x` on `device`, in `dtype` (a name such as "float64", or a tf.DType)."""
+    with tf.device(device):
+        return tf.identity(tf.convert_to_tensor(x, dtype=dtype))

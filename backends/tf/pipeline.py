@@ -1,0 +1,57 @@
+"""The tf.data pipelines that feed Keras' `model.fit` and `model.evaluate` inside `backends.tf.fit`.
+
+Training data arrives in blocks of consecutive batches, which `VAE.train_step` runs as one XLA loop: one launch
+of the compiled program per block instead of one per batch cuts the per-batch launch overhead (README,
+Benchmarks). The non-finite check names the exact step all the same (the train step records it).
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from vae_core.trainer import EVAL_BATCH_SIZE
+
+BATCHES_PER_BLOCK = 32  # batches per call into the compiled train step
+BLOCK_ROWS = 4096  # and at most this many rows per block (at least one batch): bounds a block's memory
+
+
+def train_dataset(x: tf.Variable | tf.Tensor, perm: np.ndarray, eps: tf.Tensor, batch_size: int,
+                   batches_per_block: int = BATCHES_PER_BLOCK) -> tf.data.Dataset:
+    """The epoch's batches in the order `perm`, grouped into blocks {"x": (K, B, D), "eps": (K, B, L), "rows": (K,)}
+    that `VAE.train_step` runs as K consecutive steps. B = min(batch_size, N); K = min(batches_per_block, batches
+    in the epoch, BLOCK_ROWS // B), at least 1; the last block is padded to K batches, and the last batch to B
+    rows; rows[k] counts the real examples of batch k.
+    x: (N, D); eps: (N, L), row i for the i-th position of the epoch.
+    """
+    n, d, latent = len(perm), int(x.shape[1]), int(eps.shape[1])
+    b = min(batch_size, n)  # a batch size above N trains on one batch of N rows, as without blocks
+    n_batches = -(-n // b)
+    k = max(1, min(batches_per_block, n_batches, BLOCK_ROWS // b))
+    n_blocks = -(-n_batches // k)
+    index = np.zeros(n_blocks * k * b, np.int64)  # (slots,): example of each slot; padding reads row 0
+    index[:n] = perm
+    rows = np.clip(n - b * np.arange(n_blocks * k), 0, b).astype(np.int32)  # (n_blocks * K,)
+    index_t, rows_t = tf.constant(index), tf.constant(rows)
+    noise = tf.pad(tf.convert_to_tensor(eps), [[0, len(index) - n], [0, 0]])  # (slots, L)
+
+    def block(j):
+        slots = tf.range(j * k * b, (j + 1) * k * b)  # (K * B,)
+        return {"x": tf.reshape(tf.gather(x, tf.gather(index_t, slots)), (k, b, d)),  # (K, B, D)
+                "eps": tf.reshape(tf.gather(noise, slots), (k, b, latent)),  # (K, B, L)
+                "rows": rows_t[j * k:(j + 1) * k]}  # (K,)
+
+    blocks = tf.data.Dataset.range(n_blocks).map(block, num_parallel_calls=1, deterministic=True).prefetch(1)
+    return blocks.with_options(_options())
+
+
+def val_dataset(val: np.ndarray, eps: np.ndarray) -> tf.data.Dataset:
+    batches = tf.data.Dataset.from_tensor_slices({"x": val, "eps": eps}).batch(EVAL_BATCH_SIZE).prefetch(1)
+    return batches.with_options(_options())
+
+
+def _options() -> tf.data.Options:
+    """tf.data autotuning off: the pipelines have fixed, small buffers, and with it on, releasing an epoch's
+    iterator can stall `model.fit` on a small CPU."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options

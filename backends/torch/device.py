@@ -1,0 +1,46 @@
+"""Where the torch backend computes: device names, exact float32 on CUDA, and NumPy -> tensors on a device.
+
+The TF backend's `device` module has the same functions and signatures.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from vae_core.trainer import check_device_name
+
+
+def resolve_device(device: Any, argument: str = "device") -> torch.device:
+    """'auto' -> CUDA when available, else the CPU; 'cpu'; 'cuda' or 'cuda:N' (ValueError without CUDA)."""
+    device = check_device_name(device, argument)
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"{argument} must name an available device: {argument}={device!r}, but CUDA is not "
+                         f"available to torch {torch.__version__}; pass {argument}='cpu' or 'auto'")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def exact_fp32(device: torch.device) -> Iterator[None]:
+    """TF32 off on CUDA while the block runs (float32 matmuls stay float32), restoring the caller's settings."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def to_device(x: np.ndarray, device: torch.device, dtype: Any = "float32") -> torch.Tensor:
+    """A copy of the array `x` on `device`, in `dtype` (a name such as "float64", or a torch.dtype)."""
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if not x.flags.writeable:  # torch.from_numpy warns on read-only arrays; copy rather than share them
+        x = x.copy()
+    return torch.from_numpy(x).to(device=device, dtype=dtype)
