@@ -153,7 +153,8 @@ def worker(args) -> dict:
             "seconds_per_epoch": per_epoch, "first_epoch_overhead": epoch_seconds[0] - per_epoch,
             "images_per_second": n / per_epoch, "peak_memory_mib": peak, "memory_measure": kind,
             "test_loss": test["loss"], "test_recon": test["recon"], "test_kl": test["kl"],
-            "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(), "seed": args.seed}
+            "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(), "seed": args.seed,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 # ---------------------------------------------------------------- report
@@ -197,7 +198,8 @@ def report(results: list[dict], args, command: str) -> tuple[str, dict]:
         f"{first['epochs']} epoch(s), batch {args.batch_size}, seeds {first['seeds']} (one per round: its own "
         f"initial weights, batch order and noise, the same for every variant); model 784-400-400-20 Bernoulli, "
         f"Adam 1e-3.",
-        f"Machine: {cpu_name()}, {os.cpu_count()} CPU(s), torch {first['torch']} with {first['threads']} threads, "
+        f"Machine: {cpu_name()}, {os.cpu_count()} CPU(s), torch {first['torch']} with {first['threads']} threads "
+        f"(CPU capability {first.get('cpu_capability', '?')}: bf16 runs at speed only with AVX512_BF16 or AMX), "
         f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M')}.",
         f"Memory: {first['memory_measure']}. Test loss: negative ELBO per image (nats), fixed eval noise, mean "
         f"over the seeds; Δ loss: the mean over seeds of (variant - reference) on the same seed, each listed.",

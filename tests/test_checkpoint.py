@@ -1,4 +1,5 @@
-"""Checkpoint schema v1 on NumPy dicts: round trips, validation messages, hostile files, atomic writes."""
+"""Checkpoint schema v2 on NumPy dicts: round trips, validation messages, hostile files, atomic writes."""
+import hashlib
 import json
 import os
 import pickle
@@ -85,7 +86,9 @@ def test_checkpoint_from_another_spec_is_rejected_on_read(tmp_path):
         meta = json.loads(f.metadata()["vae_core"])
     meta["spec"]["latent_dim"] = 3
     other = tmp_path / "other.safetensors"
-    other.write_bytes(save(load(data), metadata={"vae_core": json.dumps(meta)}))
+    text = json.dumps(meta)  # re-signed, so the header checksum holds and the shape check speaks
+    other.write_bytes(save(load(data), metadata={"vae_core": text,
+                                                 "vae_core.sha256": hashlib.sha256(text.encode()).hexdigest()}))
     with pytest.raises(CheckpointError, match=r"other.safetensors.*'encoder.mu.kernel': expected shape \(8, 3\)"):
         read_checkpoint(other)
 
@@ -148,8 +151,8 @@ def test_unknown_schema_version_is_rejected(tmp_path):
     from safetensors.numpy import save_file
     future = tmp_path / "future.safetensors"
     save_file(init_weights(SPEC, 0), str(future),
-              metadata={"vae_core": json.dumps({"schema_version": 2, "spec": SPEC.to_dict()})})
-    with pytest.raises(CheckpointError, match="schema_version 2 is not supported; this vae_core reads schema_version 1"):
+              metadata={"vae_core": json.dumps({"schema_version": 3, "spec": SPEC.to_dict()})})
+    with pytest.raises(CheckpointError, match="schema_version 3 is not supported; this vae_core reads schema_version 1, 2"):
         read_checkpoint(future)
 
 

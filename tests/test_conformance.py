@@ -174,3 +174,67 @@ def test_the_progress_bar_counts_optimizer_steps_on_stderr(backend, capfd):
     assert f"{backend} fit" in err and "6/6" in err and "step" in err, err
     fit(_model(backend), x, None, TrainConfig(epochs=1, batch_size=4), progress=False)
     assert f"{backend} fit" not in capfd.readouterr().err
+
+
+class _StopAfterChecks:
+    """Stands in for vae_core.interrupt.StopSignals: a SIGTERM 'arrives' after `n` step-boundary checks (the torch
+    backend checks before every step, TF before every block), so the stop lands at a fixed step in-process."""
+
+    def __init__(self, n):
+        self.n, self.calls, self.requested = n, 0, None
+
+    def __call__(self):
+        self.calls += 1
+        if self.calls > self.n:
+            import signal
+            self.requested = signal.SIGTERM
+        return self.requested is not None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_stop_mid_epoch_writes_a_step_checkpoint_and_the_resume_is_bit_identical(backend, tmp_path, monkeypatch):
+    import vae_core.trainer
+    from vae_core import TrainConfig, fit, read_checkpoint
+    from vae_core.interrupt import StopSignals, TrainingInterrupted
+
+    x, val = _x(100), _x(20)[::-1].copy()
+    config = TrainConfig(epochs=3, batch_size=8, checkpoint_every_steps=5, reduce_lr_on_plateau=True,
+                         lr_plateau_patience=0)  # 13 steps an epoch: step checkpoints inside every epoch
+    whole = fit(_model(backend), x, val, config, out_dir=tmp_path / "whole", progress=False)
+    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: _StopAfterChecks(9))
+    with pytest.raises(TrainingInterrupted) as stop:
+        fit(_model(backend), x, val, config, out_dir=tmp_path / "cut", progress=False)
+    monkeypatch.setattr(vae_core.trainer, "StopSignals", StopSignals)
+    cut = tmp_path / "cut" / "last.safetensors"
+    position = read_checkpoint(cut).trainer_state["position"]
+    assert (stop.value.exit_status, stop.value.checkpoint) == (143, str(cut))
+    assert (position["epoch"], position["step"]) == (stop.value.epoch, stop.value.step) and 0 < position["step"] < 13
+    resumed = fit(_model(backend), x, val, config, out_dir=tmp_path / "cut", resume_from=cut, progress=False)
+    a, b = read_checkpoint(tmp_path / "whole" / "last.safetensors"), read_checkpoint(cut)
+    for name in a.weights:
+        np.testing.assert_array_equal(b.weights[name], a.weights[name], err_msg=name)
+        np.testing.assert_array_equal(b.adam.v[name], a.adam.v[name], err_msg=name)
+    assert {k: v for k, v in resumed.items() if k != "seconds"} == {k: v for k, v in whole.items() if k != "seconds"}
+    assert b.trainer_state == a.trainer_state and "position" not in b.trainer_state
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_step_checkpoint_of_other_data_is_refused(backend, tmp_path, monkeypatch):
+    import vae_core.trainer
+    from vae_core import CheckpointError, TrainConfig, fit
+    from vae_core.interrupt import TrainingInterrupted
+
+    config = TrainConfig(epochs=2, batch_size=8, checkpoint_every_steps=5)
+    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: _StopAfterChecks(1))
+    with pytest.raises(TrainingInterrupted):
+        fit(_model(backend), _x(100), None, config, out_dir=tmp_path, progress=False)
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match=r"stopped at step \d+ of epoch 1 of a run with 100 training examples "
+                                              r"and batch_size 8, but this run has 64 and 8"):
+        fit(_model(backend), _x(64), None, config, resume_from=tmp_path / "last.safetensors", progress=False)

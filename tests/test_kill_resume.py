@@ -1,8 +1,10 @@
-"""Kill `vae train` with SIGKILL at random points, resume it with --resume, and get the uninterrupted result.
+"""Kill and preempt `vae train` at random points, resume it with --resume, and get the uninterrupted result.
 
-For each backend: one uninterrupted run, then one run that is killed mid-epoch at a random moment, killed again
-in the middle of a checkpoint write (made slow with the VAE_CORE_SLOW_WRITE_SECONDS test hook, so the kill lands
-while the temp file is half-written), and resumed to the end. After every kill the latest checkpoint must load;
+For each backend: one uninterrupted run, then one run that is killed (SIGKILL) mid-epoch at a random moment;
+preempted with SIGTERM mid-epoch, and again with SIGTERM while the step checkpoint is being written (exit 143,
+one line naming the epoch, the step and how to resume); stopped with SIGINT (exit 130); killed in the middle of
+a checkpoint write (made slow with the VAE_CORE_SLOW_WRITE_SECONDS test hook, so the kill lands while the temp
+file is half-written); and resumed to the end. After every kill the latest checkpoint must load;
 at the end the weights, Adam state and history must equal the uninterrupted run's bit for bit (CPU, fixed seed:
 data order and noise are functions of (seed, epoch), so an epoch that is re-run draws what it drew before).
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +27,7 @@ from vae_core.atomic import SLOW_WRITE_ENV
 from vae_core.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-EPOCHS = 6
+EPOCHS = 10
 # The 8x8 digits in batches of 8: 180 steps, a few tenths of a second per epoch, so a random kill lands
 # mid-epoch. The high LR makes the validation loss stall once, so the plateau schedule halves the LR: its
 # state must survive the kills too.
@@ -88,7 +91,33 @@ def test_sigkill_anywhere_then_resume_equals_an_uninterrupted_run(backend, tmp_p
     saved = read_checkpoint(killed / "last.safetensors")  # always loads
     assert 1 <= saved.epoch < EPOCHS
 
-    # 2. During a checkpoint write: resume with slow writes, kill while the temp file is half-written.
+    # 2. Preempted: SIGTERM mid-epoch, and a second SIGTERM while the step checkpoint is written (slowly).
+    for signum, extra_signal in ((signal.SIGTERM, True), (signal.SIGINT, False)):
+        done = epoch_of(killed / "last.safetensors")
+        proc = start(killed, backend, "--resume", slow_write=0.5 if extra_signal else 0.0)
+        wait_for(lambda: epoch_of(killed / "last.safetensors") > done, proc, "an epoch of the resumed run")
+        time.sleep(rng.uniform(0.0, 0.2))
+        proc.send_signal(signum)
+        if extra_signal:
+            wait_for(lambda: temp_files(killed), proc, "the step checkpoint's write")
+            proc.send_signal(signum)
+        _, err = proc.communicate(timeout=TIMEOUT)
+        assert proc.returncode == 128 + signum, err
+        stopped = [line for line in err.splitlines() if "stopped by" in line]
+        assert len(stopped) == 1 and "Traceback" not in err, err
+        match = re.fullmatch(rf"vae train: stopped by {signum.name} at epoch (\d+), step (\d+) \(1-based, the last step "
+                             rf"done\); resume with: vae train --out {re.escape(str(killed))} --resume", stopped[0])
+        assert match, stopped[0]
+        ckpt = read_checkpoint(killed / "last.safetensors")  # loads: the second signal did not corrupt it
+        position = ckpt.trainer_state.get("position")
+        epoch, step = int(match[1]), int(match[2])
+        if position:  # mid-epoch: a step checkpoint of exactly that step
+            assert (position["epoch"], position["step"], ckpt.epoch) == (epoch, step, epoch - 1)
+        else:  # the stop landed at the end of an epoch: the checkpoint is that epoch's
+            assert ckpt.epoch == epoch
+        assert ckpt.epoch < EPOCHS
+
+    # 3. During a checkpoint write: resume with slow writes, kill while the temp file is half-written.
     proc = start(killed, backend, "--resume", slow_write=2.0)
     wait_for(lambda: temp_files(killed), proc, "a checkpoint write")
     time.sleep(rng.uniform(0.0, 0.5))
@@ -99,7 +128,7 @@ def test_sigkill_anywhere_then_resume_equals_an_uninterrupted_run(backend, tmp_p
     for name in ("best.safetensors",):
         read_checkpoint(killed / name)
 
-    # 3. Resume to the end.
+    # 4. Resume to the end.
     finish(start(killed, backend, "--resume"))
     assert not temp_files(killed), "resume should remove the killed write's temp file"
     a, b = read_checkpoint(whole / "last.safetensors"), read_checkpoint(killed / "last.safetensors")

@@ -112,6 +112,8 @@ def test_config_defaults_are_the_seeds():
     ("lr_plateau_patience", -1, "an int >= 0"),
     ("early_stopping", "yes", "True or False"),
     ("early_stopping_patience", 0, "an int >= 1"),
+    ("checkpoint_every_steps", 0, "an int >= 1"),
+    ("checkpoint_every_steps", 2.5, "an int"),
 ])
 def test_config_rejects_bad_fields(field, value, expected):
     with pytest.raises(ValueError, match=rf"TrainConfig\.{field} must be {expected}; got"):

@@ -31,9 +31,11 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp):  # ENOSPC, EFBIG, EIO: name it
+            raise OSError(e.errno, f"cannot write {str(path)!r}: {e.strerror}") from e
         raise
     return path
 

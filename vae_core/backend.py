@@ -20,12 +20,11 @@ Means = tuple[float, float, float]  # (loss, recon, kl): exact means over exampl
 
 
 @dataclass(frozen=True)
-class EpochResult:
-    """What one epoch of optimizer steps reports back to the trainer."""
+class StepsResult:
+    """What a run of optimizer steps reports back to the trainer."""
 
-    train: Means  # means over the epoch's examples of the per-step losses, each example counted once
-    nonfinite_step: int | None  # 1-based step of the first non-finite loss; the epoch's last step when only the
-    # weights ended non-finite; None when every loss and weight is finite
+    losses: np.ndarray  # (k, 3) float64: the batch means (loss, recon, kl) of the k steps run, in order
+    weights_finite: bool  # every weight is finite after them
 
 
 @runtime_checkable
@@ -38,14 +37,18 @@ class TrainerBackend(Protocol):
         """Keep the float32 (N, D) training set, and the (M, D) validation set with its fixed (M, L) noise,
         where the steps run (device memory, a tf.Variable); called once, before the first epoch."""
 
-    def train_epoch(self, epoch: int, order: np.ndarray, images: np.ndarray | None, eps: np.ndarray | None,
-                    on_steps: Callable[[int], object]) -> EpochResult:
-        """Run one epoch's optimizer steps (0-based `epoch`) on the batches of `order` (N,) in turn.
+    def begin_epoch(self, epoch: int, order: np.ndarray, images: np.ndarray | None, eps: np.ndarray | None) -> None:
+        """Prepare the 0-based `epoch`: its batches are `order` (N,) in turn.
 
         images: this epoch's (N, D) training set when it differs from `set_data`'s (dynamic binarization), else
             None. eps: (N, L) noise, row i for the i-th example in `order`; None means the backend draws its own
-            framework noise as a function of (config.seed, epoch) alone. on_steps(k): k more steps are done.
+            framework noise as a function of (config.seed, epoch) alone.
         """
+
+    def train_steps(self, first: int, stop: int, should_stop: Callable[[], bool],
+                    on_steps: Callable[[int], object]) -> StepsResult:
+        """Run the epoch's optimizer steps `first`, ..., `stop - 1` (0-based) in order, and return early at a step
+        boundary once `should_stop()` is true. on_steps(k): k more steps are done (for the progress bar)."""
 
     def validate(self) -> Means:
         """The validation set's means under its fixed noise, in eval mode, without gradients."""

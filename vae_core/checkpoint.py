@@ -1,18 +1,27 @@
-"""Checkpoint schema v1: one safetensors file that any backend can load.
+"""Checkpoint schema v2: one safetensors file that any backend can load, checksummed.
 
 Layout of the file:
 - tensors: the weights under the neutral names of `VAESpec.weight_shapes()` (float32, kernels (in, out)),
   and, when an optimizer is saved, Adam's moments as `adam.m.<name>` and `adam.v.<name>` in the same layout;
 - header metadata, key "vae_core": a JSON object with `schema_version`, `spec`, `train_config`, `epoch`
-  (epochs completed), `history`, `adam_step`, `trainer_state` (scheduler, early stopping, RNG) and `backend`.
+  (epochs completed), `history`, `adam_step`, `trainer_state` (scheduler, early stopping, the position inside
+  an epoch), `backend`, and `checksums`: the SHA-256 of every tensor's bytes;
+- header metadata, key "vae_core.sha256": the SHA-256 of the "vae_core" JSON text itself.
+
+safetensors carries no checksum, so without these a flipped bit in the tensor bytes loads silently as other
+weights. Loading verifies both and refuses any mismatch with a `CheckpointError` that names the tensor; a flip
+anywhere else in the header breaks its JSON or its offsets, which safetensors refuses. Schema-v1 files (no
+checksums) still load, with a warning.
 
 One file means one atomic write (temp file, fsync, os.replace): a reader never sees half a checkpoint.
 Loading never unpickles: safetensors holds raw arrays and the metadata is JSON.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +29,14 @@ from typing import Any
 import numpy as np
 
 from vae_core.atomic import atomic_write
+from vae_core.checks import caller_stacklevel
 from vae_core.config import TrainConfig
 from vae_core.spec import VAESpec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # schema 1: the same layout without checksums
 METADATA_KEY = "vae_core"
+METADATA_CHECKSUM_KEY = "vae_core.sha256"
 ADAM_PREFIXES = ("adam.m.", "adam.v.")
 
 
@@ -102,8 +114,10 @@ def write_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
         "adam_step": None if ckpt.adam is None else int(ckpt.adam.step),
         "trainer_state": ckpt.trainer_state,
         "backend": ckpt.backend,
+        "checksums": {"algorithm": "sha256", "tensors": {name: tensor_checksum(a) for name, a in tensors.items()}},
     }
-    data = save(tensors, metadata={METADATA_KEY: json.dumps(meta, allow_nan=False)})
+    text = json.dumps(meta, allow_nan=False)
+    data = save(tensors, metadata={METADATA_KEY: text, METADATA_CHECKSUM_KEY: _sha256(text.encode())})
     atomic_write(path, data)
     return path
 
@@ -124,34 +138,74 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(f"{str(path)!r} is not a readable safetensors checkpoint "
                               f"(truncated, corrupt, or another format): {e}") from None
     meta = _parse_metadata(path, raw_meta)
-    spec = VAESpec.from_dict(meta["spec"])
+    _verify_tensors(path, meta, tensors)
+    try:
+        spec = VAESpec.from_dict(meta["spec"])
+        config = meta.get("train_config")
+        config = None if config is None else TrainConfig.from_dict(config)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{str(path)!r}: its spec or train_config is invalid: {e}") from None
     adam = None
     if meta.get("adam_step") is not None:
         m, v = ({k[len(p):]: t for k, t in tensors.items() if k.startswith(p)} for p in ADAM_PREFIXES)
         adam = AdamState(step=int(meta["adam_step"]), m=m, v=v)
     weights = {k: t for k, t in tensors.items() if not k.startswith(ADAM_PREFIXES)}
-    config = meta.get("train_config")
     try:
-        return Checkpoint(spec=spec, weights=weights,
-                          train_config=None if config is None else TrainConfig.from_dict(config),
-                          epoch=int(meta.get("epoch", 0)), history=meta.get("history") or {}, adam=adam,
+        return Checkpoint(spec=spec, weights=weights, train_config=config, epoch=int(meta.get("epoch", 0)),
+                          history=meta.get("history") or {}, adam=adam,
                           trainer_state=meta.get("trainer_state") or {}, backend=meta.get("backend"))
     except CheckpointError as e:
         raise CheckpointError(f"{str(path)!r}: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{str(path)!r}: its metadata does not describe a checkpoint: {e}") from None
+
+
+def tensor_checksum(array: np.ndarray) -> str:
+    """SHA-256 (hex) of an array's bytes in C order, as safetensors stores them."""
+    return _sha256(np.ascontiguousarray(array).view(np.uint8).data)
+
+
+def _sha256(data: Any) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _verify_tensors(path: Path, meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
+    """Every tensor's bytes against the header's checksum (schema 2); a schema-1 file warns that it cannot."""
+    if meta["schema_version"] == 1:
+        warnings.warn(f"{str(path)!r} is a schema-v1 checkpoint without checksums: its tensors cannot be verified; "
+                      f"save it again to add them", UserWarning, stacklevel=caller_stacklevel())
+        return
+    sums = meta.get("checksums")
+    expected = sums.get("tensors") if isinstance(sums, dict) and sums.get("algorithm") == "sha256" else None
+    if not isinstance(expected, dict) or set(expected) != set(tensors):
+        raise CheckpointError(f"{str(path)!r}: the header's checksums do not list exactly the file's tensors; the "
+                              f"file is corrupt or was not written by save_checkpoint")
+    for name, array in tensors.items():
+        if tensor_checksum(array) != expected[name]:
+            raise CheckpointError(f"{str(path)!r}: tensor {name!r} does not match its SHA-256 checksum: the file is "
+                                  f"corrupt (a changed byte); use another copy or an earlier checkpoint")
 
 
 def _parse_metadata(path: Path, raw_meta: dict[str, str]) -> dict[str, Any]:
     if METADATA_KEY not in raw_meta:
         raise CheckpointError(f"{str(path)!r} is a safetensors file but not a vae_core checkpoint "
                               f"(no {METADATA_KEY!r} metadata); write it with save_checkpoint")
+    text = raw_meta[METADATA_KEY]
+    checksum = raw_meta.get(METADATA_CHECKSUM_KEY)
+    if checksum is not None and checksum != _sha256(text.encode("utf-8", "surrogatepass")):
+        raise CheckpointError(f"{str(path)!r}: the {METADATA_KEY!r} metadata does not match its SHA-256 checksum: the "
+                              f"file is corrupt (a changed byte); use another copy or an earlier checkpoint")
     try:
-        meta = json.loads(raw_meta[METADATA_KEY])
-    except json.JSONDecodeError as e:
+        meta = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"{str(path)!r}: the {METADATA_KEY!r} metadata is not valid JSON: {e}") from None
     version = meta.get("schema_version") if isinstance(meta, dict) else None
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise CheckpointError(f"{str(path)!r}: schema_version {version!r} is not supported; "
-                              f"this vae_core reads schema_version {SCHEMA_VERSION}")
+                              f"this vae_core reads schema_version {', '.join(map(str, READABLE_VERSIONS))}")
+    if version >= 2 and checksum is None:
+        raise CheckpointError(f"{str(path)!r}: a schema-v{version} checkpoint without its {METADATA_CHECKSUM_KEY!r} "
+                              f"header checksum: the file is corrupt or was not written by save_checkpoint")
     if not isinstance(meta.get("spec"), dict):
         raise CheckpointError(f"{str(path)!r}: metadata has no 'spec' object to rebuild the model from")
     return meta

@@ -24,6 +24,7 @@ class TrainConfig:
     early_stopping: bool = False  # stop when val loss stalls, then restore the best weights (seed 3.4)
     early_stopping_patience: int = 10  # epochs without improvement before stopping
     dynamic_binarization: bool = False  # train each epoch on a fresh Bernoulli(x) sample of the pixels; val as given
+    checkpoint_every_steps: int | None = None  # also write last.safetensors every N optimizer steps; None: per epoch
 
     def __post_init__(self) -> None:
         check_int("TrainConfig", "batch_size", self.batch_size, minimum=1)
@@ -42,6 +43,8 @@ class TrainConfig:
         check_bool("TrainConfig", "early_stopping", self.early_stopping)
         check_int("TrainConfig", "early_stopping_patience", self.early_stopping_patience, minimum=1)
         check_bool("TrainConfig", "dynamic_binarization", self.dynamic_binarization)
+        if self.checkpoint_every_steps is not None:
+            check_int("TrainConfig", "checkpoint_every_steps", self.checkpoint_every_steps, minimum=1)
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

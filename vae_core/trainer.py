@@ -6,15 +6,21 @@
   repeats an uninterrupted one;
 - the history (`vae_core.training.HISTORY_KEYS`), and `last.safetensors` every epoch and `best.safetensors` when
   the monitored loss improves;
-- resume (`vae_core.resume.open_resume`: what is restored, trimmed or refused);
+- step checkpoints: with `TrainConfig.checkpoint_every_steps`, `last.safetensors` also every N optimizer steps,
+  holding the position inside the epoch (its JSON `trainer_state["position"]`: the epoch, the steps done, and
+  their batch losses, so the epoch's means come out exactly as without the interruption);
+- preemption: SIGTERM and SIGINT stop at the next step boundary with a step checkpoint, then raise
+  `TrainingInterrupted` (`vae_core.interrupt`); one run per out_dir (`vae_core.run_lock`);
+- resume (`vae_core.resume.open_resume`: what is restored, trimmed or refused), mid-epoch from a step checkpoint;
 - the LR plateau and early stopping (`vae_core.trainer_state.TrainerState`, stored as the checkpoint's JSON);
-- the non-finite stop: `NonFiniteLossError` before any checkpoint of the failing epoch is written;
+- the non-finite stop: `NonFiniteLossError` at the first non-finite step, before any later checkpoint is written;
 - progress (one tqdm bar counting optimizer steps, on stderr) and messages.
 
 `check_fit_arguments` makes the checks every backend's `fit` makes at its boundary.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -26,9 +32,11 @@ from typing import Any
 import numpy as np
 
 from vae_core.backend import TrainerBackend
-from vae_core.checkpoint import BEST_FILE, LAST_FILE, Checkpoint, write_checkpoint
+from vae_core.checkpoint import BEST_FILE, LAST_FILE, Checkpoint, CheckpointError, write_checkpoint
 from vae_core.config import TrainConfig
+from vae_core.interrupt import StopSignals, TrainingInterrupted
 from vae_core.resume import open_resume
+from vae_core.run_lock import run_lock
 from vae_core.spec import VAESpec
 from vae_core.trainer_state import TrainerState
 from vae_core.training import (NonFiniteLossError, check_fit_inputs, check_fp64_run, empty_history, epoch_binarized,
@@ -95,68 +103,147 @@ def check_fit_arguments(spec: VAESpec, train: Any, val: Any, config: Any, *, out
 
 
 def run(backend: TrainerBackend, spec: VAESpec, args: FitArguments) -> dict[str, list[float]]:
-    """Train through `backend`; returns the history. Resume warnings point at the caller of the backend's fit."""
-    from tqdm.auto import tqdm
+    """Train through `backend`; returns the history. Resume warnings point at the caller of the backend's fit.
 
-    config = args.config
-    monitor = "val_loss" if args.val is not None else "train_loss"
-    state, history, start_epoch, best_weights, last_good = \
-        TrainerState(config.learning_rate, monitor), empty_history(), 0, None, None
-    if args.resume_from is not None:
-        point = open_resume(args.resume_from, spec, config, monitor)
-        backend.import_weights(point.checkpoint.weights)
+    With an out_dir the run holds the folder's run lock (`vae_core.run_lock`), and SIGTERM or SIGINT stops it at
+    the next step boundary with a checkpoint of that step (`vae_core.interrupt.TrainingInterrupted`).
+    """
+    with run_lock(args.out) if args.out is not None else contextlib.nullcontext(), StopSignals() as signals:
+        return _Run(backend, spec, args, signals).train()
+
+
+class _Run:
+    """The state of one `run`: the policy state, the history, the position, and where checkpoints go."""
+
+    def __init__(self, backend: TrainerBackend, spec: VAESpec, args: FitArguments, signals: StopSignals):
+        self.backend, self.spec, self.args, self.config, self.signals = backend, spec, args, args.config, signals
+        self.monitor = "val_loss" if args.val is not None else "train_loss"
+        self.state, self.history = TrainerState(self.config.learning_rate, self.monitor), empty_history()
+        self.start_epoch, self.best_weights, self.last_good, self.position = 0, None, None, None
+        n, batch = len(args.train), self.config.batch_size
+        self.n_steps = -(-n // batch)
+        self.rows = np.minimum(batch, n - batch * np.arange(self.n_steps))  # (n_steps,) examples per step
+        if args.resume_from is not None:
+            self._resume()
+
+    def _resume(self) -> None:
+        point = open_resume(self.args.resume_from, self.spec, self.config, self.monitor)
+        self.backend.import_weights(point.checkpoint.weights)
         if point.checkpoint.adam is not None:
-            backend.import_adam(point.checkpoint.adam)
-        start_epoch, history, state, best_weights = point.epoch, point.history, point.state, point.best_weights
-        last_good = str(args.resume_from)
-    n, latent = len(args.train), spec.latent_dim
-    n_steps = -(-n // config.batch_size)
-    backend.set_data(args.train, args.val, None if args.val is None else eval_noise(config.seed, len(args.val), latent))
+            self.backend.import_adam(point.checkpoint.adam)
+        self.start_epoch, self.history, self.state, self.best_weights = \
+            point.epoch, point.history, point.state, point.best_weights
+        self.last_good = str(self.args.resume_from)
+        self.position = check_position(point.checkpoint.trainer_state.get("position"), point.epoch,
+                                       len(self.args.train), self.config.batch_size, self.args.resume_from)
 
-    epochs = range(0) if state.stopped_early else range(start_epoch, config.epochs)
-    bar = tqdm(total=len(epochs) * n_steps, desc=f"{backend.name} fit", unit="step", disable=not args.progress,
-               dynamic_ncols=True, file=sys.stderr)
-    try:
-        for epoch in epochs:  # 0-based here; 1-based in history, checkpoints and errors
-            start = time.perf_counter()
-            lr = state.lr
-            backend.set_learning_rate(lr)
-            images = epoch_binarized(args.train, config.seed, epoch) if config.dynamic_binarization else None
-            eps = epoch_noise(config.seed, epoch, n, latent) if args.shared_noise else None  # (N, L) or None
-            result = backend.train_epoch(epoch, epoch_permutation(config.seed, epoch, n), images, eps, bar.update)
-            if result.nonfinite_step is not None:
-                raise NonFiniteLossError(epoch + 1, result.nonfinite_step, last_good)
-            val_means = None if args.val is None else backend.validate()
-            if val_means is not None and not np.isfinite(val_means).all():
-                raise NonFiniteLossError(epoch + 1, n_steps, last_good)
+    def train(self) -> dict[str, list[float]]:
+        from tqdm.auto import tqdm
 
-            _append(history, TRAIN_KEYS, result.train)
-            if val_means is not None:
-                _append(history, VAL_KEYS, val_means)
-            history["lr"].append(lr)
-            improved = state.update(epoch + 1, history[monitor][-1], config)
-            if improved and config.early_stopping:
-                best_weights = backend.export_weights()
-            history["seconds"].append(time.perf_counter() - start)
-            if args.out is not None:
-                ckpt = Checkpoint(spec=spec, weights=backend.export_weights(), train_config=config, epoch=epoch + 1,
-                                  history=history, adam=backend.export_adam(), trainer_state=state.to_dict(),
-                                  backend=backend.name)
-                if improved:
-                    write_checkpoint(args.out / BEST_FILE, ckpt)
-                last_good = str(write_checkpoint(args.out / LAST_FILE, ckpt))
-            bar.set_postfix({"epoch": epoch + 1, "loss": f"{result.train[0]:.2f}",
-                             **({"val": f"{val_means[0]:.2f}"} if val_means else {}), "lr": f"{lr:.2g}"})
-            if state.stopped_early:
-                bar.close()
-                if args.progress:
-                    print(state.stop_message(epoch + 1), file=sys.stderr)
-                break
-    finally:
-        bar.close()
-    if config.early_stopping and best_weights is not None:  # as the seed's loop: end on the best epoch's weights
-        backend.import_weights(best_weights)
-    return history
+        config, args, backend, n = self.config, self.args, self.backend, len(self.args.train)
+        backend.set_data(args.train, args.val,
+                         None if args.val is None else eval_noise(config.seed, len(args.val), self.spec.latent_dim))
+        epochs = range(0) if self.state.stopped_early else range(self.start_epoch, config.epochs)
+        done_before = 0 if self.position is None else self.position["step"]
+        bar = tqdm(total=len(epochs) * self.n_steps - done_before, desc=f"{backend.name} fit", unit="step",
+                   disable=not args.progress, dynamic_ncols=True, file=sys.stderr)
+        try:
+            for epoch in epochs:  # 0-based here; 1-based in history, checkpoints and errors
+                train_means, seconds = self._train_epoch(epoch, bar)
+                val_means = None if args.val is None else backend.validate()
+                if val_means is not None and not np.isfinite(val_means).all():
+                    raise NonFiniteLossError(epoch + 1, self.n_steps, self.last_good)
+                self._end_epoch(epoch, train_means, val_means, seconds)
+                bar.set_postfix({"epoch": epoch + 1, "loss": f"{train_means[0]:.2f}",
+                                 **({"val": f"{val_means[0]:.2f}"} if val_means else {}),
+                                 "lr": f"{self.history['lr'][-1]:.2g}"})
+                if self.signals():
+                    raise TrainingInterrupted(self.signals.requested, epoch + 1, self.n_steps, self.last_good)
+                if self.state.stopped_early:
+                    bar.close()
+                    if args.progress:
+                        print(self.state.stop_message(epoch + 1), file=sys.stderr)
+                    break
+        finally:
+            bar.close()
+        if config.early_stopping and self.best_weights is not None:  # as the seed's loop: end on the best weights
+            backend.import_weights(self.best_weights)
+        return self.history
+
+    def _train_epoch(self, epoch: int, bar: Any) -> tuple[np.ndarray, float]:
+        """The epoch's optimizer steps, from a resumed position if there is one; returns the (3,) exact means over
+        the examples and the seconds it took."""
+        config, n, every = self.config, len(self.args.train), self.config.checkpoint_every_steps
+        step, losses, seconds = 0, np.zeros((0, 3)), 0.0
+        if self.position is not None:  # continue a step checkpoint of this epoch
+            step, losses, seconds = self.position["step"], np.asarray(self.position["losses"]), self.position["seconds"]
+            self.position = None
+        start = time.perf_counter()
+        self.backend.set_learning_rate(self.state.lr)
+        images = epoch_binarized(self.args.train, config.seed, epoch) if config.dynamic_binarization else None
+        eps = epoch_noise(config.seed, epoch, n, self.spec.latent_dim) if self.args.shared_noise else None
+        self.backend.begin_epoch(epoch, epoch_permutation(config.seed, epoch, n), images, eps)
+        while step < self.n_steps:
+            done = epoch * self.n_steps + step  # optimizer steps of the run so far
+            stop = self.n_steps if every is None else min(self.n_steps, (done // every + 1) * every - epoch * self.n_steps)
+            result = self.backend.train_steps(step, stop, self.signals, bar.update)
+            finite = np.isfinite(result.losses).all(axis=1)  # (k,)
+            if not finite.all():
+                raise NonFiniteLossError(epoch + 1, step + int(np.argmin(finite)) + 1, self.last_good)
+            step += len(result.losses)
+            losses = np.concatenate([losses, result.losses])
+            if not result.weights_finite:
+                raise NonFiniteLossError(epoch + 1, step, self.last_good)
+            if step < self.n_steps and (self.signals() or (every and (epoch * self.n_steps + step) % every == 0)):
+                self._write_step_checkpoint(epoch, step, losses, seconds + time.perf_counter() - start)
+            if step < self.n_steps and self.signals():
+                raise TrainingInterrupted(self.signals.requested, epoch + 1, step, self.last_good)
+        means = (losses * self.rows[:, None]).sum(axis=0) / n  # (3,) exact means: each example counts once
+        return means, seconds + time.perf_counter() - start
+
+    def _checkpoint(self, epoch: int, trainer_state: dict[str, Any]) -> Checkpoint:
+        return Checkpoint(spec=self.spec, weights=self.backend.export_weights(), train_config=self.config,
+                          epoch=epoch, history=self.history, adam=self.backend.export_adam(),
+                          trainer_state=trainer_state, backend=self.backend.name)
+
+    def _write_step_checkpoint(self, epoch: int, step: int, losses: np.ndarray, seconds: float) -> None:
+        if self.args.out is None:
+            return
+        position = {"epoch": epoch + 1, "step": step, "n_examples": len(self.args.train),
+                    "batch_size": self.config.batch_size, "losses": losses.tolist(), "seconds": seconds}
+        ckpt = self._checkpoint(epoch, {**self.state.to_dict(), "position": position})
+        self.last_good = str(write_checkpoint(self.args.out / LAST_FILE, ckpt))
+
+    def _end_epoch(self, epoch: int, train_means: np.ndarray, val_means: Any, seconds: float) -> None:
+        _append(self.history, TRAIN_KEYS, train_means)
+        if val_means is not None:
+            _append(self.history, VAL_KEYS, val_means)
+        self.history["lr"].append(self.state.lr)
+        improved = self.state.update(epoch + 1, self.history[self.monitor][-1], self.config)
+        if improved and self.config.early_stopping:
+            self.best_weights = self.backend.export_weights()
+        self.history["seconds"].append(seconds)
+        if self.args.out is not None:
+            ckpt = self._checkpoint(epoch + 1, self.state.to_dict())
+            if improved:
+                write_checkpoint(self.args.out / BEST_FILE, ckpt)
+            self.last_good = str(write_checkpoint(self.args.out / LAST_FILE, ckpt))
+
+
+def check_position(position: Any, epoch: int, n_examples: int, batch_size: int, path: Any) -> dict[str, Any] | None:
+    """A step checkpoint's position inside epoch `epoch + 1`, if it is one, checked against this run's data."""
+    if position is None:
+        return None
+    keys = ("epoch", "step", "n_examples", "batch_size", "losses", "seconds")
+    if not isinstance(position, dict) or any(k not in position for k in keys) or position["epoch"] != epoch + 1:
+        raise CheckpointError(f"resume_from={str(path)!r}: its trainer_state position {position!r} does not describe "
+                              f"a step of epoch {epoch + 1}; the file was not written by this trainer")
+    if (position["n_examples"], position["batch_size"]) != (n_examples, batch_size):
+        raise CheckpointError(
+            f"resume_from={str(path)!r} stopped at step {position['step']} of epoch {epoch + 1} of a run with "
+            f"{position['n_examples']} training examples and batch_size {position['batch_size']}, but this run has "
+            f"{n_examples} and {batch_size}; resume mid-epoch with the same data and batch size")
+    return position
 
 
 def _append(history: dict[str, list[float]], keys: tuple[str, ...], values: Any) -> None:

@@ -248,22 +248,20 @@ class VAE(SpecAttributes, keras.Model):
         n_batches = tf.math.count_nonzero(rows, dtype=tf.int32)  # ()
 
         def body(k):
-            self._train_batch(x[k], None if eps is None else eps[k], rows[k])
+            self._train_batch(x[k], None if eps is None else eps[k], rows[k], k)
             return (k + 1,)
 
         tf.while_loop(lambda k: k < n_batches, body, (tf.constant(0),))
         return {m.name: m.result() for m in self.metrics}
 
-    def _train_batch(self, x, eps, rows=None) -> dict[str, tf.Tensor]:
+    def _train_batch(self, x, eps, rows=None, k=0) -> dict[str, tf.Tensor]:
         x = self._float(x)  # (B, D)
         with tf.GradientTape() as tape:
             total, recon, kl = self._elbo(x, eps, training=True, rows=rows)  # () each
         grads = tape.gradient(total, self.trainable_variables)
-        guard = self.__dict__.get("_nonfinite_guard")  # set by backends.tf.fit; None for plain Keras use
-        if guard is not None:  # record the optimizer step (1-based) of the first non-finite loss
-            step = tf.cast(self.optimizer.iterations, tf.int64) + 1  # ()
-            first = tf.logical_and(tf.logical_not(tf.math.is_finite(total)), guard < 0)  # ()
-            guard.assign(tf.where(first, step, guard))
+        step_log = self.__dict__.get("_step_log")  # set by backends.tf.fit; None for plain Keras use
+        if step_log is not None:  # row k: this step's batch means (loss, recon, kl), read after the block
+            step_log.scatter_nd_update([[k]], tf.cast(tf.stack([total, recon, kl]), tf.float64)[None])
         self.optimizer.apply(grads, self.trainable_variables)
         return self._update_trackers(x, total, recon, kl, rows)
 

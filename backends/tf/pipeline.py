@@ -15,18 +15,25 @@ BATCHES_PER_BLOCK = 32  # batches per call into the compiled train step
 BLOCK_ROWS = 4096  # and at most this many rows per block (at least one batch): bounds a block's memory
 
 
+def block_shape(n: int, batch_size: int, batches_per_block: int = BATCHES_PER_BLOCK) -> tuple[int, int]:
+    """(K, B) of the blocks of an epoch of `n` examples: B = min(batch_size, n) rows per batch (a batch size above
+    N trains on one batch of N rows) and K = min(batches_per_block, batches in the epoch, BLOCK_ROWS // B) >= 1."""
+    b = min(batch_size, n)
+    return max(1, min(batches_per_block, -(-n // b), BLOCK_ROWS // b)), b
+
+
 def train_dataset(x: tf.Variable | tf.Tensor, perm: np.ndarray, eps: tf.Tensor, batch_size: int,
-                   batches_per_block: int = BATCHES_PER_BLOCK) -> tf.data.Dataset:
-    """The epoch's batches in the order `perm`, grouped into blocks {"x": (K, B, D), "eps": (K, B, L), "rows": (K,)}
-    that `VAE.train_step` runs as K consecutive steps. B = min(batch_size, N); K = min(batches_per_block, batches
-    in the epoch, BLOCK_ROWS // B), at least 1; the last block is padded to K batches, and the last batch to B
+                  batches_per_block: int = BATCHES_PER_BLOCK, shape: tuple[int, int] | None = None) -> tf.data.Dataset:
+    """The batches of `perm` in order, grouped into blocks {"x": (K, B, D), "eps": (K, B, L), "rows": (K,)} that
+    `VAE.train_step` runs as K consecutive steps; the last block is padded to K batches, and the last batch to B
     rows; rows[k] counts the real examples of batch k.
-    x: (N, D); eps: (N, L), row i for the i-th position of the epoch.
+    x: (N, D); perm: the examples to take, in order (an epoch, or the steps of one part of it); eps: (len(perm), L),
+    row i for perm[i]. (K, B) is `shape`, the whole epoch's `block_shape`, so every part of an epoch runs the same
+    compiled step; without it, `block_shape(len(perm), batch_size, batches_per_block)`.
     """
     n, d, latent = len(perm), int(x.shape[1]), int(eps.shape[1])
-    b = min(batch_size, n)  # a batch size above N trains on one batch of N rows, as without blocks
+    k, b = shape or block_shape(n, batch_size, batches_per_block)
     n_batches = -(-n // b)
-    k = max(1, min(batches_per_block, n_batches, BLOCK_ROWS // b))
     n_blocks = -(-n_batches // k)
     index = np.zeros(n_blocks * k * b, np.int64)  # (slots,): example of each slot; padding reads row 0
     index[:n] = perm

@@ -1,9 +1,12 @@
 """`fit` and `evaluate` for the TF/Keras VAE: the framework half of `vae_core.trainer`.
 
-`Trainer` is this backend's `vae_core.backend.TrainerBackend`. Each epoch is one Keras `model.fit(...,
-epochs=e + 1, initial_epoch=e)` call on a tf.data pipeline (`backends.tf.pipeline`) that gathers the epoch's batches
-in the trainer's order, in blocks that `VAE.train_step` runs as one XLA loop (`jit_compile=True`, compiled once
-per fit; the first epoch carries the compile time). Validation is `model.evaluate` (`VAE.test_step`).
+`Trainer` is this backend's `vae_core.backend.TrainerBackend`. Each run of steps (an epoch, or the part of one up
+to the next step checkpoint) is one Keras `model.fit(..., epochs=e + 1, initial_epoch=e)` call on a tf.data
+pipeline (`backends.tf.pipeline`) that gathers the batches in the trainer's order, in blocks of the same shape
+all fit long, which `VAE.train_step` runs as one XLA loop (`jit_compile=True`, compiled once per fit; the first
+epoch carries the compile time). The train step writes each step's batch losses into a small variable that a
+callback reads after every block: the trainer's exact epoch means and its non-finite check come from those, and
+a stop request is seen between blocks. Validation is `model.evaluate` (`VAE.test_step`).
 
 Without shared noise the epoch's eps are TF stateless normals seeded by (config.seed, epoch), so the compiled
 step holds no random-number generator (which halves its XLA compile time) and a resumed run draws what the
@@ -25,8 +28,8 @@ from backends.tf.device import exact_fp32, resolve_device
 from backends.tf.losses import kl_to_standard_normal, reconstruction_nll
 from backends.tf.model import VAE, check_model
 from backends.tf.optim import make_optimizer
-from backends.tf.pipeline import train_dataset, val_dataset
-from vae_core.backend import EpochResult, Means
+from backends.tf.pipeline import block_shape, train_dataset, val_dataset
+from vae_core.backend import Means, StepsResult
 from vae_core.checkpoint import AdamState
 from vae_core.config import TrainConfig
 from vae_core.trainer import EVAL_BATCH_SIZE, check_fit_arguments, check_int, check_precision, run
@@ -40,24 +43,24 @@ def _framework_noise(seed: int, epoch: int, n: int, latent_dim: int) -> tf.Tenso
 
 
 class _StepCounter(keras.callbacks.Callback):
-    """Reports finished optimizer steps as blocks end, and stops the epoch once the model's guard has recorded a
-    non-finite loss."""
+    """After each block: collects its steps' batch losses from the model's step log, reports the steps to the
+    progress bar, and stops `model.fit` at a non-finite loss or once a stop is requested."""
 
-    def __init__(self, guard: tf.Variable, optimizer, on_steps: Callable[[int], object]) -> None:
+    def __init__(self, step_log: tf.Variable, optimizer, should_stop: Callable[[], bool],
+                 on_steps: Callable[[int], object]) -> None:
         super().__init__()
-        self.guard, self.optimizer, self.on_steps = guard, optimizer, on_steps
+        self.step_log, self.optimizer, self.should_stop, self.on_steps = step_log, optimizer, should_stop, on_steps
         self.done = int(optimizer.iterations.numpy())
-        self.logs: dict[str, float] = {}
+        self.losses: list[np.ndarray] = []  # (k, 3) per block
 
     def on_train_batch_end(self, batch, logs=None):
         done = int(self.optimizer.iterations.numpy())
+        block = self.step_log.numpy()[:done - self.done]  # (k, 3): the steps this block ran
+        self.losses.append(block)
         self.on_steps(done - self.done)
         self.done = done
-        if int(self.guard.numpy()) >= 0:
+        if not np.isfinite(block).all() or self.should_stop():
             self.model.stop_training = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.logs = {k: float(v) for k, v in (logs or {}).items()}
 
 
 class _MixedPrecision:
@@ -89,9 +92,6 @@ class Trainer:
     def __init__(self, model: VAE, config: TrainConfig, device: str):
         self.model, self.config, self.device = model, config, device
         self.optimizer = make_optimizer(model, config)
-        # () int64: optimizer step (1-based) of the first non-finite loss, -1 while none; VAE.train_step sets it
-        self.guard = tf.Variable(-1, dtype=tf.int64, trainable=False, name="first_nonfinite_step")
-        object.__setattr__(model, "_nonfinite_guard", self.guard)  # not a Keras weight
         model.compile(optimizer=self.optimizer, jit_compile=True)
         self.optimizer.build(model.trainable_variables)
 
@@ -100,26 +100,28 @@ class Trainer:
         # variable in place.
         self.x_train = tf.Variable(train, trainable=False, name="train_data")  # (N, D)
         self.val = None if val is None else val_dataset(val, val_eps)
+        self.shape = block_shape(len(train), self.config.batch_size)  # (K, B) of every block of the fit
+        # (K, 3) float64: the batch means of the block's steps, written by VAE.train_step; not a Keras weight
+        self.step_log = tf.Variable(tf.zeros((self.shape[0], 3), tf.float64), trainable=False, name="step_log")
+        object.__setattr__(self.model, "_step_log", self.step_log)
 
-    def train_epoch(self, epoch: int, order: np.ndarray, images: np.ndarray | None, eps: np.ndarray | None,
-                    on_steps: Callable[[int], object]) -> EpochResult:
-        n = len(order)
+    def begin_epoch(self, epoch: int, order: np.ndarray, images: np.ndarray | None, eps: np.ndarray | None) -> None:
         if images is not None:  # dynamic binarization: this epoch's 0/1 sample
             self.x_train.assign(images)
-        eps_t = _framework_noise(self.config.seed, epoch, n, self.model.spec.latent_dim) if eps is None \
-            else tf.constant(eps)  # (N, L)
-        self.guard.assign(-1)
-        counter = _StepCounter(self.guard, self.optimizer, on_steps)
-        steps_before = counter.done
-        self.model.fit(train_dataset(self.x_train, order, eps_t, self.config.batch_size), epochs=epoch + 1,
-                       initial_epoch=epoch, callbacks=[counter], verbose=0, shuffle=False)
-        logs = counter.logs
-        if int(self.guard.numpy()) >= 0:
-            return EpochResult((np.nan,) * 3, int(self.guard.numpy()) - steps_before)
-        finite = all(np.isfinite(list(logs.values()))) and all(
-            bool(tf.reduce_all(tf.math.is_finite(v))) for v in self.model.trainable_variables)
-        return EpochResult((logs["loss"], logs["recon"], logs["kl"]),
-                           None if finite else -(-n // self.config.batch_size))
+        self.order, self.epoch = order, epoch
+        self.eps = _framework_noise(self.config.seed, epoch, len(order), self.model.spec.latent_dim) \
+            if eps is None else tf.constant(eps)  # (N, L)
+
+    def train_steps(self, first: int, stop: int, should_stop: Callable[[], bool],
+                    on_steps: Callable[[int], object]) -> StepsResult:
+        rows = slice(first * self.shape[1], stop * self.shape[1])
+        counter = _StepCounter(self.step_log, self.optimizer, should_stop, on_steps)
+        data = train_dataset(self.x_train, self.order[rows], self.eps[rows], self.config.batch_size, shape=self.shape)
+        self.model.fit(data, epochs=self.epoch + 1, initial_epoch=self.epoch, callbacks=[counter], verbose=0,
+                       shuffle=False)
+        losses = np.concatenate(counter.losses) if counter.losses else np.zeros((0, 3))
+        finite = all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in self.model.trainable_variables)
+        return StepsResult(losses, finite)
 
     def validate(self) -> Means:
         logs = self.model.evaluate(self.val, verbose=0, return_dict=True)

@@ -1,8 +1,8 @@
 """`fit` and `evaluate` for the torch VAE: the framework half of `vae_core.trainer`.
 
 `Trainer` is this backend's `vae_core.backend.TrainerBackend`: it keeps the data as tensors on the device, gathers
-each epoch's batches there, keeps the per-step losses on the device and synchronises with the host once per
-epoch. The epochs, resume, checkpoints, the LR plateau, early stopping and progress are `vae_core.trainer.run`'s.
+each epoch's batches there, keeps the per-step losses on the device and synchronises with the host once per run
+of steps (an epoch, or up to the next step checkpoint); a stop request is seen between any two steps. The epochs, resume, checkpoints, the LR plateau, early stopping and progress are `vae_core.trainer.run`'s.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from backends.torch.device import exact_fp32, resolve_device, to_device
 from backends.torch.losses import negative_elbo, per_example
 from backends.torch.model import VAE, check_model, eval_mode
 from backends.torch.optim import make_optimizer
-from vae_core.backend import EpochResult, Means
+from vae_core.backend import Means, StepsResult
 from vae_core.checkpoint import AdamState
 from vae_core.config import TrainConfig
 from vae_core.trainer import EVAL_BATCH_SIZE, check_fit_arguments, check_flag, check_int, check_precision, run
@@ -80,30 +80,30 @@ class Trainer:
         self.x_val = None if val is None else to_device(val, self.device, self.dtype)  # (M, D)
         self.eps_val = None if val_eps is None else to_device(val_eps, self.device, self.dtype)  # (M, L)
 
-    def train_epoch(self, epoch: int, order: np.ndarray, images: np.ndarray | None, eps: np.ndarray | None,
-                    on_steps: Callable[[int], object]) -> EpochResult:
-        n, batch, latent = len(order), self.config.batch_size, self.model.spec.latent_dim
-        n_steps = -(-n // batch)
-        x = self.x_train if images is None else to_device(images, self.device, self.dtype)  # (N, D)
-        eps_t = (_framework_noise(self.config.seed, epoch, n, latent, self.device) if eps is None
-                 else to_device(eps, self.device)).to(self.dtype)  # (N, L)
-        perm = torch.from_numpy(order).to(self.device)  # (N,)
-        step_losses = torch.empty(n_steps, 3, device=self.device, dtype=self.dtype)  # per-step batch means
+    def begin_epoch(self, epoch: int, order: np.ndarray, images: np.ndarray | None, eps: np.ndarray | None) -> None:
+        n, latent = len(order), self.model.spec.latent_dim
+        self.x_epoch = self.x_train if images is None else to_device(images, self.device, self.dtype)  # (N, D)
+        self.eps_epoch = (_framework_noise(self.config.seed, epoch, n, latent, self.device) if eps is None
+                          else to_device(eps, self.device)).to(self.dtype)  # (N, L)
+        self.order = torch.from_numpy(order).to(self.device)  # (N,)
+
+    def train_steps(self, first: int, stop: int, should_stop: Callable[[], bool],
+                    on_steps: Callable[[int], object]) -> StepsResult:
+        batch = self.config.batch_size
+        step_losses = torch.empty(stop - first, 3, device=self.device, dtype=self.dtype)  # per-step batch means
         self.model.train()
-        for s in range(n_steps):
-            idx = perm[s * batch:(s + 1) * batch]  # (b,)
-            step_losses[s] = self.step(x.index_select(0, idx), eps_t[s * batch:(s + 1) * batch])
+        done = 0
+        for s in range(first, stop):
+            if should_stop():
+                break
+            rows = slice(s * batch, (s + 1) * batch)
+            step_losses[done] = self.step(self.x_epoch.index_select(0, self.order[rows]), self.eps_epoch[rows])
+            done += 1
             on_steps(1)
-        sizes = torch.tensor([min(batch, n - s * batch) for s in range(n_steps)], dtype=torch.float64,
-                             device=self.device)  # (n_steps,)
-        # Everything the host needs from this epoch, in one transfer: the means, then weights-finite, then the
-        # per-step finiteness.
-        host = torch.cat([(step_losses.double() * sizes[:, None]).sum(0) / n,  # (3,) exact means over examples
-                          torch.stack([p.isfinite().all() for p in self.model.parameters()]).all().double()[None],
-                          torch.isfinite(step_losses).all(dim=1).double()]).tolist()  # (n_steps,)
-        means, weights_finite, steps_finite = tuple(host[:3]), host[3] == 1.0, host[4:]
-        bad = next((s + 1 for s, ok in enumerate(steps_finite) if ok != 1.0), None)
-        return EpochResult(means, bad if bad is not None or weights_finite else n_steps)
+        # What the host needs from these steps, in one transfer: the losses, then whether every weight is finite.
+        finite = torch.stack([p.isfinite().all() for p in self.model.parameters()]).all()
+        host = torch.cat([step_losses[:done].double().flatten(), finite.double()[None]]).cpu().numpy()
+        return StepsResult(host[:-1].reshape(done, 3), bool(host[-1] == 1.0))
 
     def validate(self) -> Means:
         return tuple((_sums(self.model, self.x_val, self.eps_val, EVAL_BATCH_SIZE) / len(self.x_val)).tolist())

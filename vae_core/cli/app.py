@@ -18,6 +18,7 @@ import io
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from vae_core.atomic import atomic_write
 from vae_core.checkpoint import LAST_FILE, CheckpointError
 from vae_core.cli.options import RUN_KEYS, add_field_flags, flag_values, read_config_file
 from vae_core.registry import BACKENDS
+from vae_core.run_lock import RunLockedError, run_lock
 from vae_core.training import prepare_out_dir
 
 DEBUG_ENV = "VAE_CORE_DEBUG"  # set to 1 to get the traceback instead of the one-line error
@@ -36,7 +38,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
 # Errors that mean "the input was wrong": one line, exit status 2.
 USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError, ImportError,
-                CheckpointError)
+                CheckpointError, RunLockedError)
 
 
 class UsageError(Exception):
@@ -287,26 +289,26 @@ def cmd_train(args: argparse.Namespace) -> int:
                          f"{data.name!r} has {data.input_dim} pixels per image; pass the dataset of that run")
     backend_module(opts["backend"]).device.resolve_device(opts["device"], "--device")  # imports the framework
     out = prepare_out_dir(Path(opts["out"]), "--out")  # every argument is checked before anything is written
-
-    for stale in out.glob(".*.safetensors.*.tmp"):  # temp files of a write that was killed mid-way
-        stale.unlink()
-    info = {**opts, "seed": config.seed, "spec": spec.to_dict(), "train_config": config.to_dict(),
-            "argv": sys.argv[1:]}
-    _write_json(out / RUN_FILE, info)
-    model = build(opts["backend"], spec, seed=config.seed)
-    start_msg = f"resuming {plan['resume_from']}" if plan["resume_from"] else "training"
-    print(f"vae train: {start_msg}: {opts['backend']} on {data.name} ({len(data.x_train)} train / "
-          f"{len(data.x_test)} test), {spec.num_params:,} parameters, {config.epochs} epochs -> {out}/",
-          file=sys.stderr)
-    kwargs: dict[str, Any] = {"out_dir": out, "resume_from": plan["resume_from"], "device": opts["device"],
-                              "precision": opts["precision"], "progress": not args.no_progress}
-    history = fit(model, data.x_train, data.x_test, config, **kwargs)
-    _write_json(out / "history.json", history)
-    atomic_write(out / "history.csv", _history_csv(history))
-    if not args.no_plots:
-        _plots(model, data, out / "plots", history, seed=config.seed)
-    last = {k: history[k][-1] for k in ("train_loss", "val_loss", "val_recon", "val_kl") if history.get(k)}
-    print(json.dumps({"out": str(out), "epochs": len(history["train_loss"]), **last}))
+    with run_lock(out, "--out"):  # one run per folder: a second one exits 2 before it writes anything
+        for stale in out.glob(".*.safetensors.*.tmp"):  # temp files of a write that was killed mid-way
+            stale.unlink()
+        info = {**opts, "seed": config.seed, "spec": spec.to_dict(), "train_config": config.to_dict(),
+                "argv": sys.argv[1:]}
+        _write_json(out / RUN_FILE, info)
+        model = build(opts["backend"], spec, seed=config.seed)
+        start_msg = f"resuming {plan['resume_from']}" if plan["resume_from"] else "training"
+        print(f"vae train: {start_msg}: {opts['backend']} on {data.name} ({len(data.x_train)} train / "
+              f"{len(data.x_test)} test), {spec.num_params:,} parameters, {config.epochs} epochs -> {out}/",
+              file=sys.stderr)
+        kwargs: dict[str, Any] = {"out_dir": out, "resume_from": plan["resume_from"], "device": opts["device"],
+                                  "precision": opts["precision"], "progress": not args.no_progress}
+        history = fit(model, data.x_train, data.x_test, config, **kwargs)
+        _write_json(out / "history.json", history)
+        atomic_write(out / "history.csv", _history_csv(history))
+        if not args.no_plots:
+            _plots(model, data, out / "plots", history, seed=config.seed)
+        last = {k: history[k][-1] for k in ("train_loss", "val_loss", "val_recon", "val_kl") if history.get(k)}
+        print(json.dumps({"out": str(out), "epochs": len(history["train_loss"]), **last}))
     return 0
 
 
@@ -433,6 +435,7 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `vae` console script; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up notices, not its errors
+    from vae_core.interrupt import TrainingInterrupted
     from vae_core.training import NonFiniteLossError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -449,6 +452,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except OSError as e:  # the disk refused a write (ENOSPC, EFBIG, EIO): the last good checkpoint stays
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"{prog}: error: {' '.join(str(e).split())}; the previous checkpoint is untouched", file=sys.stderr)
+        return 1
+    except TrainingInterrupted as e:  # SIGTERM or Ctrl-C while training: a checkpoint of that step was written
+        where = (f"resume with: vae train --out {shlex.quote(str(Path(e.checkpoint).parent))} --resume"
+                 if e.checkpoint else "nothing was saved")
+        print(f"{prog}: stopped by {signal.Signals(e.signum).name} at epoch {e.epoch}, step {e.step} "
+              f"(1-based, the last step done); {where}", file=sys.stderr)
+        return e.exit_status
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

@@ -51,6 +51,15 @@ def _optional_float(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected a number or 'none'; got {text!r}") from None
 
 
+def _optional_int(text: str) -> int | None:
+    if text.lower() in ("none", "off"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'none'; got {text!r}") from None
+
+
 def _optional_shape(text: str) -> tuple[int, ...] | None:
     return None if text.lower() == "none" else _int_tuple(text)
 
@@ -69,6 +78,8 @@ def _flag_kwargs(name: str, hint: Any) -> dict[str, Any]:
         return {"type": str}
     if hint == (float | None) or hint == typing.Optional[float]:
         return {"type": _optional_float, "metavar": "X|none"}
+    if hint == (int | None) or hint == typing.Optional[int]:
+        return {"type": _optional_int, "metavar": "N|none"}
     if hint == tuple[int, ...]:
         return {"type": _int_tuple, "metavar": "N,N,..."}
     if name == "image_shape":

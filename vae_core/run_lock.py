@@ -1,0 +1,82 @@
+"""One run per output folder: an advisory lock on `<out_dir>/.vae-run.lock`, holding the owner's pid and host.
+
+Two runs writing into one folder would overwrite each other's checkpoints. `run_lock(folder)` takes an exclusive
+`fcntl.flock` on the lock file for as long as the run lasts; a second run fails at once with `RunLockedError`,
+which names the holder. The kernel drops a flock when its process dies, however it dies, so a lock file left by
+a dead run is simply taken over, with a warning that names the old holder. Locks are per process and re-entrant:
+the CLI holds the folder while it writes `run.json`, and the trainer's own `run_lock` inside it is a no-op.
+
+On systems without `fcntl` (Windows) the folder is not locked, and a warning says so once.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+from vae_core.checks import caller_stacklevel
+
+LOCK_FILE = ".vae-run.lock"
+_HELD: dict[str, int] = {}  # lock file (resolved path) -> how many nested run_lock blocks hold it in this process
+
+
+class RunLockedError(RuntimeError):
+    """Another live process holds the output folder's run lock."""
+
+
+@contextlib.contextmanager
+def run_lock(folder: str | os.PathLike, argument: str = "out_dir") -> Iterator[Path]:
+    """Hold the folder's run lock while the block runs; RunLockedError at once if another process holds it."""
+    path = Path(folder).resolve() / LOCK_FILE
+    key = str(path)
+    if key in _HELD:  # this process holds it already (the CLI around the trainer)
+        _HELD[key] += 1
+        try:
+            yield path
+        finally:
+            _HELD[key] -= 1
+        return
+    try:
+        import fcntl
+    except ImportError:
+        warnings.warn(f"{argument}: this platform has no fcntl, so {str(folder)!r} is not locked against a second "
+                      f"run", UserWarning, stacklevel=caller_stacklevel())
+        yield path
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLockedError(f"{argument} {str(folder)!r} is in use by another run ({_describe(_read(fd))}); "
+                                 f"wait for it to finish, stop it, or pass another folder") from None
+        previous = _read(fd)
+        if previous:
+            warnings.warn(f"{argument} {str(folder)!r}: taking over the run lock left by {_describe(previous)}, which "
+                          f"is no longer running", UserWarning, stacklevel=caller_stacklevel())
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode(), 0)
+        _HELD[key] = 1
+        try:
+            yield path
+        finally:
+            del _HELD[key]
+            os.ftruncate(fd, 0)  # an empty lock file: released cleanly, nothing to take over
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def _read(fd: int) -> dict:
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except ValueError:
+        return {"pid": "?", "host": "?"}
+    return holder if isinstance(holder, dict) else {"pid": "?", "host": "?"}
+
+
+def _describe(holder: dict) -> str:
+    return f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}" if holder else "an unknown process"
