@@ -4,6 +4,11 @@ import os
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `pytest -n N`: N worker processes share the cores, so each computes on one thread (torch's and TF's pools,
+    # and the subprocesses that tests start inherit it); set before either framework is imported.
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ.setdefault(variable, "1")
 
 
 def pytest_configure(config):
