@@ -10,7 +10,8 @@ Arrays cross this boundary as NumPy, in the neutral layouts of `vae_core.checkpo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol, runtime_checkable
+from types import ModuleType
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -67,3 +68,25 @@ class TrainerBackend(Protocol):
 
     def import_adam(self, adam: AdamState) -> None:
         """Load a checkpoint's Adam state into the optimizer."""
+
+
+class WeightsAdapter:
+    """The weights-and-Adam half of `TrainerBackend`, for a trainer with `model`, `optimizer` and its backend's
+    `weights` module (whose mirrored functions convert at the boundary): what both backends' trainers share."""
+
+    weights_module: ModuleType  # backends.<name>.weights
+    model: Any
+    optimizer: Any
+
+    def export_weights(self) -> dict[str, np.ndarray]:
+        return self.weights_module.export_weights(self.model)
+
+    def import_weights(self, weights: dict[str, np.ndarray]) -> None:
+        self.weights_module.import_weights(self.model, weights)
+
+    def export_adam(self) -> AdamState:
+        return self.weights_module.export_adam(self.model, self.optimizer)
+
+    def import_adam(self, adam: AdamState) -> None:
+        self.weights_module.import_adam(self.model, self.optimizer, adam)
+

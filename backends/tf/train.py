@@ -29,8 +29,7 @@ from backends.tf.losses import kl_to_standard_normal, reconstruction_nll
 from backends.tf.model import VAE, check_model
 from backends.tf.optim import make_optimizer
 from backends.tf.pipeline import block_shape, train_dataset, val_dataset
-from vae_core.backend import Means, StepsResult
-from vae_core.checkpoint import AdamState
+from vae_core.backend import Means, StepsResult, WeightsAdapter
 from vae_core.config import TrainConfig
 from vae_core.trainer import EVAL_BATCH_SIZE, check_fit_arguments, check_int, check_precision, run
 from vae_core.training import check_data, eval_noise
@@ -84,10 +83,11 @@ class _MixedPrecision:
         return False
 
 
-class Trainer:
+class Trainer(WeightsAdapter):
     """One VAE and its TorchAdam on one tf.device, stepped by `vae_core.trainer.run`."""
 
     name = "tf"
+    weights_module = weights
 
     def __init__(self, model: VAE, config: TrainConfig, device: str):
         self.model, self.config, self.device = model, config, device
@@ -129,18 +129,6 @@ class Trainer:
 
     def set_learning_rate(self, lr: float) -> None:
         self.optimizer.learning_rate.assign(lr)
-
-    def export_weights(self) -> dict[str, np.ndarray]:
-        return weights.export_weights(self.model)
-
-    def import_weights(self, neutral: dict[str, np.ndarray]) -> None:
-        weights.import_weights(self.model, neutral)
-
-    def export_adam(self) -> AdamState:
-        return weights.export_adam(self.model, self.optimizer)
-
-    def import_adam(self, adam: AdamState) -> None:
-        weights.import_adam(self.model, self.optimizer, adam)
 
 
 def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: TrainConfig = TrainConfig(), *,

@@ -18,8 +18,7 @@ from backends.torch.device import exact_fp32, resolve_device, to_device
 from backends.torch.losses import negative_elbo, per_example
 from backends.torch.model import VAE, check_model, eval_mode
 from backends.torch.optim import make_optimizer
-from vae_core.backend import Means, StepsResult
-from vae_core.checkpoint import AdamState
+from vae_core.backend import Means, StepsResult, WeightsAdapter
 from vae_core.config import TrainConfig
 from vae_core.trainer import EVAL_BATCH_SIZE, check_fit_arguments, check_flag, check_int, check_precision, run
 from vae_core.training import check_data, eval_noise
@@ -38,10 +37,11 @@ def _framework_noise(seed: int, epoch: int, n: int, latent_dim: int, device: tor
     return torch.randn(n, latent_dim, generator=generator, device=device)
 
 
-class Trainer:
+class Trainer(WeightsAdapter):
     """One VAE and its fused Adam on one device, stepped by `vae_core.trainer.run`."""
 
     name = "torch"
+    weights_module = weights
 
     def __init__(self, model: VAE, config: TrainConfig, device: torch.device, precision: str, compile: bool):
         self.model, self.config, self.device = model, config, device
@@ -111,18 +111,6 @@ class Trainer:
     def set_learning_rate(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-
-    def export_weights(self) -> dict[str, np.ndarray]:
-        return weights.export_weights(self.model)
-
-    def import_weights(self, neutral: dict[str, np.ndarray]) -> None:
-        weights.import_weights(self.model, neutral)
-
-    def export_adam(self) -> AdamState:
-        return weights.export_adam(self.model, self.optimizer)
-
-    def import_adam(self, adam: AdamState) -> None:
-        weights.import_adam(self.model, self.optimizer, adam)
 
 
 @contextlib.contextmanager

@@ -42,22 +42,19 @@ def _int_tuple(text: str) -> tuple[int, ...]:
     return values
 
 
-def _optional_float(text: str) -> float | None:
-    if text.lower() in ("none", "off"):
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'none'; got {text!r}") from None
+def _optional(convert: Any, what: str) -> Any:
+    """An argparse type: `convert(text)`, or None for 'none' or 'off'."""
+    def parse(text: str) -> Any:
+        if text.lower() in ("none", "off"):
+            return None
+        try:
+            return convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} or 'none'; got {text!r}") from None
+    return parse
 
 
-def _optional_int(text: str) -> int | None:
-    if text.lower() in ("none", "off"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'none'; got {text!r}") from None
+_optional_float, _optional_int = _optional(float, "a number"), _optional(int, "an integer")
 
 
 def _optional_shape(text: str) -> tuple[int, ...] | None:
