@@ -2,7 +2,7 @@
 Adam moments), with the SHA-256 checks (schema 2) and without them (the same tensors as a schema-1 file), side by
 side in one process, interleaved; the median of --repeats reads each.
 
-    .venv/bin/python -m scripts.bench_checksums          # prints the table and writes scripts/results/bench_checksums.md
+    .venv/bin/python -m scripts.bench_checksums    # prints the table, writes scripts/results/bench_checksums.md
 """
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def _files(folder: Path) -> tuple[Path, Path]:
     v2 = write_checkpoint(folder / "v2.safetensors", Checkpoint(spec=spec, weights=weights, adam=adam,
                                                                 train_config=TrainConfig(), epoch=1))
     from safetensors.numpy import save
-    tensors = {**weights, **{f"adam.m.{k}": a for k, a in adam.m.items()}, **{f"adam.v.{k}": a for k, a in adam.v.items()}}
+    tensors = {**weights, **{f"adam.m.{k}": a for k, a in adam.m.items()},
+               **{f"adam.v.{k}": a for k, a in adam.v.items()}}
     meta = {"schema_version": 1, "spec": spec.to_dict(), "train_config": TrainConfig().to_dict(), "epoch": 1,
             "history": {}, "adam_step": 1, "trainer_state": {}, "backend": None}
     v1 = atomic_write(folder / "v1.safetensors", save(tensors, metadata={METADATA_KEY: json.dumps(meta)}))

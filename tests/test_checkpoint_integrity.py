@@ -23,12 +23,17 @@ def _checkpoint(tmp_path):
     return path, path.read_bytes()
 
 
+def _arrays(ckpt) -> dict:
+    moments = {} if ckpt.adam is None else {**{f"m.{k}": v for k, v in ckpt.adam.m.items()},
+                                            **{f"v.{k}": v for k, v in ckpt.adam.v.items()}}
+    return {**ckpt.weights, **moments}
+
+
 def _same_as(original, loaded) -> bool:
-    arrays = lambda c: {**c.weights, **({} if c.adam is None else  # noqa: E731
-                                        {f"m.{k}": v for k, v in c.adam.m.items()} | {f"v.{k}": v for k, v in c.adam.v.items()})}
-    a, b = arrays(original), arrays(loaded)
+    a, b = _arrays(original), _arrays(loaded)
     return a.keys() == b.keys() and all(a[k].tobytes() == b[k].tobytes() for k in a) and \
-        (original.epoch, original.history, original.trainer_state) == (loaded.epoch, loaded.history, loaded.trainer_state)
+        (original.epoch, original.history, original.trainer_state) == (loaded.epoch, loaded.history,
+                                                                       loaded.trainer_state)
 
 
 def _outcome(path, data, original) -> str:

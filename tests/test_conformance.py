@@ -205,9 +205,12 @@ def test_a_stop_mid_epoch_writes_a_step_checkpoint_and_the_resume_is_bit_identic
 
     x, val = _x(100), _x(20)[::-1].copy()
     config = TrainConfig(epochs=3, batch_size=8, checkpoint_every_steps=5, reduce_lr_on_plateau=True,
-                         lr_plateau_patience=0)  # 13 steps an epoch: step checkpoints inside every epoch
+                         lr_plateau_patience=0, early_stopping=True, early_stopping_patience=10)
+    # 13 steps an epoch: step checkpoints inside every epoch; early stopping ends on the best epoch's weights, which
+    # a resume from a step checkpoint must take from best.safetensors, not from the step checkpoint itself
     whole = fit(_model(backend), x, val, config, out_dir=tmp_path / "whole", progress=False)
-    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: _StopAfterChecks(9))
+    checks = {"torch": 25, "tf": 27}[backend]  # torch checks before every step, TF before and after every block
+    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: _StopAfterChecks(checks))  # mid-epoch 2 or 3
     with pytest.raises(TrainingInterrupted) as stop:
         fit(_model(backend), x, val, config, out_dir=tmp_path / "cut", progress=False)
     monkeypatch.setattr(vae_core.trainer, "StopSignals", StopSignals)
@@ -215,6 +218,7 @@ def test_a_stop_mid_epoch_writes_a_step_checkpoint_and_the_resume_is_bit_identic
     position = read_checkpoint(cut).trainer_state["position"]
     assert (stop.value.exit_status, stop.value.checkpoint) == (143, str(cut))
     assert (position["epoch"], position["step"]) == (stop.value.epoch, stop.value.step) and 0 < position["step"] < 13
+    assert stop.value.epoch >= 2  # a best epoch exists before the stop
     resumed = fit(_model(backend), x, val, config, out_dir=tmp_path / "cut", resume_from=cut, progress=False)
     a, b = read_checkpoint(tmp_path / "whole" / "last.safetensors"), read_checkpoint(cut)
     for name in a.weights:
@@ -231,10 +235,22 @@ def test_a_step_checkpoint_of_other_data_is_refused(backend, tmp_path, monkeypat
     from vae_core.interrupt import TrainingInterrupted
 
     config = TrainConfig(epochs=2, batch_size=8, checkpoint_every_steps=5)
-    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: _StopAfterChecks(1))
+    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: _StopAfterChecks(2))
     with pytest.raises(TrainingInterrupted):
         fit(_model(backend), _x(100), None, config, out_dir=tmp_path, progress=False)
     monkeypatch.undo()
     with pytest.raises(CheckpointError, match=r"stopped at step \d+ of epoch 1 of a run with 100 training examples "
                                               r"and batch_size 8, but this run has 64 and 8"):
         fit(_model(backend), _x(64), None, config, resume_from=tmp_path / "last.safetensors", progress=False)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_stop_before_the_first_step_saves_nothing_and_says_so(backend, tmp_path, monkeypatch):
+    import vae_core.trainer
+    from vae_core import TrainConfig, fit
+    from vae_core.interrupt import TrainingInterrupted
+
+    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: _StopAfterChecks(0))
+    with pytest.raises(TrainingInterrupted, match=r"at epoch 0, step 0 .* nothing was saved") as stop:
+        fit(_model(backend), _x(40), None, TrainConfig(epochs=2, batch_size=8), out_dir=tmp_path, progress=False)
+    assert stop.value.checkpoint is None and not (tmp_path / "last.safetensors").exists()

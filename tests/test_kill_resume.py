@@ -105,8 +105,9 @@ def test_sigkill_anywhere_then_resume_equals_an_uninterrupted_run(backend, tmp_p
         assert proc.returncode == 128 + signum, err
         stopped = [line for line in err.splitlines() if "stopped by" in line]
         assert len(stopped) == 1 and "Traceback" not in err, err
-        match = re.fullmatch(rf"vae train: stopped by {signum.name} at epoch (\d+), step (\d+) \(1-based, the last step "
-                             rf"done\); resume with: vae train --out {re.escape(str(killed))} --resume", stopped[0])
+        match = re.fullmatch(rf"vae train: stopped by {signum.name} at epoch (\d+), step (\d+) \(1-based, the last "
+                             rf"step done\); resume with: vae train --out {re.escape(str(killed))} --resume",
+                             stopped[0])
         assert match, stopped[0]
         ckpt = read_checkpoint(killed / "last.safetensors")  # loads: the second signal did not corrupt it
         position = ckpt.trainer_state.get("position")

@@ -92,3 +92,24 @@ def test_plateau_and_early_stopping_follow_torch_semantics():
     with pytest.warns(UserWarning, match="replaying"):  # a foreign trainer_state: rebuilt from the history
         replayed = TrainerState.from_checkpoint({"lr": 5e-4}, {"val_loss": losses[:epoch]}, config, "val_loss")
     assert replayed == state
+
+
+@pytest.mark.parametrize("position, expected", [
+    ({"epoch": 2, "step": 3, "n_examples": 100, "batch_size": 8, "losses": [[1.0, 1.0, 0.0]] * 2, "seconds": 1.0},
+     "does not describe a step of epoch 2 with its batch losses"),  # 3 steps, 2 rows of losses
+    ({"epoch": 3, "step": 1, "n_examples": 100, "batch_size": 8, "losses": [[1.0, 1.0, 0.0]], "seconds": 1.0},
+     "does not describe a step of epoch 2"),  # another epoch
+    ({"epoch": 2, "step": 1, "n_examples": 100, "batch_size": 8, "losses": [["x", 1.0, 0.0]], "seconds": 1.0},
+     "does not describe a step"),  # not numbers
+    ({"epoch": 2, "step": 13, "n_examples": 100, "batch_size": 8, "losses": [[1.0, 1.0, 0.0]] * 13, "seconds": 1.0},
+     "past the epoch's 13 steps"),
+    ([1, 2], "does not describe a step"),
+])
+def test_a_damaged_step_position_is_a_checkpoint_error(position, expected):
+    from vae_core import CheckpointError
+    from vae_core.trainer import check_position
+
+    with pytest.raises(CheckpointError, match=expected):
+        check_position(position, 1, 100, 8, "ck.safetensors")
+    good = {"epoch": 2, "step": 2, "n_examples": 100, "batch_size": 8, "losses": [[1.0, 1.0, 0.0]] * 2, "seconds": 1}
+    assert check_position(good, 1, 100, 8, "ck.safetensors") == good

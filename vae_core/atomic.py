@@ -11,14 +11,23 @@ from pathlib import Path
 SLOW_WRITE_ENV = "VAE_CORE_SLOW_WRITE_SECONDS"
 
 
+class WriteError(OSError):
+    """The disk refused a write (ENOSPC, EFBIG, EIO, EACCES, ...): names the file; the old file is untouched."""
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` so that a reader sees the old file or the new one, never half of either."""
+    """Write `data` to `path` so that a reader sees the old file or the new one, never half of either.
+
+    Raises FileNotFoundError when the folder does not exist, and WriteError (an OSError with the errno) when the
+    system refuses the write, in which case `path` keeps its previous contents and no temp file is left.
+    """
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} does not exist; "
                                 f"create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the file the mode open() would
         with os.fdopen(fd, "wb") as f:
             pause = float(os.environ.get(SLOW_WRITE_ENV) or 0)
@@ -32,10 +41,10 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp):  # ENOSPC, EFBIG, EIO: name it
-            raise OSError(e.errno, f"cannot write {str(path)!r}: {e.strerror}") from e
+        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp):
+            raise WriteError(e.errno, f"cannot write {str(path)!r}: {e.strerror}") from e
         raise
     return path
 

@@ -145,12 +145,12 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         config = None if config is None else TrainConfig.from_dict(config)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{str(path)!r}: its spec or train_config is invalid: {e}") from None
-    adam = None
-    if meta.get("adam_step") is not None:
-        m, v = ({k[len(p):]: t for k, t in tensors.items() if k.startswith(p)} for p in ADAM_PREFIXES)
-        adam = AdamState(step=int(meta["adam_step"]), m=m, v=v)
     weights = {k: t for k, t in tensors.items() if not k.startswith(ADAM_PREFIXES)}
     try:
+        adam = None
+        if meta.get("adam_step") is not None:
+            m, v = ({k[len(p):]: t for k, t in tensors.items() if k.startswith(p)} for p in ADAM_PREFIXES)
+            adam = AdamState(step=int(meta["adam_step"]), m=m, v=v)
         return Checkpoint(spec=spec, weights=weights, train_config=config, epoch=int(meta.get("epoch", 0)),
                           history=meta.get("history") or {}, adam=adam,
                           trainer_state=meta.get("trainer_state") or {}, backend=meta.get("backend"))
@@ -214,7 +214,7 @@ def _parse_metadata(path: Path, raw_meta: dict[str, str]) -> dict[str, Any]:
 def save_checkpoint(path: str | os.PathLike, model: Any, *, train_config: TrainConfig | None = None,
                     epoch: int = 0, history: dict[str, list[float]] | None = None, optimizer: Any = None,
                     trainer_state: dict[str, Any] | None = None) -> Path:
-    """Save a backend model (and optionally its Adam optimizer) as a schema-v1 checkpoint."""
+    """Save a backend model (and optionally its Adam optimizer) as a checkpoint of the current schema."""
     from vae_core.registry import backend_of
 
     name, module = backend_of(model)

@@ -4,8 +4,9 @@ While `vae_core.trainer.run` trains, `StopSignals` replaces the handlers of both
 records the signal. The trainer looks at it at every step boundary (the TF backend: after each compiled block of
 up to 32 steps), writes a resumable checkpoint of that step, and raises `TrainingInterrupted`. A signal that
 arrives while a checkpoint is being written changes nothing: the write completes (and is atomic regardless). The
-previous handlers come back when training ends. Handlers can only be installed from the main thread; elsewhere
-the signals keep their default behaviour.
+previous handlers come back when training ends, and a signal that arrived after the last step boundary is then
+delivered to them. A second Ctrl-C goes straight to the previous handler (KeyboardInterrupt: stop now). Handlers
+can only be installed from the main thread; elsewhere the signals keep their default behaviour.
 """
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ class StopSignals:
         return self.requested is not None
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
+        previous = self._previous.get(signum)
+        if self.requested is not None and signum == signal.SIGINT and callable(previous):
+            previous(signum, frame)  # a second Ctrl-C: stop now (KeyboardInterrupt), as without vae_core
         if self.requested is None:
             self.requested = signum
 
@@ -54,7 +58,9 @@ class StopSignals:
                 self._previous[signum] = signal.signal(signum, self._record)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
-        self._previous.clear()
+        installed, self._previous = bool(self._previous), {}
+        if installed and self.requested is not None and exc_type is None:
+            signal.raise_signal(self.requested)  # arrived after the last step: deliver it as if we were not here

@@ -64,7 +64,7 @@ def open_resume(path: str | os.PathLike, spec: VAESpec, config: TrainConfig, mon
 
 
 def _best_weights(path: Path, ckpt: Checkpoint, spec: VAESpec, best_epoch: int) -> dict[str, np.ndarray] | None:
-    if best_epoch == ckpt.epoch:
+    if best_epoch == ckpt.epoch and "position" not in ckpt.trainer_state:  # a step checkpoint holds later weights
         return ckpt.weights
     candidate = path.parent / BEST_FILE
     try:

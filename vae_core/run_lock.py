@@ -3,8 +3,9 @@
 Two runs writing into one folder would overwrite each other's checkpoints. `run_lock(folder)` takes an exclusive
 `fcntl.flock` on the lock file for as long as the run lasts; a second run fails at once with `RunLockedError`,
 which names the holder. The kernel drops a flock when its process dies, however it dies, so a lock file left by
-a dead run is simply taken over, with a warning that names the old holder. Locks are per process and re-entrant:
-the CLI holds the folder while it writes `run.json`, and the trainer's own `run_lock` inside it is a no-op.
+a dead run is simply taken over, with a warning that names the old holder. A thread's lock is re-entrant: the CLI
+holds the folder while it writes `run.json`, and the trainer's own `run_lock` inside it is a no-op; another
+thread of the same process is refused like another process.
 
 On systems without `fcntl` (Windows) the folder is not locked, and a warning says so once.
 """
@@ -14,6 +15,7 @@ import contextlib
 import json
 import os
 import socket
+import threading
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -21,7 +23,9 @@ from typing import Iterator
 from vae_core.checks import caller_stacklevel
 
 LOCK_FILE = ".vae-run.lock"
-_HELD: dict[str, int] = {}  # lock file (resolved path) -> how many nested run_lock blocks hold it in this process
+# lock file (resolved path) -> [the thread that holds it, how many nested run_lock blocks of that thread hold it]
+_HELD: dict[str, list[int]] = {}
+_HELD_GUARD = threading.Lock()
 
 
 class RunLockedError(RuntimeError):
@@ -33,12 +37,19 @@ def run_lock(folder: str | os.PathLike, argument: str = "out_dir") -> Iterator[P
     """Hold the folder's run lock while the block runs; RunLockedError at once if another process holds it."""
     path = Path(folder).resolve() / LOCK_FILE
     key = str(path)
-    if key in _HELD:  # this process holds it already (the CLI around the trainer)
-        _HELD[key] += 1
+    with _HELD_GUARD:
+        holder = _HELD.get(key)
+        if holder is not None and holder[0] != threading.get_ident():
+            raise RunLockedError(f"{argument} {str(folder)!r} is in use by another run in this process (another "
+                                 f"thread); wait for it to finish, or pass another folder")
+        if holder is not None:  # this thread holds it already (the CLI around the trainer)
+            holder[1] += 1
+    if holder is not None:
         try:
             yield path
         finally:
-            _HELD[key] -= 1
+            with _HELD_GUARD:
+                holder[1] -= 1
         return
     try:
         import fcntl
@@ -60,11 +71,13 @@ def run_lock(folder: str | os.PathLike, argument: str = "out_dir") -> Iterator[P
                           f"is no longer running", UserWarning, stacklevel=caller_stacklevel())
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode(), 0)
-        _HELD[key] = 1
+        with _HELD_GUARD:
+            _HELD[key] = [threading.get_ident(), 1]
         try:
             yield path
         finally:
-            del _HELD[key]
+            with _HELD_GUARD:
+                del _HELD[key]
             os.ftruncate(fd, 0)  # an empty lock file: released cleanly, nothing to take over
     finally:
         os.close(fd)  # closing the descriptor releases the flock

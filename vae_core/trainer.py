@@ -145,20 +145,20 @@ class _Run:
                          None if args.val is None else eval_noise(config.seed, len(args.val), self.spec.latent_dim))
         epochs = range(0) if self.state.stopped_early else range(self.start_epoch, config.epochs)
         done_before = 0 if self.position is None else self.position["step"]
-        bar = tqdm(total=len(epochs) * self.n_steps - done_before, desc=f"{backend.name} fit", unit="step",
+        bar = tqdm(total=max(0, len(epochs) * self.n_steps - done_before), desc=f"{backend.name} fit", unit="step",
                    disable=not args.progress, dynamic_ncols=True, file=sys.stderr)
         try:
             for epoch in epochs:  # 0-based here; 1-based in history, checkpoints and errors
                 train_means, seconds = self._train_epoch(epoch, bar)
                 val_means = None if args.val is None else backend.validate()
                 if val_means is not None and not np.isfinite(val_means).all():
-                    raise NonFiniteLossError(epoch + 1, self.n_steps, self.last_good)
+                    raise NonFiniteLossError(epoch + 1, self.n_steps, self.last_good, phase="validation")
                 self._end_epoch(epoch, train_means, val_means, seconds)
                 bar.set_postfix({"epoch": epoch + 1, "loss": f"{train_means[0]:.2f}",
                                  **({"val": f"{val_means[0]:.2f}"} if val_means else {}),
                                  "lr": f"{self.history['lr'][-1]:.2g}"})
                 if self.signals():
-                    raise TrainingInterrupted(self.signals.requested, epoch + 1, self.n_steps, self.last_good)
+                    raise TrainingInterrupted(self.signals.requested, epoch + 1, self.n_steps, self._saved())
                 if self.state.stopped_early:
                     bar.close()
                     if args.progress:
@@ -176,7 +176,8 @@ class _Run:
         config, n, every = self.config, len(self.args.train), self.config.checkpoint_every_steps
         step, losses, seconds = 0, np.zeros((0, 3)), 0.0
         if self.position is not None:  # continue a step checkpoint of this epoch
-            step, losses, seconds = self.position["step"], np.asarray(self.position["losses"]), self.position["seconds"]
+            step, losses, seconds = self.position["step"], np.asarray(self.position["losses"], np.float64), \
+                float(self.position["seconds"])
             self.position = None
         start = time.perf_counter()
         self.backend.set_learning_rate(self.state.lr)
@@ -185,21 +186,30 @@ class _Run:
         self.backend.begin_epoch(epoch, epoch_permutation(config.seed, epoch, n), images, eps)
         while step < self.n_steps:
             done = epoch * self.n_steps + step  # optimizer steps of the run so far
-            stop = self.n_steps if every is None else min(self.n_steps, (done // every + 1) * every - epoch * self.n_steps)
-            result = self.backend.train_steps(step, stop, self.signals, bar.update)
+            # up to the next step checkpoint (every `every` steps of the run), or to the end of the epoch
+            stop = self.n_steps if every is None else \
+                min(self.n_steps, (done // every + 1) * every - epoch * self.n_steps)
+            result = self.backend.train_steps(step, stop, self.signals, bar.update)  # none when a stop came first
             finite = np.isfinite(result.losses).all(axis=1)  # (k,)
             if not finite.all():
                 raise NonFiniteLossError(epoch + 1, step + int(np.argmin(finite)) + 1, self.last_good)
             step += len(result.losses)
+            if step == 0:  # stopped before this epoch's first step: the previous epoch's end is the position
+                raise TrainingInterrupted(self.signals.requested, epoch, self.n_steps if epoch else 0, self._saved())
             losses = np.concatenate([losses, result.losses])
             if not result.weights_finite:
                 raise NonFiniteLossError(epoch + 1, step, self.last_good)
-            if step < self.n_steps and (self.signals() or (every and (epoch * self.n_steps + step) % every == 0)):
+            if 0 < step < self.n_steps and (self.signals() or (every and (epoch * self.n_steps + step) % every == 0)):
                 self._write_step_checkpoint(epoch, step, losses, seconds + time.perf_counter() - start)
             if step < self.n_steps and self.signals():
-                raise TrainingInterrupted(self.signals.requested, epoch + 1, step, self.last_good)
+                raise TrainingInterrupted(self.signals.requested, epoch + 1, step, self._saved())
         means = (losses * self.rows[:, None]).sum(axis=0) / n  # (3,) exact means: each example counts once
         return means, seconds + time.perf_counter() - start
+
+    def _saved(self) -> str | None:
+        """The checkpoint that holds the current position, with an out_dir: the last one written, or the one this
+        run resumed from when it has not written any yet (a stop is only seen after a write or before any step)."""
+        return self.last_good if self.args.out is not None else None
 
     def _checkpoint(self, epoch: int, trainer_state: dict[str, Any]) -> Checkpoint:
         return Checkpoint(spec=self.spec, weights=self.backend.export_weights(), train_config=self.config,
@@ -235,14 +245,28 @@ def check_position(position: Any, epoch: int, n_examples: int, batch_size: int, 
     if position is None:
         return None
     keys = ("epoch", "step", "n_examples", "batch_size", "losses", "seconds")
-    if not isinstance(position, dict) or any(k not in position for k in keys) or position["epoch"] != epoch + 1:
-        raise CheckpointError(f"resume_from={str(path)!r}: its trainer_state position {position!r} does not describe "
-                              f"a step of epoch {epoch + 1}; the file was not written by this trainer")
+    bad = not isinstance(position, dict) or any(k not in position for k in keys) or position["epoch"] != epoch + 1
+    if not bad:
+        steps = position["step"]
+        try:
+            losses = np.asarray(position["losses"], dtype=np.float64)
+        except (TypeError, ValueError):  # not a table of numbers
+            losses = np.zeros(0)
+        bad = (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1 or losses.shape != (steps, 3)
+               or not np.isfinite(losses).all() or not isinstance(position["seconds"], (int, float)))
+    if bad:
+        shown = repr(position if not isinstance(position, dict) else {k: position.get(k) for k in keys[:4]})[:200]
+        raise CheckpointError(f"resume_from={str(path)!r}: its trainer_state position ({shown}) does not describe a "
+                              f"step of epoch {epoch + 1} with its batch losses; the file was not written by this "
+                              f"trainer, or was edited")
     if (position["n_examples"], position["batch_size"]) != (n_examples, batch_size):
         raise CheckpointError(
             f"resume_from={str(path)!r} stopped at step {position['step']} of epoch {epoch + 1} of a run with "
             f"{position['n_examples']} training examples and batch_size {position['batch_size']}, but this run has "
             f"{n_examples} and {batch_size}; resume mid-epoch with the same data and batch size")
+    if position["step"] >= -(-n_examples // batch_size):
+        raise CheckpointError(f"resume_from={str(path)!r}: its position, step {position['step']} of epoch "
+                              f"{epoch + 1}, is past the epoch's {-(-n_examples // batch_size)} steps")
     return position
 
 

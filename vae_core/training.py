@@ -101,10 +101,12 @@ def eval_noise(seed: int, n: int, latent_dim: int) -> np.ndarray:
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or inf loss; the last good checkpoint (if any) is left untouched."""
 
-    def __init__(self, epoch: int, step: int, checkpoint: str | None = None):
-        self.epoch, self.step, self.checkpoint = epoch, step, checkpoint
+    def __init__(self, epoch: int, step: int, checkpoint: str | None = None, phase: str = "training"):
+        self.epoch, self.step, self.checkpoint, self.phase = epoch, step, checkpoint, phase
         where = f"the last good checkpoint is {checkpoint!r}" if checkpoint else "no checkpoint was written"
-        super().__init__(f"non-finite loss at epoch {epoch}, step {step} (1-based); training stopped and {where}. "
+        what = (f"non-finite loss at epoch {epoch}, step {step} (1-based)" if phase == "training" else
+                f"non-finite {phase} loss after epoch {epoch} (its {step} steps had finite losses)")
+        super().__init__(f"{what}; training stopped and {where}. "
                          f"Lower TrainConfig.learning_rate or set TrainConfig.grad_clip_norm")
 
 

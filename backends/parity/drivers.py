@@ -1,8 +1,8 @@
 """Thin drivers so that each parity check is written once for both backends.
 
-The parity tests (tests/parity) and `scripts/parity_report.py` both measure through these functions, so the report's numbers are the
-tests' numbers. Torch drivers take a `device` ("cpu" or "cuda"); on CUDA they run with TF32 off (fp32 stays fp32).
-The TF side always runs on the CPU.
+The parity tests (tests/parity) and `scripts/parity_report.py` both measure through these functions, so the
+report's numbers are the tests' numbers. Torch drivers take a `device` ("cpu" or "cuda"); on CUDA they run with
+TF32 off (fp32 stays fp32). The TF side always runs on the CPU.
 """
 from __future__ import annotations
 

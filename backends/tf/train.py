@@ -114,6 +114,8 @@ class Trainer(WeightsAdapter):
 
     def train_steps(self, first: int, stop: int, should_stop: Callable[[], bool],
                     on_steps: Callable[[int], object]) -> StepsResult:
+        if should_stop():  # as torch: no step once a stop is requested
+            return StepsResult(np.zeros((0, 3)), True)
         rows = slice(first * self.shape[1], stop * self.shape[1])
         counter = _StepCounter(self.step_log, self.optimizer, should_stop, on_steps)
         data = train_dataset(self.x_train, self.order[rows], self.eps[rows], self.config.batch_size, shape=self.shape)
@@ -150,7 +152,7 @@ def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: Tr
         only "fp64".
 
     History lists are per epoch (`vae_core.training.HISTORY_KEYS`), exact means over the examples. Raises
-    NonFiniteLossError at the first NaN/inf loss, before any checkpoint of that epoch is written.
+    NonFiniteLossError at the first NaN/inf loss, before any checkpoint after the last finite step is written.
     """
     check_model(model, "fit")
     device_name = resolve_device(device)

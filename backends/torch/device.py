@@ -21,6 +21,10 @@ def resolve_device(device: Any, argument: str = "device") -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"{argument} must name an available device: {argument}={device!r}, but CUDA is not "
                          f"available to torch {torch.__version__}; pass {argument}='cpu' or 'auto'")
+    if device.startswith("cuda:") and int(device.partition(":")[2]) >= torch.cuda.device_count():
+        raise ValueError(f"{argument} must name an available device: {argument}={device!r}, but torch "
+                         f"{torch.__version__} sees {torch.cuda.device_count()} GPU(s); pass {argument}='cuda' or "
+                         f"'auto'")
     return torch.device(device)
 
 

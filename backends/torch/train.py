@@ -2,7 +2,8 @@
 
 `Trainer` is this backend's `vae_core.backend.TrainerBackend`: it keeps the data as tensors on the device, gathers
 each epoch's batches there, keeps the per-step losses on the device and synchronises with the host once per run
-of steps (an epoch, or up to the next step checkpoint); a stop request is seen between any two steps. The epochs, resume, checkpoints, the LR plateau, early stopping and progress are `vae_core.trainer.run`'s.
+of steps (an epoch, or up to the next step checkpoint); a stop request is seen between any two steps. The epochs,
+resume, checkpoints, the LR plateau, early stopping and progress are `vae_core.trainer.run`'s.
 """
 from __future__ import annotations
 
@@ -146,7 +147,7 @@ def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: Tr
         eagerly). Costs seconds once and needs a C++ compiler on the CPU (scripts/results/bench_torch_cpu.md).
 
     History lists are per epoch (`vae_core.training.HISTORY_KEYS`), exact means over the examples. Raises
-    NonFiniteLossError at the first NaN/inf loss, before any checkpoint of that epoch is written.
+    NonFiniteLossError at the first NaN/inf loss, before any checkpoint after the last finite step is written.
     """
     check_model(model, "fit")
     dev = resolve_device(device)

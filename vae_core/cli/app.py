@@ -7,8 +7,10 @@
     vae plot runs/mnist/best.safetensors --out runs/mnist/plots
     vae compare --dataset fashion-mnist --epochs 20 --same-init --out runs/compare
 
-A bad argument exits with status 2 and one line on stderr, never a traceback. A run that fails while
-training (a non-finite loss) exits with status 1 and keeps its last good checkpoint.
+A bad argument exits with status 2 and one line on stderr, never a traceback; so does a second run into a folder
+that another run holds. A run that fails while training (a non-finite loss, or a disk that refuses a write) exits
+with status 1 and keeps its last good checkpoint. SIGTERM and Ctrl-C stop at the next step boundary after a
+checkpoint of that step, with one line saying how to resume, and exit 143 and 130.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from vae_core.atomic import atomic_write
 from vae_core.checkpoint import LAST_FILE, CheckpointError
 from vae_core.cli.options import RUN_KEYS, add_field_flags, flag_values, read_config_file
 from vae_core.registry import BACKENDS
+from vae_core.atomic import WriteError
 from vae_core.run_lock import RunLockedError, run_lock
 from vae_core.training import prepare_out_dir
 
@@ -447,15 +450,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLossError as e:
         print(f"{prog}: training stopped: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
+    except WriteError as e:  # the disk refused a write (ENOSPC, EFBIG, EIO, EACCES): the last good checkpoint stays
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"{prog}: error: {' '.join(str(e).split())}; the previous checkpoint is untouched", file=sys.stderr)
+        return 1
     except USAGE_ERRORS as e:
         if os.environ.get(DEBUG_ENV):
             raise
         print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    except OSError as e:  # the disk refused a write (ENOSPC, EFBIG, EIO): the last good checkpoint stays
+    except OSError as e:  # any other failure of the system (a read error): not the input's fault
         if os.environ.get(DEBUG_ENV):
             raise
-        print(f"{prog}: error: {' '.join(str(e).split())}; the previous checkpoint is untouched", file=sys.stderr)
+        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     except TrainingInterrupted as e:  # SIGTERM or Ctrl-C while training: a checkpoint of that step was written
         where = (f"resume with: vae train --out {shlex.quote(str(Path(e.checkpoint).parent))} --resume"

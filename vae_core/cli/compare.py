@@ -1,4 +1,5 @@
-"""Train the torch and tf backends side by side and compare their curves (`vae compare`, scripts/compare_backends.py).
+"""Train the torch and tf backends side by side and compare their curves (`vae compare`,
+`python -m scripts.compare_backends`).
 
 Both backends get the same spec, config, data and seed. Since `vae_core.init_weights` is shared, the same seed
 already gives both the same initial weights; `same_init` makes that explicit by writing one neutral checkpoint
