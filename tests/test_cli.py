@@ -194,3 +194,42 @@ def test_divergence_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_c
     assert (out / "last.safetensors").read_bytes() == good  # untouched
     for name in ("last.safetensors", "best.safetensors"):
         assert read_checkpoint(out / name).epoch <= 2  # loads, so every weight is finite
+
+
+class _InterruptAfter:
+    """Stands in for vae_core.interrupt.StopSignals: a signal 'arrives' after `n` step-boundary checks, in-process
+    (tests/test_kill_resume.py sends a real SIGTERM to a `vae train` subprocess; SIGINT takes the same path)."""
+
+    def __init__(self, signum, n):
+        self.signum, self.n, self.calls, self.requested = signum, n, 0, None
+
+    def __call__(self):
+        self.calls += 1
+        if self.calls > self.n:
+            self.requested = self.signum
+        return self.requested is not None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+@pytest.mark.parametrize("backend", ["torch", "tf"])
+def test_ctrl_c_while_training_exits_130_with_one_line_and_a_step_checkpoint(backend, tmp_path, capsys, monkeypatch):
+    import signal
+
+    import vae_core.trainer
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: _InterruptAfter(signal.SIGINT, 3))
+    status = main(["train", "--backend", backend, "--dataset", "digits", "--hidden-dims", "16", "--latent-dim", "2",
+                   "--batch-size", "8",  # 180 steps an epoch: several TF blocks, so the stop lands mid-epoch
+                   "--epochs", "2", "--out", str(out), "--device", "cpu", "--no-plots", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 130, err
+    assert re.fullmatch(rf"vae train: stopped by SIGINT at epoch 1, step (\d+) \(1-based, the last step done\); "
+                        rf"resume with: vae train --out {re.escape(str(out))} --resume", err[-1]), err
+    position = read_checkpoint(out / "last.safetensors").trainer_state["position"]
+    assert position["step"] == int(re.search(r"step (\d+)", err[-1])[1]) and not (out / "history.json").exists()
