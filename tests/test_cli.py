@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.stop_signals import StopAfterChecks
 from vae_core import read_checkpoint
 from vae_core.cli import main
 
@@ -196,26 +197,6 @@ def test_divergence_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_c
         assert read_checkpoint(out / name).epoch <= 2  # loads, so every weight is finite
 
 
-class _InterruptAfter:
-    """Stands in for vae_core.interrupt.StopSignals: a signal 'arrives' after `n` step-boundary checks, in-process
-    (tests/test_kill_resume.py sends a real SIGTERM to a `vae train` subprocess; SIGINT takes the same path)."""
-
-    def __init__(self, signum, n):
-        self.signum, self.n, self.calls, self.requested = signum, n, 0, None
-
-    def __call__(self):
-        self.calls += 1
-        if self.calls > self.n:
-            self.requested = self.signum
-        return self.requested is not None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-
 @pytest.mark.parametrize("backend", ["torch", "tf"])
 def test_ctrl_c_while_training_exits_130_with_one_line_and_a_step_checkpoint(backend, tmp_path, capsys, monkeypatch):
     import signal
@@ -223,7 +204,7 @@ def test_ctrl_c_while_training_exits_130_with_one_line_and_a_step_checkpoint(bac
     import vae_core.trainer
 
     out = tmp_path / "run"
-    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: _InterruptAfter(signal.SIGINT, 3))
+    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: StopAfterChecks(3, signal.SIGINT))
     status = main(["train", "--backend", backend, "--dataset", "digits", "--hidden-dims", "16", "--latent-dim", "2",
                    "--batch-size", "8",  # 180 steps an epoch: several TF blocks, so the stop lands mid-epoch
                    "--epochs", "2", "--out", str(out), "--device", "cpu", "--no-plots", "--no-progress"])

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from tests.stop_signals import StopAfterChecks
 from vae_core import VAESpec, build
 
 SPEC = VAESpec(input_dim=64, hidden_dims=(32,), latent_dim=3, image_shape=(8, 8))
@@ -176,27 +177,6 @@ def test_the_progress_bar_counts_optimizer_steps_on_stderr(backend, capfd):
     assert f"{backend} fit" not in capfd.readouterr().err
 
 
-class _StopAfterChecks:
-    """Stands in for vae_core.interrupt.StopSignals: a SIGTERM 'arrives' after `n` step-boundary checks (the torch
-    backend checks before every step, TF before every block), so the stop lands at a fixed step in-process."""
-
-    def __init__(self, n):
-        self.n, self.calls, self.requested = n, 0, None
-
-    def __call__(self):
-        self.calls += 1
-        if self.calls > self.n:
-            import signal
-            self.requested = signal.SIGTERM
-        return self.requested is not None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_stop_mid_epoch_writes_a_step_checkpoint_and_the_resume_is_bit_identical(backend, tmp_path, monkeypatch):
     import vae_core.trainer
@@ -210,7 +190,7 @@ def test_a_stop_mid_epoch_writes_a_step_checkpoint_and_the_resume_is_bit_identic
     # a resume from a step checkpoint must take from best.safetensors, not from the step checkpoint itself
     whole = fit(_model(backend), x, val, config, out_dir=tmp_path / "whole", progress=False)
     checks = {"torch": 25, "tf": 27}[backend]  # torch checks before every step, TF before and after every block
-    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: _StopAfterChecks(checks))  # mid-epoch 2 or 3
+    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: StopAfterChecks(checks))  # mid-epoch 2 or 3
     with pytest.raises(TrainingInterrupted) as stop:
         fit(_model(backend), x, val, config, out_dir=tmp_path / "cut", progress=False)
     monkeypatch.setattr(vae_core.trainer, "StopSignals", StopSignals)
@@ -235,7 +215,7 @@ def test_a_step_checkpoint_of_other_data_is_refused(backend, tmp_path, monkeypat
     from vae_core.interrupt import TrainingInterrupted
 
     config = TrainConfig(epochs=2, batch_size=8, checkpoint_every_steps=5)
-    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: _StopAfterChecks(2))
+    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: StopAfterChecks(2))
     with pytest.raises(TrainingInterrupted):
         fit(_model(backend), _x(100), None, config, out_dir=tmp_path, progress=False)
     monkeypatch.undo()
@@ -250,7 +230,7 @@ def test_a_stop_before_the_first_step_saves_nothing_and_says_so(backend, tmp_pat
     from vae_core import TrainConfig, fit
     from vae_core.interrupt import TrainingInterrupted
 
-    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: _StopAfterChecks(0))
+    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: StopAfterChecks(0))
     with pytest.raises(TrainingInterrupted, match=r"at epoch 0, step 0 .* nothing was saved") as stop:
         fit(_model(backend), _x(40), None, TrainConfig(epochs=2, batch_size=8), out_dir=tmp_path, progress=False)
     assert stop.value.checkpoint is None and not (tmp_path / "last.safetensors").exists()
