@@ -144,7 +144,7 @@ CASES: list[Case] = [
     Case("outside-0-1", PY, "pixel 1.5 with a Bernoulli decoder", lambda t: lambda: _fit(_with(1.5)), ValueError,
          r"must lie in \[0, 1\] for a Bernoulli decoder"),
     Case("wrong-dim", PY, "x of shape (20, 100) for input_dim 64", lambda t: lambda: _fit(X[:, :50].repeat(2, 1)),
-         ValueError, r"shape \(N, 64\) .* got \(20, 100\)\. Build the model with VAESpec\(input_dim"),
+         ValueError, r"shape \(N, 64\) or \(N, 8, 8, 1\) or \(N, 8, 8\) .* got \(20, 100\)\. Build the model with a VAESpec"),
     Case("1-d", PY, "a 1-D array of 64 pixels", lambda t: lambda: _fit(X[0]), ValueError, r"shape \(N, 64\) .* x\.reshape\(1, -1\)"),
     Case("empty", PY, "an empty (0, 64) array", lambda t: lambda: _fit(X[:0]), ValueError, r"empty .* at least one"),
     Case("int-dtype", PY, "int32 pixels", lambda t: lambda: _fit(X.astype(np.int32)), TypeError,
@@ -155,7 +155,11 @@ CASES: list[Case] = [
     *[Case(f"spec-{field}", PY, f"VAESpec({field}={value!r})", (lambda f, v: lambda t: lambda: VAESpec(**{f: v}))(field, value),
            ValueError, rf"VAESpec\.{field} must be")
       for field, value in [("input_dim", 0), ("hidden_dims", (400, 0)), ("hidden_dims", "400"), ("latent_dim", 0),
-                           ("likelihood", "poisson"), ("beta", -1.0), ("image_shape", (3, 3))]],
+                           ("likelihood", "poisson"), ("beta", -1.0), ("image_shape", (28, 28, 0)),
+                           ("architecture", "resnet"), ("conv_channels", (32, -1)), ("kernel_size", 1)]],
+    Case("conv-image-too-small", PY, "VAESpec(architecture='conv', image_shape=(3, 3))",
+         lambda t: lambda: VAESpec(architecture="conv", image_shape=(3, 3)), ValueError,
+         r"VAESpec\.image_shape must be at least 4 x 4 pixels for 2 stride-2 convolutions"),
     *[Case(f"config-{field}", PY, f"TrainConfig({field}={value!r})",
            (lambda f, v: lambda t: lambda: TrainConfig(**{f: v}))(field, value), ValueError, rf"TrainConfig\.{field} must be")
       for field, value in [("batch_size", 0), ("epochs", 0), ("learning_rate", 0.0), ("adam_beta1", 1.0),

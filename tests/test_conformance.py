@@ -6,6 +6,8 @@ from tests.stop_signals import StopAfterChecks
 from vae_core import VAESpec, build
 
 SPEC = VAESpec(input_dim=64, hidden_dims=(32,), latent_dim=3, image_shape=(8, 8))
+CONV_SPEC = VAESpec(architecture="conv", image_shape=(8, 8), conv_channels=(4, 8), hidden_dims=(16,), latent_dim=3)
+SPECS = [pytest.param(SPEC, id="mlp"), pytest.param(CONV_SPEC, id="conv")]
 BACKENDS = [pytest.param("torch", id="torch"), pytest.param("tf", id="tf")]
 
 
@@ -177,8 +179,10 @@ def test_the_progress_bar_counts_optimizer_steps_on_stderr(backend, capfd):
     assert f"{backend} fit" not in capfd.readouterr().err
 
 
+@pytest.mark.parametrize("spec", SPECS)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_stop_mid_epoch_writes_a_step_checkpoint_and_the_resume_is_bit_identical(backend, tmp_path, monkeypatch):
+def test_a_stop_mid_epoch_writes_a_step_checkpoint_and_the_resume_is_bit_identical(backend, spec, tmp_path,
+                                                                                   monkeypatch):
     import vae_core.trainer
     from vae_core import TrainConfig, fit, read_checkpoint
     from vae_core.interrupt import StopSignals, TrainingInterrupted
@@ -188,18 +192,18 @@ def test_a_stop_mid_epoch_writes_a_step_checkpoint_and_the_resume_is_bit_identic
                          lr_plateau_patience=0, early_stopping=True, early_stopping_patience=10)
     # 13 steps an epoch: step checkpoints inside every epoch; early stopping ends on the best epoch's weights, which
     # a resume from a step checkpoint must take from best.safetensors, not from the step checkpoint itself
-    whole = fit(_model(backend), x, val, config, out_dir=tmp_path / "whole", progress=False)
+    whole = fit(_model(backend, spec), x, val, config, out_dir=tmp_path / "whole", progress=False)
     checks = {"torch": 25, "tf": 27}[backend]  # torch checks before every step, TF before and after every block
     monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: StopAfterChecks(checks))  # mid-epoch 2 or 3
     with pytest.raises(TrainingInterrupted) as stop:
-        fit(_model(backend), x, val, config, out_dir=tmp_path / "cut", progress=False)
+        fit(_model(backend, spec), x, val, config, out_dir=tmp_path / "cut", progress=False)
     monkeypatch.setattr(vae_core.trainer, "StopSignals", StopSignals)
     cut = tmp_path / "cut" / "last.safetensors"
     position = read_checkpoint(cut).trainer_state["position"]
     assert (stop.value.exit_status, stop.value.checkpoint) == (143, str(cut))
     assert (position["epoch"], position["step"]) == (stop.value.epoch, stop.value.step) and 0 < position["step"] < 13
     assert stop.value.epoch >= 2  # a best epoch exists before the stop
-    resumed = fit(_model(backend), x, val, config, out_dir=tmp_path / "cut", resume_from=cut, progress=False)
+    resumed = fit(_model(backend, spec), x, val, config, out_dir=tmp_path / "cut", resume_from=cut, progress=False)
     a, b = read_checkpoint(tmp_path / "whole" / "last.safetensors"), read_checkpoint(cut)
     for name in a.weights:
         np.testing.assert_array_equal(b.weights[name], a.weights[name], err_msg=name)
@@ -234,3 +238,35 @@ def test_a_stop_before_the_first_step_saves_nothing_and_says_so(backend, tmp_pat
     with pytest.raises(TrainingInterrupted, match=r"at epoch 0, step 0 .* nothing was saved") as stop:
         fit(_model(backend), _x(40), None, TrainConfig(epochs=2, batch_size=8), out_dir=tmp_path, progress=False)
     assert stop.value.checkpoint is None and not (tmp_path / "last.safetensors").exists()
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_uint8_images_train_as_their_float_values(backend, spec):
+    """uint8 data stays uint8 in the trainer and becomes x / 255 per batch: the history equals that of the float32
+    values x / 255, bit for bit, in rows or as (N, H, W) images, with dynamic binarization too."""
+    from vae_core import TrainConfig, evaluate, fit
+
+    images = np.random.default_rng(0).integers(0, 256, (40, 8, 8), dtype=np.uint8)
+    floats = images.reshape(40, 64).astype(np.float32) / np.float32(255.0)
+    for binarize in (False, True):
+        config = TrainConfig(epochs=2, batch_size=16, dynamic_binarization=binarize)
+        runs = [fit(_model(backend, spec), x, floats[:8], config, progress=False) for x in (floats, images)]
+        assert {k: v for k, v in runs[0].items() if k != "seconds"} == \
+            {k: v for k, v in runs[1].items() if k != "seconds"}, binarize
+    model = _model(backend, spec)
+    assert evaluate(model, images) == evaluate(model, floats) == evaluate(model, images[..., None])
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_images_and_rows_are_the_same_examples(backend, spec):
+    """(N, H, W, C) images, channels last, are the examples of their (N, D) rows: the same reconstruction, as rows."""
+    model = _model(backend, spec)
+    images = np.random.default_rng(1).random((3, 8, 8, 1), dtype=np.float32)
+    rows = np.asarray(model.reconstruct(images.reshape(3, 64)))
+    assert rows.shape == (3, 64)
+    np.testing.assert_array_equal(np.asarray(model.reconstruct(images)), rows)
+    with pytest.raises(ValueError, match=r"reconstruct: x must have shape \(N, 64\) or \(N, 8, 8, 1\) or "
+                                         r"\(N, 8, 8\) .*got \(3, 8, 9\)"):
+        model.reconstruct(np.zeros((3, 8, 9), np.float32))

@@ -68,7 +68,7 @@ def test_check_data_converts_documented_dtypes():
 
 
 @pytest.mark.parametrize("x, error, message", [
-    ([[0.1, 0.2, 0.3, 0.4]], TypeError, r"train must be a NumPy array of shape \(N, 4\); got list"),
+    ([[0.1, 0.2, 0.3, 0.4]], TypeError, r"train must be a NumPy array of shape \(N, 4\) or .*; got list"),
     (np.zeros((2, 4), np.int64), TypeError, "train must be float32, float64 or uint8"),
     (np.zeros(4, np.float32), ValueError, r"train must have shape \(N, 4\).*got \(4,\)"),
     (np.zeros((2, 5), np.float32), ValueError, r"train must have shape \(N, 4\).*got \(2, 5\)"),

@@ -28,8 +28,12 @@ def test_spec_defaults_are_the_seeds():
     ("likelihood", "poisson", "one of 'bernoulli', 'gaussian', 'gaussian_learned'"),
     ("beta", -0.1, r"a number in \[0.0, inf\)"),
     ("beta", float("nan"), "a finite number"),
-    ("image_shape", (27, 28), r"\(H, W\) with H\*W == input_dim \(784\)"),
-    ("image_shape", (28,), "None or two positive ints"),
+    ("image_shape", (28,), r"None, \(H, W\) or \(H, W, C\) of positive ints"),
+    ("image_shape", (28, 28, 0), r"None, \(H, W\) or \(H, W, C\) of positive ints"),
+    ("architecture", "resnet", "one of 'mlp', 'conv'"),
+    ("conv_channels", (32, 0), "a sequence of positive ints"),
+    ("conv_channels", "32", "a sequence of positive ints"),
+    ("kernel_size", 1, "an int >= 2"),
 ])
 def test_spec_rejects_bad_fields_naming_field_value_and_allowed(field, value, expected):
     with pytest.raises(ValueError, match=rf"VAESpec\.{field} must be {expected}") as err:

@@ -73,7 +73,7 @@ def test_reconstruct_decodes_the_encoder_mean_and_accepts_numpy():
         expected = torch.sigmoid(model.decode(mu))
     assert torch.equal(got, expected) and torch.equal(got, model.reconstruct(torch.from_numpy(x)))
     assert model.reconstruct(x[0]).shape == (1, 12)
-    with pytest.raises(ValueError, match=r"must have shape \(B, 12\)"):
+    with pytest.raises(ValueError, match=r"reconstruct: x must have shape \(N, 12\).*got \(2, 13\)"):
         model.reconstruct(np.zeros((2, 13), np.float32))
     with pytest.raises(TypeError, match="NumPy array or a torch.Tensor"):
         model.reconstruct([[0.0] * 12])

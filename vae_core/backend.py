@@ -35,14 +35,14 @@ class TrainerBackend(Protocol):
     name: str  # the backend's registry name, written into checkpoints ("torch", "tf")
 
     def set_data(self, train: np.ndarray, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
-        """Keep the float32 (N, D) training set, and the (M, D) validation set with its fixed (M, L) noise,
+        """Keep the (N, D) training set (float32, or uint8 images to turn into x / 255 per batch), and the (M, D) validation set with its fixed (M, L) noise,
         where the steps run (device memory, a tf.Variable); called once, before the first epoch."""
 
     def begin_epoch(self, epoch: int, order: np.ndarray, images: np.ndarray | None, eps: np.ndarray | None) -> None:
         """Prepare the 0-based `epoch`: its batches are `order` (N,) in turn.
 
-        images: this epoch's (N, D) training set when it differs from `set_data`'s (dynamic binarization), else
-            None. eps: (N, L) noise, row i for the i-th example in `order`; None means the backend draws its own
+        images: this epoch's (N, D) training set when it differs from `set_data`'s (dynamic binarization: 0/1 in
+            float32, or 0/255 in uint8 for uint8 data), else None. eps: (N, L) noise, row i for the i-th example in `order`; None means the backend draws its own
             framework noise as a function of (config.seed, epoch) alone.
         """
 

@@ -1,9 +1,16 @@
 """VAESpec: the architecture and objective, defined once for every backend.
 
-Encoder: x (D) -> hidden_dims[0] -> ... -> hidden_dims[-1] (ReLU) -> mu, log_var (latent_dim each).
-Decoder mirrors it: z (latent_dim) -> reversed(hidden_dims) (ReLU) -> out.
-`out` is (D) logits for "bernoulli", (D) means for "gaussian", and (2D) for "gaussian_learned":
-the first D columns are means, the last D are per-pixel log-variances.
+architecture="mlp" (the seed's model):
+    Encoder: x (D) -> hidden_dims[0] -> ... -> hidden_dims[-1] (ReLU) -> mu, log_var (latent_dim each).
+    Decoder mirrors it: z (latent_dim) -> reversed(hidden_dims) (ReLU) -> out.
+architecture="conv":
+    Encoder: x (H, W, C) -> one stride-2 k x k conv per entry of conv_channels (ReLU) -> flatten (h, w, c) ->
+    hidden_dims (ReLU) -> mu, log_var. Decoder mirrors it: z -> reversed(hidden_dims) (ReLU) -> the last conv map
+    (ReLU) -> transposed convs (ReLU) -> out, a transposed conv to C (or 2C) channels of exactly H x W.
+    Padding and cropping are explicit amounts (`vae_core.architecture`).
+The decoder output is a flat (D) row in channels-last order for either architecture: logits for "bernoulli",
+means for "gaussian", and (2D) for "gaussian_learned": the first D columns are means, the last D are per-pixel
+log-variances.
 """
 from __future__ import annotations
 
@@ -12,21 +19,30 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from vae_core.architecture import Layer, layer_plan
 from vae_core.checks import check_choice, check_float, check_int, fail, known_fields
 
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")
+ARCHITECTURES = ("mlp", "conv")
+DEFAULT_INPUT_DIM = 784  # 28 x 28, when neither input_dim nor image_shape is given
 
 
 @dataclass(frozen=True)
 class VAESpec:
-    input_dim: int = 784  # D: flattened pixels per example (28*28 for MNIST)
-    hidden_dims: tuple[int, ...] = (400, 400)  # encoder widths; the decoder uses them reversed
+    input_dim: int | None = None  # D: values per example, H*W*C; None: from image_shape, else 784 (28*28)
+    hidden_dims: tuple[int, ...] = (400, 400)  # dense widths of the encoder; the decoder uses them reversed
     latent_dim: int = 20  # size of z
     likelihood: str = "bernoulli"  # p(x|z): "bernoulli" (logits), "gaussian" (unit variance), "gaussian_learned"
     beta: float = 1.0  # weight of the KL term in the loss (beta-VAE); 1.0 is the plain ELBO
-    image_shape: tuple[int, int] | None = None  # (H, W) for plots; None: square if D is a square, else none
+    image_shape: tuple[int, ...] | None = None  # (H, W) or (H, W, C); None: (s, s) if D is a square s*s, else none
+    architecture: str = "mlp"  # "mlp", or "conv": stride-2 convolutions before the dense layers (needs image_shape)
+    conv_channels: tuple[int, ...] = (32, 64)  # "conv": output channels of each encoder convolution, in order
+    kernel_size: int = 4  # "conv": the k of every k x k convolution and transposed convolution, >= 2
 
     def __post_init__(self) -> None:
+        if self.input_dim is None:
+            shape = self.image_shape
+            object.__setattr__(self, "input_dim", math.prod(shape) if _is_int_tuple(shape) else DEFAULT_INPUT_DIM)
         check_int("VAESpec", "input_dim", self.input_dim, minimum=1)
         hidden = self.hidden_dims
         if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
@@ -39,21 +55,53 @@ class VAESpec:
         check_int("VAESpec", "latent_dim", self.latent_dim, minimum=1)
         check_choice("VAESpec", "likelihood", self.likelihood, LIKELIHOODS)
         check_float("VAESpec", "beta", self.beta, low=0.0)
+        check_choice("VAESpec", "architecture", self.architecture, ARCHITECTURES)
+        channels = self.conv_channels
+        if not _is_int_tuple(channels, any_length=True):
+            fail("VAESpec", "conv_channels", "a sequence of positive ints such as (32, 64)", channels)
+        object.__setattr__(self, "conv_channels", tuple(int(c) for c in channels))
+        check_int("VAESpec", "kernel_size", self.kernel_size, minimum=2)
         self._check_image_shape()
+        if self.architecture == "conv":
+            self._check_conv()
 
     def _check_image_shape(self) -> None:
         shape = self.image_shape
         if shape is None:
+            if self.architecture == "conv":
+                fail("VAESpec", "image_shape", "(H, W) or (H, W, C) for architecture='conv'", shape,
+                     "Pass the images' shape, e.g. image_shape=(28, 28) or (32, 32, 3)")
             side = math.isqrt(self.input_dim)
             object.__setattr__(self, "image_shape", (side, side) if side * side == self.input_dim else None)
             return
-        if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 2 \
-                or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
-            fail("VAESpec", "image_shape", "None or two positive ints (H, W)", shape)
-        shape = tuple(shape)
-        if shape[0] * shape[1] != self.input_dim:
-            fail("VAESpec", "image_shape", f"(H, W) with H*W == input_dim ({self.input_dim})", shape)
+        if not _is_int_tuple(shape) or len(shape) not in (2, 3):
+            fail("VAESpec", "image_shape", "None, (H, W) or (H, W, C) of positive ints", shape)
+        shape = tuple(int(s) for s in shape)
+        if math.prod(shape) != self.input_dim:
+            fail("VAESpec", "image_shape", f"a shape whose product H*W*C equals input_dim ({self.input_dim})", shape,
+                 "Leave input_dim out: it follows from image_shape")
         object.__setattr__(self, "image_shape", shape)
+
+    def _check_conv(self) -> None:
+        if not self.conv_channels:
+            fail("VAESpec", "conv_channels", "at least one positive int for architecture='conv'", self.conv_channels)
+        smallest = 2 ** len(self.conv_channels)
+        if min(self.image_shape[:2]) < smallest:
+            fail("VAESpec", "image_shape", f"at least {smallest} x {smallest} pixels for {len(self.conv_channels)} "
+                 f"stride-2 convolutions (conv_channels={self.conv_channels})", self.image_shape,
+                 "Use fewer conv_channels entries, larger images (--image-size), or architecture='mlp'")
+
+    @property
+    def channels(self) -> int:
+        """C, the channels of an image (1 for an (H, W) image_shape); 1 without an image_shape."""
+        return self.image_shape[2] if self.image_shape is not None and len(self.image_shape) == 3 else 1
+
+    def layers(self) -> tuple[Layer, ...]:
+        """The model's layers in order (`vae_core.architecture`): what every backend builds."""
+        return layer_plan(input_dim=self.input_dim, hidden_dims=self.hidden_dims, latent_dim=self.latent_dim,
+                          output_channels_factor=2 if self.likelihood == "gaussian_learned" else 1,
+                          image_shape=self.image_shape, kernel_size=self.kernel_size,
+                          conv_channels=self.conv_channels if self.architecture == "conv" else None)
 
     @property
     def output_dim(self) -> int:
@@ -61,22 +109,12 @@ class VAESpec:
         return 2 * self.input_dim if self.likelihood == "gaussian_learned" else self.input_dim
 
     def weight_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Canonical neutral names and shapes, in layer order. Kernels are (in, out)."""
+        """Canonical neutral names and shapes, in layer order. Kernels are dense (in, out), conv (kh, kw, in, out)
+        and transposed conv (kh, kw, out, in)."""
         shapes: dict[str, tuple[int, ...]] = {}
-
-        def dense(name: str, n_in: int, n_out: int) -> None:
-            shapes[f"{name}.kernel"] = (n_in, n_out)
-            shapes[f"{name}.bias"] = (n_out,)
-
-        widths = (self.input_dim, *self.hidden_dims)
-        for i in range(len(self.hidden_dims)):
-            dense(f"encoder.{i}", widths[i], widths[i + 1])
-        dense("encoder.mu", widths[-1], self.latent_dim)
-        dense("encoder.log_var", widths[-1], self.latent_dim)
-        widths = (self.latent_dim, *reversed(self.hidden_dims))
-        for i in range(len(self.hidden_dims)):
-            dense(f"decoder.{i}", widths[i], widths[i + 1])
-        dense("decoder.out", widths[-1], self.output_dim)
+        for layer in self.layers():
+            shapes[f"{layer.name}.kernel"] = layer.kernel_shape
+            shapes[f"{layer.name}.bias"] = (layer.n_out,)
         return shapes
 
     @property
@@ -86,18 +124,29 @@ class VAESpec:
     def replace(self, **changes: Any) -> "VAESpec":
         """A copy with some fields changed, validated again.
 
-        A new `input_dim` without an `image_shape` gets its image shape inferred again, not the old one.
+        A new `input_dim` without an `image_shape` gets its image shape inferred again, not the old one, and a
+        new `image_shape` without an `input_dim` gets its input_dim from the shape.
         """
         if "input_dim" in changes and "image_shape" not in changes:
             changes["image_shape"] = None
+        if "image_shape" in changes and "input_dim" not in changes:
+            changes["input_dim"] = None
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["hidden_dims"] = list(self.hidden_dims)
         d["image_shape"] = None if self.image_shape is None else list(self.image_shape)
+        d["conv_channels"] = list(self.conv_channels)
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "VAESpec":
         return cls(**known_fields(cls, d))
+
+
+def _is_int_tuple(value: Any, any_length: bool = False) -> bool:
+    """A non-string sequence of positive ints (non-empty unless `any_length`)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or (not any_length and len(value) == 0):
+        return False
+    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)

@@ -77,7 +77,7 @@ def check_int(caller: str, name: str, value: Any, minimum: int) -> int:
 class FitArguments:
     """`fit`'s arguments after the boundary checks."""
 
-    train: np.ndarray  # (N, D) float32
+    train: np.ndarray  # (N, D) rows: float32, or uint8 images that the backend turns into x / 255 per batch
     val: np.ndarray | None  # (M, D) float32, or None
     config: TrainConfig
     out: Path | None  # the run's folder, created and writable, or None for no checkpoints

@@ -13,45 +13,79 @@ from vae_core.spec import VAESpec
 HISTORY_KEYS = ("train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl", "lr", "seconds")
 
 
-def check_data(x: Any, spec: VAESpec, argument: str = "x") -> np.ndarray:
-    """Validate a batch of examples at the API boundary and return it as C-contiguous float32 (N, D).
+def example_layouts(spec: VAESpec) -> str:
+    """The shapes a batch of this spec's examples may take, for messages: "(N, D)" and the image layouts."""
+    layouts = [f"(N, {spec.input_dim})"]
+    if spec.image_shape is not None:
+        h, w, c = (*spec.image_shape, 1)[:3]
+        layouts.append(f"(N, {h}, {w}, {c})")
+        if c == 1:
+            layouts.append(f"(N, {h}, {w})")
+    return " or ".join(layouts)
 
-    Accepted: float arrays in float32 or float64 (cast to float32), and uint8 images (scaled by 1/255).
-    Rejected with ValueError/TypeError naming `argument`: other dtypes, not 2-D, wrong D, empty, NaN/inf,
-    and, for a Bernoulli decoder, values outside [0, 1].
+
+def rows_shape(shape: tuple[int, ...], spec: VAESpec, argument: str, *, single: bool = False) -> tuple[int, int]:
+    """The (N, D) rows a batch of `shape` is, in channels-last order: (N, D), or images (N, H, W, C), and (N, H, W)
+    when C is 1, of the spec's image_shape. `single`: one example (D,) counts too, as (1, D).
+
+    Raises ValueError naming `argument`, the shapes allowed and the shape found.
+    """
+    shape = tuple(int(s) for s in shape)
+    d = spec.input_dim
+    image = None if spec.image_shape is None else (*spec.image_shape, 1)[:3]  # (H, W, C)
+    if len(shape) == 2 and shape[1] == d:
+        return shape[0], d
+    if single and shape == (d,):
+        return 1, d
+    if image is not None and (shape[1:] == image or (image[2] == 1 and shape[1:] == image[:2])):
+        return shape[0], d
+    if len(shape) == 1:
+        fix = "For a single example use x.reshape(1, -1)"
+    elif image is None and len(shape) > 2:
+        fix = "Flatten images with x.reshape(len(x), -1), or give the spec an image_shape"
+    else:
+        fix = "Build the model with a VAESpec whose input_dim and image_shape match the data"
+    raise ValueError(f"{argument} must have shape {example_layouts(spec)} to match the spec (input_dim="
+                     f"{d}, image_shape={spec.image_shape}); got {shape}. {fix}")
+
+
+def check_data(x: Any, spec: VAESpec, argument: str = "x", *, keep_uint8: bool = False) -> np.ndarray:
+    """Validate a batch of examples at the API boundary and return it as C-contiguous (N, D) rows.
+
+    Accepted layouts: (N, D) rows, or images (N, H, W, C) (and (N, H, W) for one channel) of the spec's
+    image_shape, channels last; images become rows without a copy. Accepted dtypes: float32 or float64 (cast to
+    float32), and uint8 images (scaled by 1/255: float32 in [0, 1], or kept uint8 with `keep_uint8`, 4x smaller,
+    for a trainer that converts per batch). A `np.memmap` is read, not copied, unless it must be cast.
+    Rejected with ValueError/TypeError naming `argument`: other dtypes and shapes, empty, NaN/inf, and, for a
+    Bernoulli decoder, values outside [0, 1].
     """
     if not isinstance(x, np.ndarray):
-        raise TypeError(f"{argument} must be a NumPy array of shape (N, {spec.input_dim}); "
+        raise TypeError(f"{argument} must be a NumPy array of shape {example_layouts(spec)}; "
                         f"got {type(x).__name__}. Convert it with np.asarray(...)")
-    if x.dtype == np.uint8:
-        x = x.astype(np.float32) / np.float32(255.0)
-    elif x.dtype in (np.float32, np.float64):
-        x = x.astype(np.float32, copy=False)
-    else:
+    if x.dtype not in (np.uint8, np.float32, np.float64):
         raise TypeError(f"{argument} must be float32, float64 or uint8 (scaled by 1/255); got dtype {x.dtype}")
-    if x.ndim != 2 or x.shape[1] != spec.input_dim:
-        fix = ("For a single example use x.reshape(1, -1)" if x.ndim == 1 else
-               "Flatten images with x.reshape(len(x), -1)" if x.ndim > 2 else
-               "Build the model with VAESpec(input_dim=...) matching the data")
-        raise ValueError(f"{argument} must have shape (N, {spec.input_dim}) to match spec.input_dim; got "
-                         f"{x.shape}. {fix}")
+    x = x.reshape(rows_shape(x.shape, spec, argument))  # (N, D)
     if x.shape[0] == 0:
         raise ValueError(f"{argument} is empty (shape {x.shape}); pass at least one example")
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(x) if keep_uint8 else np.ascontiguousarray(x, np.float32) / np.float32(255.0)
+    x = np.ascontiguousarray(x, np.float32)
     if not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).any(axis=1).sum())
         raise ValueError(f"{argument} holds NaN or inf values in {bad} example(s); clean or drop them first")
     if spec.likelihood == "bernoulli" and (x.min() < 0.0 or x.max() > 1.0):
         raise ValueError(f"{argument} must lie in [0, 1] for a Bernoulli decoder; got values in "
                          f"[{x.min():.4g}, {x.max():.4g}]. Scale pixels to [0, 1] or use likelihood='gaussian'")
-    return np.ascontiguousarray(x)
+    return x
 
 
 def check_fit_inputs(spec: VAESpec, train: Any, val: Any, config: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    """The checks every backend's `fit` makes at its boundary; returns `train` and `val` as float32 (N, D)."""
+    """The checks every backend's `fit` makes at its boundary; returns `train` as (N, D) rows, uint8 kept uint8
+    (the backends convert per batch), else float32, and `val` as float32 (M, D)."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f"fit: config must be a vae_core.TrainConfig; got {type(config).__name__}")
-    train = check_data(train, spec, "train")
-    if config.dynamic_binarization and (train.min() < 0.0 or train.max() > 1.0):
+    train = check_data(train, spec, "train", keep_uint8=True)
+    if config.dynamic_binarization and train.dtype != np.uint8 and (train.min() < 0.0 or train.max() > 1.0):
         raise ValueError(f"train must lie in [0, 1] with TrainConfig.dynamic_binarization (each pixel is the "
                          f"probability of a 1); got values in [{train.min():.4g}, {train.max():.4g}]. Scale "
                          f"pixels to [0, 1] or set dynamic_binarization=False")
@@ -70,11 +104,17 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 def epoch_binarized(x: np.ndarray, seed: int, epoch: int) -> np.ndarray:
     """Dynamic binarization: the training set of `epoch` (0-based) as one fresh Bernoulli sample per pixel.
 
-    x: (N, D) float32 probabilities in [0, 1]; returns (N, D) float32 0/1, row i for example i (the epoch's order
-    is applied after). A function of (seed, epoch) alone, so both backends train on the same 0/1 images and a
-    resumed run repeats an uninterrupted one. Used by `fit` when `TrainConfig.dynamic_binarization` is on.
+    x: (N, D) float32 probabilities in [0, 1], or uint8 images (probability x / 255); returns (N, D) 0/1 in
+    float32, or for uint8 images in uint8 as 0/255 (what the per-batch x / 255 turns into exactly 0 and 1): row i
+    for example i (the epoch's order is applied after). A function of (seed, epoch) alone, so both backends train
+    on the same 0/1 images and a resumed run repeats an uninterrupted one. Used by `fit` when
+    `TrainConfig.dynamic_binarization` is on.
     """
-    return binarize(x, np.random.default_rng([seed, epoch, 3]))
+    rng = np.random.default_rng([seed, epoch, 3])
+    if x.dtype == np.uint8:  # the same draws as for the float32 images x / 255
+        return (rng.random(x.shape, dtype=np.float32) < x.astype(np.float32) / np.float32(255.0)).astype(np.uint8) \
+            * np.uint8(255)
+    return binarize(x, rng)
 
 
 def empty_history() -> dict[str, list[float]]:

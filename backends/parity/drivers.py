@@ -19,6 +19,15 @@ TF_REFERENCE = FIXTURES / "tf_cpu_reference.safetensors"  # written by scripts/m
 # Check 3's likelihood/beta pairs, and the inputs of checks 2-3: `batch(spec, seed)` rows of uniform pixels.
 GRADIENT_CASES = (("bernoulli", 1.0), ("gaussian", 0.5), ("gaussian_learned", 4.0))
 FORWARD_SEED, GRADIENT_SEED, BATCH = 0, 1, 64
+# The conv parity cases: the issue's Fashion-MNIST model; odd RGB sizes with asymmetric padding and a learned
+# variance; three k=3 convs of a non-square two-channel image with no dense hidden layer.
+CONV_SPECS = {
+    "28x28": dict(architecture="conv", image_shape=(28, 28), conv_channels=(32, 64), hidden_dims=(256,)),
+    "27x29x3": dict(architecture="conv", image_shape=(27, 29, 3), conv_channels=(8, 16), hidden_dims=(32,),
+                    likelihood="gaussian_learned", beta=2.0),
+    "9x16x2-k3": dict(architecture="conv", image_shape=(9, 16, 2), conv_channels=(4, 8, 4), kernel_size=3,
+                      hidden_dims=(), likelihood="gaussian", beta=0.5),
+}
 
 # Check 4: one full batch of mnist-5k per epoch, so each epoch's train_loss is one optimizer step's loss.
 LOCKSTEP_EXAMPLES = 128
@@ -107,20 +116,66 @@ def batch(spec, n: int = BATCH, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def reference_forward(spec, weights: dict[str, np.ndarray], x: np.ndarray, eps: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The model's forward pass in float64 NumPy from neutral weights: (decoder_out, mu, log_var)."""
+    """The model's forward pass in float64 NumPy from neutral weights: (decoder_out, mu, log_var).
+
+    Written from `spec.layers()` and the geometry of `vae_core.architecture` alone (explicit zero padding, "valid"
+    stride-2 convolutions, transposed convolutions cropped by the same amounts), so it pins what both backends
+    must compute without either framework's conv."""
     w = {k: v.astype(np.float64) for k, v in weights.items()}
+    layers = {layer.name: layer for layer in spec.layers()}
+    names = list(layers)
 
-    def stack(h, prefix, n):
-        for i in range(n):
-            h = np.maximum(h @ w[f"{prefix}.{i}.kernel"] + w[f"{prefix}.{i}.bias"], 0.0)  # (B, H_i)
-        return h
+    def apply(name: str, h: np.ndarray) -> np.ndarray:
+        layer = layers[name]
+        kernel, bias = w[f"{name}.kernel"], w[f"{name}.bias"]
+        if layer.kind == "conv":
+            out = _conv2d(h, kernel, layer.level.pad) + bias  # (B, h', w', out)
+        elif layer.kind == "conv_transpose":
+            out = _conv2d_transpose(h, kernel, layer.level.pad, layer.level.in_size) + bias  # (B, h, w, out)
+        else:
+            out = h.reshape(len(h), -1) @ kernel + bias  # (B, out)
+            if layer.writes_map is not None:
+                out = out.reshape(len(h), *layer.writes_map)  # (B, h, w, c)
+        return np.maximum(out, 0.0) if layer.relu else out
 
-    h = stack(x.astype(np.float64), "encoder", len(spec.hidden_dims))  # (B, H)
-    mu = h @ w["encoder.mu.kernel"] + w["encoder.mu.bias"]  # (B, L)
-    log_var = h @ w["encoder.log_var.kernel"] + w["encoder.log_var.bias"]  # (B, L)
-    z = mu + np.exp(0.5 * log_var) * eps.astype(np.float64)  # (B, L)
-    h = stack(z, "decoder", len(spec.hidden_dims))  # (B, H)
-    return h @ w["decoder.out.kernel"] + w["decoder.out.bias"], mu, log_var  # (B, D|2D), (B, L), (B, L)
+    h = x.astype(np.float64)
+    if spec.architecture == "conv":
+        h = h.reshape(len(h), *(*spec.image_shape, 1)[:3])  # (B, H, W, C)
+    encoder = [n for n in names if n.startswith("encoder.") and n not in ("encoder.mu", "encoder.log_var")]
+    for name in encoder:
+        h = apply(name, h)
+    mu, log_var = apply("encoder.mu", h), apply("encoder.log_var", h)  # (B, L) each
+    h = mu + np.exp(0.5 * log_var) * eps.astype(np.float64)  # (B, L)
+    for name in (n for n in names if n.startswith("decoder.")):
+        h = apply(name, h)
+    if spec.architecture == "conv":  # (B, H, W, C or 2C) -> channels-last rows, means then log-variances
+        c = spec.channels
+        h = np.concatenate([h[..., :c].reshape(len(h), -1), h[..., c:].reshape(len(h), -1)], axis=1)
+    return h, mu, log_var  # (B, D|2D), (B, L), (B, L)
+
+
+def _conv2d(h: np.ndarray, kernel: np.ndarray, pad) -> np.ndarray:
+    """Stride-2 cross-correlation of (B, h, w, in) zero-padded by ((top, bottom), (left, right)) with a
+    (k, k, in, out) kernel: (B, h', w', out)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    k = kernel.shape[0]
+    padded = np.pad(h, ((0, 0), *pad, (0, 0)))
+    windows = sliding_window_view(padded, (k, k), axis=(1, 2))[:, ::2, ::2]  # (B, h', w', in, k, k)
+    return np.einsum("bhwiyx,yxio->bhwo", windows, kernel)
+
+
+def _conv2d_transpose(h: np.ndarray, kernel: np.ndarray, crop, size: tuple[int, int]) -> np.ndarray:
+    """The transpose of `_conv2d`: (B, m_h, m_w, in) with a (k, k, out, in) kernel -> the full stride-2 output,
+    cropped by ((top, bottom), (left, right)) to `size`: (B, H, W, out)."""
+    b, mh, mw, _ = h.shape
+    k, out = kernel.shape[0], kernel.shape[2]
+    full = np.zeros((b, (mh - 1) * 2 + k, (mw - 1) * 2 + k, out))
+    for y in range(k):
+        for x in range(k):
+            full[:, y:y + 2 * mh - 1:2, x:x + 2 * mw - 1:2] += np.einsum("bhwi,oi->bhwo", h, kernel[y, x])
+    (top, _), (left, _) = crop
+    return full[:, top:top + size[0], left:left + size[1]]
 
 
 def _device_of(model) -> str:
@@ -141,7 +196,7 @@ def forward(name: str, model, x: np.ndarray, eps: np.ndarray) -> dict[str, np.nd
 
 
 def gradients(name: str, model, x: np.ndarray, eps: np.ndarray) -> dict[str, np.ndarray]:
-    """d(negative ELBO)/d(weight) for every weight, in the neutral names and layouts (kernels (in, out))."""
+    """d(negative ELBO)/d(weight) for every weight, in the neutral names and layouts (`vae_core.architecture`)."""
     mod, spec = backend(name), model.spec
     if name == "torch":
         import torch
@@ -152,11 +207,8 @@ def gradients(name: str, model, x: np.ndarray, eps: np.ndarray) -> dict[str, np.
             out, mu, log_var = model(xt, et)
             total, _, _ = mod.losses.negative_elbo(xt, out, mu, log_var, likelihood=spec.likelihood, beta=spec.beta)
             total.backward()
-        grads = {}
-        for layer_name, layer in model.neutral_layers().items():
-            grads[f"{layer_name}.kernel"] = to_numpy(layer.weight.grad.T)
-            grads[f"{layer_name}.bias"] = to_numpy(layer.bias.grad)
-        return grads
+        params = mod.weights.native_parameters(model)
+        return mod.weights.native_to_neutral(model, {n: to_numpy(p.grad) for n, p in params.items()})
     import tensorflow as tf
     variables = mod.weights.native_parameters(model)
     with tf_cpu(), tf.GradientTape() as tape:
@@ -188,10 +240,10 @@ def adam_steps(name: str, spec, weights: dict[str, np.ndarray], grads_seq, confi
     if name == "torch":
         import torch
         optimizer = mod.optim.make_optimizer(model, config)
+        params = mod.weights.native_parameters(model)
         for grads in grads_seq:
-            for layer_name, layer in model.neutral_layers().items():
-                layer.weight.grad = torch.from_numpy(np.ascontiguousarray(grads[f"{layer_name}.kernel"].T))
-                layer.bias.grad = torch.from_numpy(grads[f"{layer_name}.bias"].copy())
+            for n, g in mod.weights.neutral_to_native(model, grads).items():
+                params[n].grad = torch.from_numpy(g)
             optimizer.step()
             state = mod.weights.export_adam(model, optimizer)
             out.append((mod.weights.export_weights(model), state.m, state.v))

@@ -1,8 +1,12 @@
 """The vae_core VAE as a Keras 3 model on TensorFlow.
 
-Layers follow `VAESpec`: encoder Dense+ReLU stack over `hidden_dims`, Dense heads `mu` and `log_var`, decoder
-Dense+ReLU stack over reversed `hidden_dims`, Dense `out` of width `spec.output_dim` (Bernoulli logits, Gaussian
-means, or means then log-variances for "gaussian_learned"). Keras Dense kernels are (in, out), the neutral layout.
+Layers follow `spec.layers()` (`vae_core.architecture`): for "conv", stride-2 Conv2D+ReLU layers first, each
+reading its input zero-padded by the spec's explicit amounts ("valid" convs, never "same"); an encoder Dense+ReLU
+stack over `hidden_dims`; Dense heads `mu` and `log_var`; a decoder Dense+ReLU stack over reversed `hidden_dims`
+(and, for "conv", to the last conv map, then Conv2DTranspose+ReLU layers, each cropped by the spec's amounts); and
+`out`, a Dense or a Conv2DTranspose, giving `spec.output_dim` values per example (Bernoulli logits, Gaussian means,
+or means then log-variances for "gaussian_learned") as channels-last rows. Keras' kernels (Dense (in, out),
+Conv2D (kh, kw, in, out), Conv2DTranspose (kh, kw, out, in)) and its NHWC maps are the neutral layouts.
 
 Inputs may be NumPy arrays or tensors, cast to the model's float dtype: float32, or float64 for a model built
 with dtype="float64" (what `fit(precision="fp64")` trains). Every method returns `tf.Tensor`s (call `.numpy()` or
@@ -18,7 +22,6 @@ Targets `y` and sample weights are ignored: the objective is vae_core's negative
 from __future__ import annotations
 
 import contextlib
-import functools
 from typing import Any, Iterator
 
 import keras
@@ -27,9 +30,11 @@ import tensorflow as tf
 
 from backends.tf.losses import negative_elbo
 from backends.tf.weights import import_weights
+from vae_core.architecture import CONV, CONV_TRANSPOSE, Layer
 from vae_core.init import init_weights
 from vae_core.model_attributes import SpecAttributes
 from vae_core.spec import VAESpec
+from vae_core.training import rows_shape
 
 
 @keras.saving.register_keras_serializable(package="vae_core")
@@ -66,7 +71,7 @@ class Sampling(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="vae_core")
 class VAE(SpecAttributes, keras.Model):
-    """MLP variational autoencoder of a `VAESpec`, built, holding `vae_core.init_weights(spec, seed)` (the same in
+    """Variational autoencoder of a `VAESpec` (an MLP, or convolutions then dense layers), built, holding `vae_core.init_weights(spec, seed)` (the same in
     every backend). `vae_core.build("tf", spec, seed=...)` returns one.
 
     Registered as Keras-serializable: `model.save("vae.keras")` and `keras.models.load_model("vae.keras")`
@@ -80,14 +85,22 @@ class VAE(SpecAttributes, keras.Model):
             raise TypeError(f"VAE(spec) needs a vae_core.VAESpec; got {type(spec).__name__}")
         super().__init__(name=kwargs.pop("name", "vae"), **kwargs)  # dtype="float64": a float64 model
         self.spec = spec
-        dense = functools.partial(keras.layers.Dense, dtype=self.dtype_policy)
-        self.encoder_layers = [dense(w, activation="relu", name=f"encoder_{i}")
-                               for i, w in enumerate(spec.hidden_dims)]
-        self.mu_layer = dense(spec.latent_dim, name="encoder_mu")
-        self.log_var_layer = dense(spec.latent_dim, name="encoder_log_var")
-        self.decoder_layers = [dense(w, activation="relu", name=f"decoder_{i}")
-                               for i, w in enumerate(reversed(spec.hidden_dims))]
-        self.out_layer = dense(spec.output_dim, name="decoder_out")
+        self.encoder_conv_layers, self.encoder_layers, self.decoder_layers, self.decoder_conv_layers = [], [], [], []
+        self.plan = {layer.name: layer for layer in spec.layers()}  # neutral name -> its Layer
+        for layer in self.plan.values():
+            keras_layer = self._keras_layer(layer)
+            if layer.name == "encoder.mu":
+                self.mu_layer = keras_layer
+            elif layer.name == "encoder.log_var":
+                self.log_var_layer = keras_layer
+            elif layer.name == "decoder.out":
+                self.out_layer = keras_layer
+            else:
+                half = self.encoder_layers if layer.name.startswith("encoder.") else self.decoder_layers
+                if ".conv." in layer.name:
+                    half = self.encoder_conv_layers if layer.name.startswith("encoder.") else self.decoder_conv_layers
+                half.append(keras_layer)
+        # Keras tracks the lists assigned above; these are the names the layers had before conv models existed.
         self.sampling = Sampling(seed=seed, name="sampling", dtype=self.dtype_policy)
         # float64 accumulators: an epoch's sum of 60,000 losses keeps ~1e-12 relative precision
         self.loss_tracker = keras.metrics.Mean(name="loss", dtype="float64")
@@ -98,35 +111,62 @@ class VAE(SpecAttributes, keras.Model):
         import_weights(self, init_weights(spec, seed))
 
     # ----------------------------------------------------------------------------------------------- layers
+    def _keras_layer(self, layer: Layer) -> keras.layers.Layer:
+        """The Keras layer of one planned layer: Dense, or a "valid" stride-2 Conv2D / Conv2DTranspose (the padding
+        and cropping are applied around it, in `_conv`)."""
+        options = dict(activation="relu" if layer.relu else None, name=layer.name.replace(".", "_"),
+                       dtype=self.dtype_policy)
+        if layer.kind == CONV:
+            return keras.layers.Conv2D(layer.n_out, layer.kernel_size, strides=2, padding="valid", **options)
+        if layer.kind == CONV_TRANSPOSE:
+            return keras.layers.Conv2DTranspose(layer.n_out, layer.kernel_size, strides=2, padding="valid", **options)
+        return keras.layers.Dense(layer.n_out, **options)
+
     def build(self, input_shape=None) -> None:
         if self.built:  # built in __init__; Keras calls build again on load and on first call
             return
-        width = self.spec.input_dim
-        for layer in self.encoder_layers:
-            layer.build((None, width))
-            width = layer.units
-        self.mu_layer.build((None, width))
-        self.log_var_layer.build((None, width))
-        width = self.spec.latent_dim
-        for layer in self.decoder_layers:
-            layer.build((None, width))
-            width = layer.units
-        self.out_layer.build((None, width))
+        for name, keras_layer in self.neutral_layers().items():
+            layer = self.plan[name]
+            if layer.kind == CONV:
+                (top, bottom), (left, right) = layer.level.pad
+                h, w = layer.level.in_size
+                keras_layer.build((None, h + top + bottom, w + left + right, layer.n_in))
+            elif layer.kind == CONV_TRANSPOSE:
+                keras_layer.build((None, *layer.level.out_size, layer.n_in))
+            else:
+                keras_layer.build((None, layer.n_in))
         self.sampling.build(((None, self.spec.latent_dim), (None, self.spec.latent_dim)))  # (mu, log_var)
         self.built = True
 
-    def neutral_layers(self) -> dict[str, keras.layers.Dense]:
-        """Neutral layer name (prefix of `spec.weight_shapes()`) -> its Dense layer, in layer order."""
-        layers = {f"encoder.{i}": layer for i, layer in enumerate(self.encoder_layers)}
+    def neutral_layers(self) -> dict[str, keras.layers.Layer]:
+        """Neutral layer name (prefix of `spec.weight_shapes()`) -> its Keras layer, in layer order."""
+        layers = {f"encoder.conv.{i}": layer for i, layer in enumerate(self.encoder_conv_layers)}
+        layers.update({f"encoder.{i}": layer for i, layer in enumerate(self.encoder_layers)})
         layers.update({"encoder.mu": self.mu_layer, "encoder.log_var": self.log_var_layer})
         layers.update({f"decoder.{i}": layer for i, layer in enumerate(self.decoder_layers)})
+        layers.update({f"decoder.conv.{i}": layer for i, layer in enumerate(self.decoder_conv_layers)})
         layers["decoder.out"] = self.out_layer
         return layers
 
+    def _conv(self, name: str, keras_layer: keras.layers.Layer, h: tf.Tensor) -> tf.Tensor:
+        """A conv of the zero-padded map, or a transposed conv's output cropped: the spec's amounts, (B, h, w, c)."""
+        layer = self.plan[name]
+        (top, bottom), (left, right) = layer.level.pad
+        if layer.kind == CONV:
+            return keras_layer(tf.pad(h, [[0, 0], [top, bottom], [left, right], [0, 0]]))
+        full = keras_layer(h)  # (B, full_h, full_w, c): the uncropped output (ReLU commutes with the crop)
+        height, width = layer.level.in_size
+        return full[:, top:top + height, left:left + width, :]
+
     # ----------------------------------------------------------------------------------------------- forward
     def encode(self, x) -> tuple[tf.Tensor, tf.Tensor]:
-        """q(z|x) parameters: x (B, D) -> mu (B, L), log_var (B, L)."""
-        h = self._float(x)  # (B, D)
+        """q(z|x) parameters: x (B, D) rows or (B, H, W, C) images -> mu (B, L), log_var (B, L)."""
+        h = self._float(x)
+        if self.spec.architecture == "conv":
+            h = tf.reshape(h, (-1, *(*self.spec.image_shape, 1)[:3]))  # (B, H, W, C)
+            for i, layer in enumerate(self.encoder_conv_layers):
+                h = self._conv(f"encoder.conv.{i}", layer, h)  # (B, h_i, w_i, conv_channels[i])
+        h = tf.reshape(h, (tf.shape(h)[0], -1))  # (B, D), or (B, h*w*c): the conv map flattened channels last
         for layer in self.encoder_layers:
             h = layer(h)  # (B, H_i)
         return self.mu_layer(h), self.log_var_layer(h)  # (B, L), (B, L)
@@ -136,14 +176,24 @@ class VAE(SpecAttributes, keras.Model):
         return self.sampling((self._float(mu), self._float(log_var)), eps=eps)  # (B, L)
 
     def decode(self, z) -> tf.Tensor:
-        """Decoder output (B, spec.output_dim): logits, means, or means then log-variances."""
+        """Decoder output (B, spec.output_dim): logits, means, or means then log-variances, channels-last rows."""
         h = self._float(z)  # (B, L)
         for layer in self.decoder_layers:
-            h = layer(h)  # (B, H_i)
-        return tf.cast(self.out_layer(h), self._out_dtype)  # (B, D) or (B, 2D); float32 under mixed precision
+            h = layer(h)  # (B, H_i), then (B, h*w*c) for conv
+        if self.spec.architecture != "conv":
+            return tf.cast(self.out_layer(h), self._out_dtype)  # (B, D) or (B, 2D); float32 under mixed precision
+        h = tf.reshape(h, (-1, *self.plan[f"decoder.{len(self.decoder_layers) - 1}"].writes_map))  # (B, h, w, c)
+        for i, layer in enumerate(self.decoder_conv_layers):
+            h = self._conv(f"decoder.conv.{i}", layer, h)  # (B, h_j, w_j, c_j)
+        out = tf.cast(self._conv("decoder.out", self.out_layer, h), self._out_dtype)  # (B, H, W, C or 2C)
+        c, rows = self.spec.channels, tf.shape(out)[0]
+        if self.spec.likelihood == "gaussian_learned":  # means then log-variances, each flattened (H, W, C)
+            return tf.concat([tf.reshape(out[..., :c], (rows, -1)), tf.reshape(out[..., c:], (rows, -1))], 1)
+        return tf.reshape(out, (rows, -1))  # (B, D)
 
     def call(self, x, eps=None, training=False):
-        """(decoder_out (B, D|2D), mu (B, L), log_var (B, L)) for one sample z ~ q(z|x) (noise `eps` if given)."""
+        """(decoder_out (B, D|2D), mu (B, L), log_var (B, L)) for one sample z ~ q(z|x) (noise `eps` if given);
+        x is (B, D) rows or (B, H, W, C) images."""
         mu, log_var = self.encode(x)  # (B, L) each
         z = self.sampling((mu, log_var), eps=eps)  # (B, L)
         return self.decode(z), tf.cast(mu, self._out_dtype), tf.cast(log_var, self._out_dtype)
@@ -153,6 +203,11 @@ class VAE(SpecAttributes, keras.Model):
         if isinstance(x, tf.Tensor) and x.dtype == self._out_dtype:
             return x
         return tf.cast(tf.convert_to_tensor(x), self._out_dtype)
+
+    def _rows(self, x: Any, method: str, argument: str) -> tf.Tensor:
+        """(D,), (B, D) or images (B, H, W, C) as (B, D) rows of the model's float dtype, checked."""
+        x = self._float(x)
+        return tf.reshape(x, rows_shape(tuple(x.shape), self.spec, f"{method}: {argument}", single=True))
 
     @property
     def _out_dtype(self) -> tf.DType:
@@ -179,16 +234,16 @@ class VAE(SpecAttributes, keras.Model):
         return self.mean_of(self.decode(z))  # (n, D)
 
     def reconstruct(self, x) -> tf.Tensor:
-        """Mean of p(x|z) at z = mu(x), deterministic: (B, D) -> (B, D)."""
-        mu, _ = self.encode(x)  # (B, L)
+        """Mean of p(x|z) at z = mu(x), deterministic: (B, D) rows or (B, H, W, C) images -> (B, D)."""
+        mu, _ = self.encode(self._rows(x, "reconstruct", "x"))  # (B, L)
         return self.mean_of(self.decode(mu))  # (B, D)
 
     def interpolate(self, x1, x2, steps: int = 10) -> tf.Tensor:
         """Decoded points on the line between the encoder means of x1 and x2 ((D,) or (1, D)): (steps, D)."""
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
             raise ValueError(f"interpolate(steps) needs an int >= 2; got {steps!r}")
-        mu1, _ = self.encode(tf.reshape(self._float(x1), (1, self.spec.input_dim)))  # (1, L)
-        mu2, _ = self.encode(tf.reshape(self._float(x2), (1, self.spec.input_dim)))  # (1, L)
+        mu1, _ = self.encode(tf.reshape(self._rows(x1, "interpolate", "x1"), (1, self.spec.input_dim)))  # (1, L)
+        mu2, _ = self.encode(tf.reshape(self._rows(x2, "interpolate", "x2"), (1, self.spec.input_dim)))  # (1, L)
         alpha = tf.reshape(tf.linspace(tf.constant(0.0, mu1.dtype), 1.0, int(steps)), (-1, 1))  # (steps, 1)
         z = (1.0 - alpha) * mu1 + alpha * mu2  # (steps, L)
         return self.mean_of(self.decode(z))  # (steps, D)

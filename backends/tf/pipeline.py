@@ -27,7 +27,7 @@ def train_dataset(x: tf.Variable | tf.Tensor, perm: np.ndarray, eps: tf.Tensor, 
     """The batches of `perm` in order, grouped into blocks {"x": (K, B, D), "eps": (K, B, L), "rows": (K,)} that
     `VAE.train_step` runs as K consecutive steps; the last block is padded to K batches, and the last batch to B
     rows; rows[k] counts the real examples of batch k.
-    x: (N, D); perm: the examples to take, in order (an epoch, or the steps of one part of it); eps: (len(perm), L),
+    x: (N, D) float32, or uint8 images (x / 255 per block); perm: the examples to take, in order (an epoch, or the steps of one part of it); eps: (len(perm), L),
     row i for perm[i]. (K, B) is `shape`, the whole epoch's `block_shape`, so every part of an epoch runs the same
     compiled step; without it, `block_shape(len(perm), batch_size, batches_per_block)`.
     """
@@ -43,7 +43,10 @@ def train_dataset(x: tf.Variable | tf.Tensor, perm: np.ndarray, eps: tf.Tensor, 
 
     def block(j):
         slots = tf.range(j * k * b, (j + 1) * k * b)  # (K * B,)
-        return {"x": tf.reshape(tf.gather(x, tf.gather(index_t, slots)), (k, b, d)),  # (K, B, D)
+        batch = tf.gather(x, tf.gather(index_t, slots))  # (K * B, D)
+        if batch.dtype == tf.uint8:  # images kept uint8 become x / 255 per block, in float32
+            batch = tf.cast(batch, tf.float32) / 255.0
+        return {"x": tf.reshape(batch, (k, b, d)),  # (K, B, D)
                 "eps": tf.reshape(tf.gather(noise, slots), (k, b, latent)),  # (K, B, L)
                 "rows": rows_t[j * k:(j + 1) * k]}  # (K,)
 

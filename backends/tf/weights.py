@@ -1,6 +1,7 @@
 """Thin adapters between the Keras model/optimizer and vae_core's neutral NumPy layout.
 
-Weights: neutral names of `spec.weight_shapes()`; Keras Dense kernels are already (in, out), so no transposes.
+Weights: neutral names of `spec.weight_shapes()`; Keras' kernels (Dense (in, out), Conv2D (kh, kw, in, out),
+Conv2DTranspose (kh, kw, out, in)) and its NHWC maps are already the neutral layouts, so nothing is permuted.
 Adam: Keras 3 keeps one "momentum" (m) and one "velocity" (v) slot per trainable variable in
 `optimizer._momentums` / `optimizer._velocities`, indexed by `optimizer._get_variable_index(variable)`, and the
 step count t in `optimizer.iterations`. Both are mapped here through the model variable of each neutral name.
@@ -24,6 +25,19 @@ def native_parameters(model) -> dict:
         out[f"{prefix}.kernel"] = layer.kernel  # (in, out)
         out[f"{prefix}.bias"] = layer.bias  # (out,)
     return out
+
+
+def native_to_neutral(model, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Arrays in the layouts of `native_parameters(model)` (gradients, say), by neutral name -> neutral layouts:
+    Keras' layouts are the neutral ones, so these are copies."""
+    native_parameters(model)  # the same model check as torch's
+    return {name: np.array(a) for name, a in arrays.items()}
+
+
+def neutral_to_native(model, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Neutral arrays by name -> the layouts of `native_parameters(model)`: the same (copies)."""
+    native_parameters(model)
+    return {name: np.array(a) for name, a in arrays.items()}
 
 
 def export_weights(model) -> dict[str, np.ndarray]:

@@ -1,13 +1,17 @@
-"""The VAE of a `VAESpec` as a `torch.nn.Module`.
+"""The VAE of a `VAESpec` as a `torch.nn.Module`, built by walking `spec.layers()` (`vae_core.architecture`).
 
-Layers, by neutral name (see `VAESpec.weight_shapes`):
-    encoder.0 .. encoder.{n-1}   Linear + ReLU, widths (D, *hidden_dims)
-    encoder.mu, encoder.log_var  Linear heads to latent_dim
-    decoder.0 .. decoder.{n-1}   Linear + ReLU, widths (latent_dim, *reversed(hidden_dims))
-    decoder.out                  Linear to spec.output_dim (logits, means, or means then log-variances)
+Layers, by neutral name:
+    encoder.conv.0 .. (conv only)  Conv2d + ReLU, stride 2, the spec's explicit padding
+    encoder.0 .. encoder.{n-1}     Linear + ReLU over hidden_dims (after the flattened conv map, for conv)
+    encoder.mu, encoder.log_var    Linear heads to latent_dim
+    decoder.0 ..                   Linear + ReLU, widths (latent_dim, *reversed(hidden_dims)[, the conv map])
+    decoder.conv.0 .. (conv only)  ConvTranspose2d + ReLU, stride 2, cropped by the spec's amounts
+    decoder.out                    Linear (mlp) or ConvTranspose2d (conv) to spec.output_dim values per example
 
-The torch attributes are `encoder` (ModuleList), `mu`, `log_var`, `decoder` (ModuleList) and `out`;
-`neutral_layers()` maps the neutral layer names to them.
+The torch attributes are `encoder_conv` (ModuleList), `encoder` (ModuleList), `mu`, `log_var`, `decoder`
+(ModuleList), `decoder_conv` (ModuleList) and `out`; `neutral_layers()` maps the neutral names to them. Inside,
+conv maps are NCHW; inputs and outputs are channels-last rows (B, D) (images (B, H, W, C) are taken too), and the
+weights adapter (`backends.torch.weights`) converts the kernels and the flattened conv map's order.
 """
 from __future__ import annotations
 
@@ -17,13 +21,16 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+from vae_core.architecture import CONV, CONV_TRANSPOSE, Layer
 from vae_core.model_attributes import SpecAttributes
 from vae_core.spec import VAESpec
+from vae_core.training import rows_shape
 
 
 class VAE(SpecAttributes, nn.Module):
-    """Gaussian-encoder VAE with an MLP encoder and a mirrored MLP decoder.
+    """Gaussian-encoder VAE: an MLP, or convolutions then dense layers, with a mirrored decoder.
 
     `VAE(spec, seed=s)` holds the weights `vae_core.init_weights(spec, s)` (the same in every backend);
     building it never touches torch's global random state.
@@ -37,18 +44,20 @@ class VAE(SpecAttributes, nn.Module):
                             f"Build one with VAESpec(...) or VAESpec.from_dict(d)")
         super().__init__()
         self.spec = spec
-
-        def linear(n_in: int, n_out: int) -> nn.Linear:
-            # Allocated without torch's default init: the weights come from vae_core.init_weights below.
-            return nn.Linear(n_in, n_out, device="meta")
-
-        widths = (spec.input_dim, *spec.hidden_dims)
-        self.encoder = nn.ModuleList(linear(widths[i], widths[i + 1]) for i in range(len(spec.hidden_dims)))
-        self.mu = linear(widths[-1], spec.latent_dim)
-        self.log_var = linear(widths[-1], spec.latent_dim)
-        widths = (spec.latent_dim, *reversed(spec.hidden_dims))
-        self.decoder = nn.ModuleList(linear(widths[i], widths[i + 1]) for i in range(len(spec.hidden_dims)))
-        self.out = linear(widths[-1], spec.output_dim)
+        self.encoder_conv, self.encoder, self.decoder, self.decoder_conv = (nn.ModuleList() for _ in range(4))
+        # Padding each conv cannot express with its own (symmetric) `padding`: F.pad amounts, or None.
+        self._pads: dict[str, tuple[int, int, int, int] | None] = {}
+        convs = [layer for layer in spec.layers() if layer.kind == CONV]
+        # (c, h, w) of the last encoder conv's map, which the decoder's dense layers unflatten into
+        self._conv_map = None if not convs else (convs[-1].n_out, *convs[-1].level.out_size)
+        for layer in spec.layers():
+            module = self._module(layer)
+            name = layer.name
+            if name in ("encoder.mu", "encoder.log_var", "decoder.out"):
+                setattr(self, name.split(".")[1], module)
+            else:
+                getattr(self, {"encoder": "encoder", "decoder": "decoder"}[name.split(".")[0]]
+                        + ("_conv" if ".conv." in name else "")).append(module)
         self.to_empty(device="cpu")
 
         from backends.torch.weights import import_weights
@@ -56,13 +65,39 @@ class VAE(SpecAttributes, nn.Module):
 
         import_weights(self, init_weights(spec, seed))
 
-    def neutral_layers(self) -> dict[str, nn.Linear]:
-        """Neutral layer name -> Linear, in the order of `spec.weight_shapes()`."""
-        layers = {f"encoder.{i}": layer for i, layer in enumerate(self.encoder)}
+    def _module(self, layer: Layer) -> nn.Module:
+        """The torch layer of one planned layer, allocated without torch's default init (the weights come from
+        vae_core.init_weights). A conv's padding, or a transposed conv's cropping, goes into its own `padding`
+        when it is the same on both sides; otherwise it is applied explicitly around it (`_conv`)."""
+        if layer.kind not in (CONV, CONV_TRANSPOSE):
+            return nn.Linear(layer.n_in, layer.n_out, device="meta")
+        (top, bottom), (left, right) = layer.level.pad
+        symmetric = top == bottom and left == right
+        self._pads[layer.name] = None if symmetric else (left, right, top, bottom)
+        conv = nn.Conv2d if layer.kind == CONV else nn.ConvTranspose2d
+        return conv(layer.n_in, layer.n_out, layer.kernel_size, stride=2, padding=(top, left) if symmetric else 0,
+                    device="meta")
+
+    def neutral_layers(self) -> dict[str, nn.Module]:
+        """Neutral layer name -> its torch module, in the order of `spec.weight_shapes()`."""
+        layers = {f"encoder.conv.{i}": layer for i, layer in enumerate(self.encoder_conv)}
+        layers.update({f"encoder.{i}": layer for i, layer in enumerate(self.encoder)})
         layers.update({"encoder.mu": self.mu, "encoder.log_var": self.log_var})
         layers.update({f"decoder.{i}": layer for i, layer in enumerate(self.decoder)})
+        layers.update({f"decoder.conv.{i}": layer for i, layer in enumerate(self.decoder_conv)})
         layers["decoder.out"] = self.out
         return layers
+
+    def _conv(self, name: str, module: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        """A conv with the spec's padding, or a transposed conv with the spec's cropping: (B, C, h, w) maps."""
+        pad = self._pads[name]
+        if pad is None:
+            return module(h)
+        left, right, top, bottom = pad
+        if isinstance(module, nn.Conv2d):
+            return module(F.pad(h, pad))  # zeros (left, right, top, bottom), then a "valid" conv
+        full = module(h)  # (B, C, full_h, full_w): the uncropped output
+        return full[:, :, top:full.shape[2] - bottom, left:full.shape[3] - right]
 
     @property
     def device(self) -> torch.device:
@@ -71,8 +106,16 @@ class VAE(SpecAttributes, nn.Module):
     # ------------------------------------------------------------------ the model
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Parameters of q(z|x): x (B, D) -> mu (B, latent_dim), log_var (B, latent_dim)."""
-        h = x  # (B, D)
+        """Parameters of q(z|x): x (B, D) rows or (B, H, W, C) images -> mu (B, latent_dim), log_var (B, latent_dim)."""
+        spec = self.spec
+        if spec.architecture == "conv":
+            height, width, channels = (*spec.image_shape, 1)[:3]
+            h = x.reshape(x.shape[0], height, width, channels).permute(0, 3, 1, 2)  # (B, C, H, W)
+            for i, layer in enumerate(self.encoder_conv):
+                h = torch.relu(self._conv(f"encoder.conv.{i}", layer, h))  # (B, conv_channels[i], h_i, w_i)
+            h = h.flatten(1)  # (B, c*h*w): torch's order; the weights adapter orders encoder.0's rows to match
+        else:
+            h = x.reshape(x.shape[0], spec.input_dim)  # (B, D)
         for layer in self.encoder:
             h = torch.relu(layer(h))  # (B, hidden_dims[i])
         return self.mu(h), self.log_var(h)  # (B, latent_dim) each
@@ -86,15 +129,25 @@ class VAE(SpecAttributes, nn.Module):
         return mu + std * eps  # (B, latent_dim)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Parameters of p(x|z): z (B, latent_dim) -> (B, D) logits or means, or (B, 2D) means then log-vars."""
+        """Parameters of p(x|z): z (B, latent_dim) -> (B, D) logits or means, or (B, 2D) means then log-vars, as
+        channels-last rows."""
         h = z  # (B, latent_dim)
         for layer in self.decoder:
-            h = torch.relu(layer(h))  # (B, reversed(hidden_dims)[i])
-        return self.out(h)  # (B, spec.output_dim)
+            h = torch.relu(layer(h))  # (B, reversed(hidden_dims)[i]), then (B, c*h*w) for conv
+        if self.spec.architecture != "conv":
+            return self.out(h)  # (B, spec.output_dim)
+        h = h.reshape(h.shape[0], *self._conv_map)  # (B, c, h, w)
+        for i, layer in enumerate(self.decoder_conv):
+            h = torch.relu(self._conv(f"decoder.conv.{i}", layer, h))  # (B, c_j, h_j, w_j)
+        out = self._conv("decoder.out", self.out, h).permute(0, 2, 3, 1)  # (B, H, W, C) or (B, H, W, 2C)
+        c = self.spec.channels
+        if self.spec.likelihood == "gaussian_learned":  # means then log-variances, each flattened (H, W, C)
+            return torch.cat([out[..., :c].reshape(out.shape[0], -1), out[..., c:].reshape(out.shape[0], -1)], 1)
+        return out.reshape(out.shape[0], -1)  # (B, D)
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, D) -> (decoder_out (B, output_dim), mu (B, latent_dim), log_var (B, latent_dim))."""
+        """x (B, D) or (B, H, W, C) -> (decoder_out (B, output_dim), mu (B, latent_dim), log_var (B, latent_dim))."""
         mu, log_var = self.encode(x)  # (B, latent_dim) each
         z = self.reparameterize(mu, log_var, eps)  # (B, latent_dim)
         return self.decode(z), mu, log_var
@@ -153,20 +206,15 @@ class VAE(SpecAttributes, nn.Module):
             return self.mean_of(self.decode(z))  # (steps, D)
 
     def _as_batch(self, x: Any, method: str, argument: str) -> torch.Tensor:
-        """NumPy array or tensor, (D,) or (B, D) -> float32 (B, D) tensor on the model's device."""
+        """NumPy array or tensor, (D,), (B, D) or images (B, H, W, C) -> float32 (B, D) rows on the model's device."""
         if isinstance(x, np.ndarray):
             if x.dtype == np.uint8:
                 x = x.astype(np.float32) / np.float32(255.0)
             x = torch.from_numpy(np.asarray(x, dtype=np.float32))
         elif not isinstance(x, torch.Tensor):
             raise TypeError(f"{method}: {argument} must be a NumPy array or a torch.Tensor; got {type(x).__name__}")
-        x = x.to(device=self.device, dtype=torch.float32)
-        if x.ndim == 1:
-            x = x.unsqueeze(0)  # (1, D)
-        if x.ndim != 2 or x.shape[1] != self.spec.input_dim:
-            raise ValueError(f"{method}: {argument} must have shape (B, {self.spec.input_dim}) or "
-                             f"({self.spec.input_dim},); got {tuple(x.shape)}")
-        return x
+        rows = rows_shape(tuple(x.shape), self.spec, f"{method}: {argument}", single=True)
+        return x.to(device=self.device, dtype=torch.float32).reshape(rows)  # (B, D)
 
 
 @contextlib.contextmanager

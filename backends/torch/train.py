@@ -31,6 +31,14 @@ def _compute_dtype(model: VAE) -> torch.dtype:
     return torch.float64 if next(model.parameters()).dtype == torch.float64 else torch.float32
 
 
+def _as_values(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A batch of examples as `dtype` values: uint8 images become x / 255 in float32 first (the values
+    `vae_core.training.check_data` gives), then widened; float batches are cast."""
+    if x.dtype == torch.uint8:
+        return (x.to(torch.float32) / 255.0).to(dtype)
+    return x.to(dtype)
+
+
 def _framework_noise(seed: int, epoch: int, n: int, latent_dim: int, device: torch.device) -> torch.Tensor:
     """(n, latent_dim) standard normals from a torch generator seeded by (seed, epoch) alone."""
     torch_seed = int(np.random.SeedSequence([seed, epoch, 2]).generate_state(1, np.uint64)[0] >> np.uint64(1))
@@ -77,13 +85,15 @@ class Trainer(WeightsAdapter):
         return step
 
     def set_data(self, train: np.ndarray, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
-        self.x_train = to_device(train, self.device, self.dtype)  # (N, D)
+        # uint8 images stay uint8 on the device (4x less memory) and become x / 255 per batch
+        self.x_train = to_device(train, self.device, torch.uint8 if train.dtype == np.uint8 else self.dtype)  # (N, D)
         self.x_val = None if val is None else to_device(val, self.device, self.dtype)  # (M, D)
         self.eps_val = None if val_eps is None else to_device(val_eps, self.device, self.dtype)  # (M, L)
 
     def begin_epoch(self, epoch: int, order: np.ndarray, images: np.ndarray | None, eps: np.ndarray | None) -> None:
         n, latent = len(order), self.model.spec.latent_dim
-        self.x_epoch = self.x_train if images is None else to_device(images, self.device, self.dtype)  # (N, D)
+        self.x_epoch = self.x_train if images is None else \
+            to_device(images, self.device, torch.uint8 if images.dtype == np.uint8 else self.dtype)  # (N, D)
         self.eps_epoch = (_framework_noise(self.config.seed, epoch, n, latent, self.device) if eps is None
                           else to_device(eps, self.device)).to(self.dtype)  # (N, L)
         self.order = torch.from_numpy(order).to(self.device)  # (N,)
@@ -98,7 +108,8 @@ class Trainer(WeightsAdapter):
             if should_stop():
                 break
             rows = slice(s * batch, (s + 1) * batch)
-            step_losses[done] = self.step(self.x_epoch.index_select(0, self.order[rows]), self.eps_epoch[rows])
+            xb = _as_values(self.x_epoch.index_select(0, self.order[rows]), self.dtype)  # (b, D)
+            step_losses[done] = self.step(xb, self.eps_epoch[rows])
             done += 1
             on_steps(1)
         # What the host needs from these steps, in one transfer: the losses, then whether every weight is finite.
