@@ -7,8 +7,9 @@ Usage:
 Measures with the drivers of backends/parity/drivers.py (the tests' own code) and compares with the constants of
 backends/parity/tolerances.py. Checks: 1 loss terms against the float64 fixture, 2 forward pass, 3 gradients (and 3b
 the optimizer update), 4 lockstep training over 50 and 200 steps (free-running, resynchronised from the same
-state, and in float64), 5 checkpoints moved torch->tf and tf->torch; per likelihood; torch on the CPU, and on CUDA (TF32 off) when
-available. TensorFlow always runs on the CPU.
+state, and in float64), 5 checkpoints moved torch->tf and tf->torch; per likelihood; 6 the same for conv models
+(forward and loss against a NumPy float64 reference, gradients, float64 lockstep, checkpoints); torch on the CPU,
+and on CUDA (TF32 off) when available. TensorFlow always runs on the CPU.
 
 TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, when it is imported, so each setting (oneDNN on, off) is measured in
 its own child process (this script with --child) and the results are merged. Torch's results do not depend on it:
@@ -311,9 +312,63 @@ class Child:
                                       "FORWARD_ATOL", T.FORWARD_ATOL, on="max_abs", cmp="<=",
                                       note="2 epochs in the source, outputs of both on 32 images"))
 
+    # -- check 6: conv models (the checks of tests/parity/test_conv.py)
+    def conv(self):
+        if not self.have_tf:
+            return
+        from vae_core import TrainConfig, VAESpec, losses
+        from vae_core.data import load_dataset
+        from vae_core.init import init_weights
+        np, B, T = self.np, self.B, self.T
+        for case, fields in B.CONV_SPECS.items():
+            spec = VAESpec(**fields)
+            label = f"{spec.likelihood}, conv {case}"
+            x, eps = B.batch(spec, n=16, seed=0)
+            ref = dict(zip(("decoder_out", "mu", "log_var"), B.reference_forward(spec, init_weights(spec, 0), x, eps)))
+            want = losses.negative_elbo(x, ref["decoder_out"], ref["mu"], ref["log_var"], likelihood=spec.likelihood,
+                                        beta=spec.beta).total
+            for name in B.BACKENDS:
+                out = B.forward(name, B.build_shared(name, spec), x, eps)
+                worst = max((_abs_rel(ref[k], out[k]) for k in ref), key=lambda t: t[0])
+                self.rows.append(_row("6 conv forward", "decoder_out, mu, log_var", label,
+                                      f"{name} cpu vs NumPy float64", *worst, "FORWARD_ATOL", T.FORWARD_ATOL,
+                                      on="max_abs", cmp="<=", note="16 uniform inputs; the reference pads and crops "
+                                                                  "by vae_core.architecture's amounts"))
+                got = losses.negative_elbo(x, out["decoder_out"].astype(np.float64), out["mu"], out["log_var"],
+                                           likelihood=spec.likelihood, beta=spec.beta).total
+                self.rows.append(_row("6 conv loss", "negative ELBO of the outputs", label,
+                                      f"{name} cpu vs NumPy float64", abs(got - want), abs(got - want) / abs(want),
+                                      "LOSS_RTOL", T.LOSS_RTOL))
+            x, eps = B.batch(spec, n=16, seed=1)
+            g = {name: B.gradients(name, B.build_shared(name, spec), x, eps) for name in B.BACKENDS}
+            rel = B.gradient_rel_diffs(g["torch"], g["tf"])
+            worst = max(rel, key=rel.get)
+            self.rows.append(_row("6 conv gradients", "every weight", label, "torch cpu vs TF cpu",
+                                  max(float(np.abs(g["torch"][n] - g["tf"][n]).max()) for n in rel), rel[worst],
+                                  "GRAD_RTOL", T.GRAD_RTOL, note=f"worst weight {worst}"))
+        spec = VAESpec(architecture="conv", image_shape=(28, 28), conv_channels=(8, 16), hidden_dims=(64,))
+        x = B.lockstep_data()[:64]
+        config = TrainConfig(epochs=50, batch_size=64, seed=0, grad_clip_norm=50.0)
+        curves = [B.lockstep_losses(name, spec, x, config, precision="fp64") for name in B.BACKENDS]
+        gap = B.relative_gaps(*curves)
+        self.rows.append(_row("6 conv lockstep, float64", "50 steps, clipping on", "bernoulli, conv 28x28 (8, 16)",
+                              "torch cpu vs TF cpu, float64", float(np.abs(curves[0] - curves[1]).max()),
+                              float(gap.max()), "LOCKSTEP_FP64_RTOL", T.LOCKSTEP_FP64_RTOL,
+                              note=f"worst at step {int(gap.argmax()) + 1}"))
+        digits = load_dataset("digits")
+        spec = VAESpec(architecture="conv", image_shape=(8, 8), conv_channels=(8, 16), hidden_dims=(32,), latent_dim=4)
+        for source, target in (("torch", "tf"), ("tf", "torch")):
+            with tempfile.TemporaryDirectory() as tmp:
+                _, _, _, a, b = B.checkpoint_round_trip(source, target, digits.x_train[:512], digits.x_test[:128],
+                                                        Path(tmp), spec)
+            worst = max((_abs_rel(a[k], b[k]) for k in a), key=lambda t: t[0])
+            self.rows.append(_row("6 conv checkpoint", f"{source} -> {target} outputs", "bernoulli, conv 8x8 (8, 16)",
+                                  "cpu", *worst, "FORWARD_ATOL", T.FORWARD_ATOL, on="max_abs", cmp="<=",
+                                  note="2 epochs in the source, outputs of both on 32 digits"))
+
     def run(self) -> dict:
         timings = {}
-        for step in ("loss_terms", "forward", "gradients", "adam", "lockstep", "checkpoints"):
+        for step in ("loss_terms", "forward", "gradients", "adam", "lockstep", "checkpoints", "conv"):
             t = time.perf_counter()
             getattr(self, step)()
             timings[step] = round(time.perf_counter() - t, 1)

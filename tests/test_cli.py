@@ -147,6 +147,11 @@ BAD_ARGUMENTS = {
     "sample count": ["sample", "missing.safetensors", "-n", "0"],
     "sample output suffix": ["sample", "missing.safetensors", "-o", "samples.jpg"],
     "unknown dataset": ["train", "--dataset", "cifar"],
+    "unknown architecture": ["train", "--architecture", "resnet"],
+    "images too small for the convs": ["train", "--architecture", "conv", "--conv-channels", "8,8,8,8"],
+    "--data and --dataset": ["train", "--data", "images.npy"],
+    "--image-size without --data": ["train", "--image-size", "4,4"],
+    "--image-size not H,W": ["train", "--data", "images", "--image-size", "4"],
 }
 
 
@@ -214,3 +219,44 @@ def test_ctrl_c_while_training_exits_130_with_one_line_and_a_step_checkpoint(bac
                         rf"resume with: vae train --out {re.escape(str(out))} --resume", err[-1]), err
     position = read_checkpoint(out / "last.safetensors").trainer_state["position"]
     assert position["step"] == int(re.search(r"step (\d+)", err[-1])[1]) and not (out / "history.json").exists()
+
+
+def _rgb_folder(root: Path, shapes) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate(shapes):
+        (root / f"class{i % 2}").mkdir(parents=True, exist_ok=True)
+        red = np.zeros((h, w, 3), np.uint8)
+        red[..., 0] = rng.integers(128, 256, (h, w))  # red images: an RGB plot is visibly not grey
+        Image.fromarray(red).save(root / f"class{i % 2}" / f"{i:02d}.png")
+    return root
+
+
+@pytest.mark.parametrize("backend", ["torch", "tf"])
+def test_train_a_conv_model_on_a_folder_of_rgb_images_then_evaluate_it(backend, tmp_path, capsys):
+    pytest.importorskip({"torch": "torch", "tf": "tensorflow"}[backend])
+    from PIL import Image
+
+    folder, out = _rgb_folder(tmp_path / "images", [(12, 10)] * 24), tmp_path / "run"
+    assert main(["train", "--backend", backend, "--data", str(folder), "--architecture", "conv", "--conv-channels",
+                 "4,8", "--hidden-dims", "16", "--latent-dim", "2", "--epochs", "1", "--batch-size", "8",
+                 "--no-progress", "--out", str(out)]) == 0
+    ckpt = read_checkpoint(out / "last.safetensors")
+    assert (ckpt.spec.architecture, ckpt.spec.image_shape, ckpt.spec.conv_channels) == ("conv", (12, 10, 3), (4, 8))
+    assert json.loads((out / "run.json").read_text())["data"] == str(folder)
+    recon = np.asarray(Image.open(out / "plots" / "reconstructions.png").convert("RGB"), np.int16)
+    assert (recon[..., 0] - recon[..., 2]).max() > 100  # the originals' red shows: the plot is in colour
+    scores = tmp_path / "scores.json"
+    assert main(["evaluate", str(out / "last.safetensors"), "--k", "0", "--json", str(scores)]) == 0
+    assert json.loads(scores.read_text())["n"] == 2  # run.json's images, split as in training: 10% of 24
+
+
+def test_train_refuses_images_of_mixed_sizes_naming_the_file(tmp_path, capsys):
+    folder = _rgb_folder(tmp_path / "images", [(12, 10)] * 3 + [(11, 10)])
+    with pytest.raises(SystemExit) as exc:
+        raise SystemExit(main(["train", "--data", str(folder), "--out", str(tmp_path / "o"), "--no-progress"]))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1, err
+    assert "03.png' has size 11x10" in err[0] and "--image-size H,W" in err[0]
+    assert not (tmp_path / "o").exists()

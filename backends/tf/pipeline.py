@@ -12,6 +12,10 @@ import tensorflow as tf
 from vae_core.trainer import EVAL_BATCH_SIZE
 
 BATCHES_PER_BLOCK = 32  # batches per call into the compiled train step
+# Conv models take one batch per call: inside XLA's while loop, TF 2.21's CPU convolutions run an order of magnitude
+# slower than the same step called once per batch (README, "Conv models"), and a conv step is long enough that
+# the per-call overhead the blocks save does not matter.
+CONV_BATCHES_PER_BLOCK = 1
 BLOCK_ROWS = 4096  # and at most this many rows per block (at least one batch): bounds a block's memory
 
 

@@ -28,7 +28,8 @@ from backends.tf.device import exact_fp32, resolve_device
 from backends.tf.losses import kl_to_standard_normal, reconstruction_nll
 from backends.tf.model import VAE, check_model
 from backends.tf.optim import make_optimizer
-from backends.tf.pipeline import block_shape, train_dataset, val_dataset
+from backends.tf.pipeline import (BATCHES_PER_BLOCK, CONV_BATCHES_PER_BLOCK, block_shape, train_dataset,
+                                  val_dataset)
 from vae_core.backend import Means, StepsResult, WeightsAdapter
 from vae_core.config import TrainConfig
 from vae_core.trainer import EVAL_BATCH_SIZE, check_fit_arguments, check_int, check_precision, run
@@ -100,7 +101,8 @@ class Trainer(WeightsAdapter):
         # variable in place.
         self.x_train = tf.Variable(train, trainable=False, name="train_data")  # (N, D)
         self.val = None if val is None else val_dataset(val, val_eps)
-        self.shape = block_shape(len(train), self.config.batch_size)  # (K, B) of every block of the fit
+        per_block = CONV_BATCHES_PER_BLOCK if self.model.spec.architecture == "conv" else BATCHES_PER_BLOCK
+        self.shape = block_shape(len(train), self.config.batch_size, per_block)  # (K, B) of every block of the fit
         # (K, 3) float64: the batch means of the block's steps, written by VAE.train_step; not a Keras weight
         self.step_log = tf.Variable(tf.zeros((self.shape[0], 3), tf.float64), trainable=False, name="step_log")
         object.__setattr__(self.model, "_step_log", self.step_log)

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 from vae_core.atomic import atomic_write
 from vae_core.checkpoint import LAST_FILE, CheckpointError
-from vae_core.cli.options import RUN_KEYS, add_field_flags, flag_values, read_config_file
+from vae_core.cli.options import RUN_KEYS, add_field_flags, flag_values, image_size, read_config_file
 from vae_core.registry import BACKENDS
 from vae_core.atomic import WriteError
 from vae_core.run_lock import RunLockedError, run_lock
@@ -62,6 +62,13 @@ def _add_data_flags(p: argparse.ArgumentParser, *, default: str | None) -> None:
     p.add_argument("--dataset", choices=DATASETS, default=default,
                    help="dataset name" + (f" (default: {default})" if default else
                                           " (default: the one the checkpoint's run.json names)"))
+    p.add_argument("--data", type=Path, default=None, metavar="PATH",
+                   help="your own images instead of --dataset: a folder of PNG/JPEG files, or a .npy/.npz array "
+                        "(N, H, W[, C]), split 90/10 by --seed (vae_core.data.load_images)")
+    p.add_argument("--image-size", type=image_size, default=None, metavar="H,W",
+                   help="with --data: resize every image file to H x W (otherwise mixed sizes are refused)")
+    p.add_argument("--image-mode", choices=("L", "RGB"), default=None,
+                   help="with --data: convert every image file to grey levels (L) or colour (RGB)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="folder with the IDX files of fashion-mnist or mnist (or their parent)")
     p.add_argument("--download", action="store_true", help="download fashion-mnist/mnist if missing (md5-checked)")
@@ -203,9 +210,30 @@ def _load_model(args: argparse.Namespace, *, with_data: bool = False):
     return model, ckpt, info, data
 
 
+def load_data(opts: dict[str, Any], *, download: bool = False, seed: int = 0):
+    """The run's images: `opts["data"]` through `load_images` (with its image_size and image_mode), or the built-in
+    `opts["dataset"]` through `load_dataset`."""
+    from vae_core.data import load_dataset, load_images
+
+    if opts.get("data") is not None:
+        size = opts.get("image_size")
+        return load_images(opts["data"], image_size=None if size is None else tuple(size),
+                           mode=opts.get("image_mode"), seed=seed)
+    return load_dataset(opts["dataset"], data_dir=opts.get("data_dir"), download=download,
+                        binarize=opts.get("binarize"), seed=seed)
+
+
 def _load_data(args: argparse.Namespace, info: dict[str, Any], spec=None):
     from vae_core.data import load_dataset
 
+    if args.data is not None or (args.dataset is None and info.get("data") is not None):
+        own = {"data": args.data, "image_size": args.image_size, "image_mode": args.image_mode} \
+            if args.data is not None else info
+        data = load_data(own, seed=info.get("seed", 0))
+        if spec is not None and data.input_dim != spec.input_dim:
+            raise ValueError(f"--data {str(own['data'])!r} has {data.input_dim} values per image, but the "
+                             f"checkpoint's model takes input_dim={spec.input_dim}; pass the images it was trained on")
+        return data
     name = args.dataset or info.get("dataset")
     if name is None:
         raise ValueError("--dataset is required: the checkpoint has no run.json beside it naming its dataset; "
@@ -243,15 +271,34 @@ def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
             resume_from = out / LAST_FILE
         else:
             print(f"vae train: no {LAST_FILE} in {str(out)!r} yet; starting from scratch", file=sys.stderr)
-    opts = {"backend": "torch", "dataset": "mnist-5k", "data_dir": None, "binarize": None, "device": "auto",
-            "precision": "fp32", **{k: v for k, v in previous.items() if k in RUN_KEYS}, **run_file, **explicit}
+    if explicit.get("dataset") is not None and explicit.get("data") is not None:
+        raise ValueError(f"pass --dataset or --data, not both; got --dataset {explicit['dataset']!r} and --data "
+                         f"{str(explicit['data'])!r}")
+    given = {**{k: v for k, v in previous.items() if k in RUN_KEYS}, **run_file, **explicit}
+    if "dataset" in explicit or "data" in explicit:  # one source: the one asked for now replaces the other
+        given.pop("data" if "dataset" in explicit else "dataset", None)
+    if given.get("data") is not None and given.get("dataset") is not None:
+        raise ValueError(f"pass --dataset or --data, not both; got --dataset {given['dataset']!r} and --data "
+                         f"{str(given['data'])!r}")
+    opts = {"backend": "torch", "dataset": None if given.get("data") else "mnist-5k", "data": None,
+            "image_size": None, "image_mode": None, "data_dir": None, "binarize": None, "device": "auto",
+            "precision": "fp32", **given}
+    if opts["data"] is not None:
+        opts["data"] = str(opts["data"])
+        if opts["binarize"] is not None:
+            raise ValueError("--binarize applies to --dataset; binarize your own images before passing --data")
+    elif opts["image_size"] is not None or opts["image_mode"] is not None:
+        raise ValueError("--image-size and --image-mode apply to --data (your own image files); drop them for "
+                         f"--dataset {opts['dataset']!r}")
     if not str(out):
-        out = Path("runs") / f"{opts['dataset']}-{opts['backend']}"
+        source = opts["dataset"] or Path(opts["data"]).stem or "data"
+        out = Path("runs") / f"{source}-{opts['backend']}"
     opts["out"] = str(out)
-    for key, choices in (("backend", sorted(BACKENDS)), ("dataset", DATASETS), ("device", DEVICES),
+    for key, choices in (("backend", sorted(BACKENDS)), ("dataset", (*DATASETS, None)), ("device", DEVICES),
                          ("precision", PRECISIONS)):
         if opts[key] not in choices:
-            raise ValueError(f"{key} must be one of {', '.join(choices)}; got {opts[key]!r} (from --config)")
+            raise ValueError(f"{key} must be one of {', '.join(c for c in choices if c)}; got {opts[key]!r} "
+                             f"(from --config)")
 
     spec_changes = {**file.get("spec", {}), **flags["spec"]}
     config_changes = {**file.get("train", {}), **flags["train"]}
@@ -270,14 +317,12 @@ def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from vae_core.data import load_dataset
     from vae_core.registry import backend_module, build, fit
     from vae_core.spec import VAESpec
 
     plan = resolve_train(args)
     opts, config = plan["opts"], plan["config"]
-    data = load_dataset(opts["dataset"], data_dir=opts["data_dir"], download=args.download,
-                        binarize=opts["binarize"], seed=config.seed)
+    data = load_data(opts, download=args.download, seed=config.seed)
     spec = plan["spec"]
     if spec is None:
         changes = dict(plan["spec_changes"])

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vae_core.config import TrainConfig
-from vae_core.spec import LIKELIHOODS, VAESpec
+from vae_core.spec import ARCHITECTURES, LIKELIHOODS, VAESpec
 
 SECTIONS = {"spec": VAESpec, "train": TrainConfig}
 # Fields the data decides; a flag or config value for them is checked against the dataset.
@@ -71,6 +71,8 @@ def _flag_kwargs(name: str, hint: Any) -> dict[str, Any]:
         return {"type": float, "metavar": "X"}
     if name == "likelihood":
         return {"choices": LIKELIHOODS}
+    if name == "architecture":
+        return {"choices": ARCHITECTURES}
     if hint is str:
         return {"type": str}
     if hint == (float | None) or hint == typing.Optional[float]:
@@ -80,7 +82,7 @@ def _flag_kwargs(name: str, hint: Any) -> dict[str, Any]:
     if hint == tuple[int, ...]:
         return {"type": _int_tuple, "metavar": "N,N,..."}
     if name == "image_shape":
-        return {"type": _optional_shape, "metavar": "H,W"}
+        return {"type": _optional_shape, "metavar": "H,W[,C]"}
     raise TypeError(f"no command-line type for field {name!r} of type {hint!r}")
 
 
@@ -109,7 +111,8 @@ def flag_values(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     """A TOML (.toml) or YAML (.yaml/.yml) file with `[spec]` and `[train]` tables, and optionally `[run]`.
 
-    `[run]` holds the non-field options (backend, dataset, data_dir, device, precision, out). Unknown
+    `[run]` holds the non-field options (backend, dataset or data, image_size, image_mode, data_dir, device,
+    precision, out). Unknown
     sections or keys are errors, so a typo never passes silently.
     """
     path = Path(path)
@@ -153,4 +156,13 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
 
 
 # Keys of a config file's [run] table: the train command's options that are not spec or config fields.
-RUN_KEYS = ("backend", "dataset", "data_dir", "binarize", "device", "precision", "out")
+RUN_KEYS = ("backend", "dataset", "data", "image_size", "image_mode", "data_dir", "binarize", "device", "precision",
+            "out")
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """--image-size H,W: two positive ints."""
+    values = _int_tuple(text)
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected two positive ints H,W such as 28,28; got {text!r}")
+    return values

@@ -53,34 +53,39 @@ def check_dpi(owner: str, dpi: Any) -> None:
         fail(owner, "dpi", "an int in [10, 1000]", dpi)
 
 
-def check_image_shape(owner: str, image_shape: Any) -> tuple[int, int]:
-    ok = (isinstance(image_shape, (tuple, list)) and len(image_shape) == 2
-          and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in image_shape))
+def check_image_shape(owner: str, image_shape: Any) -> tuple[int, int, int]:
+    """(H, W, C) of an image_shape (H, W) or (H, W, C), C being 1 (grey levels) or 3 (RGB)."""
+    ok = (isinstance(image_shape, (tuple, list)) and len(image_shape) in (2, 3)
+          and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in image_shape)
+          and (len(image_shape) == 2 or image_shape[2] in (1, 3)))
     if not ok:
-        fail(owner, "image_shape", "two positive ints (H, W) such as (28, 28) or (8, 8)", image_shape,
+        fail(owner, "image_shape", "(H, W) or (H, W, C) with C 1 or 3, such as (28, 28) or (32, 32, 3)", image_shape,
              "Pass model.spec.image_shape or dataset.image_shape.")
-    return int(image_shape[0]), int(image_shape[1])
+    h, w, c = (*image_shape, 1)[:3]
+    return int(h), int(w), int(c)
 
 
 def check_images(owner: str, name: str, images: Any, image_shape: Any, *, ndim_lead: int = 1) -> np.ndarray:
-    """`images` as float (*lead, H, W), from flat (*lead, H*W) or (*lead, H, W); clear errors otherwise.
+    """`images` as float (*lead, H, W, C) in [0, 1]-scale, from flat (*lead, H*W*C), (*lead, H, W) for one channel,
+    or (*lead, H, W, C), channels last; uint8 pixels are divided by 255. Clear errors otherwise.
 
     `ndim_lead` is the number of leading axes: 1 for a list of images, 2 for a grid (rows, columns).
     """
-    h, w = check_image_shape(owner, image_shape)
+    h, w, c = check_image_shape(owner, image_shape)
     arr = np.asarray(images)
     if arr.dtype.kind not in "fiub":
         fail(owner, name, "a numeric array of images", f"dtype {arr.dtype}", "Convert it with np.asarray(...).")
     lead = "N" if ndim_lead == 1 else "rows, columns"
-    flat_ok = arr.ndim == ndim_lead + 1 and arr.shape[-1] == h * w
-    square_ok = arr.ndim == ndim_lead + 2 and arr.shape[-2:] == (h, w)
-    if not (flat_ok or square_ok):
-        fail(owner, name, f"an array of shape ({lead}, {h * w}) or ({lead}, {h}, {w}) for image_shape ({h}, {w})",
-             f"shape {arr.shape}", "Pass the image_shape of the data (model.spec.image_shape), e.g. (28, 28) for "
-             "MNIST or (8, 8) for digits.")
+    shapes = [(h * w * c,), (h, w, c)] + ([(h, w)] if c == 1 else [])
+    if not any(arr.ndim == ndim_lead + len(s) and arr.shape[ndim_lead:] == s for s in shapes):
+        allowed = " or ".join(f"({lead}, {', '.join(map(str, s))})" for s in shapes)
+        fail(owner, name, f"an array of shape {allowed} for image_shape {tuple(image_shape)}", f"shape {arr.shape}",
+             "Pass the image_shape of the data (model.spec.image_shape), e.g. (28, 28) for MNIST or (8, 8) for "
+             "digits.")
     if arr.size == 0:
         fail(owner, name, "at least one image", f"shape {arr.shape}")
-    arr = arr.astype(np.float64).reshape(*arr.shape[:ndim_lead], h, w)
+    scale = 255.0 if arr.dtype == np.uint8 else 1.0
+    arr = (arr.astype(np.float64) / scale).reshape(*arr.shape[:ndim_lead], h, w, c)
     if not np.isfinite(arr).all():
         fail(owner, name, "finite pixel values", "NaN or inf", "Check the model's output for divergence.")
     return arr
@@ -105,7 +110,8 @@ def check_positive(owner: str, name: str, value: Any) -> int:
 
 def image_grid_figure(cells: np.ndarray, *, row_labels: Sequence[str] | None = None,
                       col_titles: Sequence[str | None] | None = None, title: str | None = None) -> Any:
-    """A figure showing cells (rows, cols, H, W) in [0, 1] as a grid (NaN cells stay blank), drawn as one image.
+    """A figure showing cells (rows, cols, H, W, C) in [0, 1] (C 1 or 3) as a grid (NaN cells stay blank), drawn as
+    one image.
 
     Each cell is CELL inches high (and CELL * (W + g) / (H + g) wide, i.e. CELL for square images), with a PAD
     border, ROW_LABEL inches on the left for `row_labels`, COL_TITLE on top for `col_titles` and TITLE for `title`:
@@ -113,9 +119,9 @@ def image_grid_figure(cells: np.ndarray, *, row_labels: Sequence[str] | None = N
     One imshow of a mosaic (a g-pixel white gap after each image) instead of an Axes per image keeps it fast.
     """
     plt = pyplot()
-    rows, cols, h, w = cells.shape
+    rows, cols, h, w, c = cells.shape
     gap = max(1, round(0.06 * max(h, w)))
-    mosaic = np.full((rows * (h + gap), cols * (w + gap)), np.nan)
+    mosaic = np.full((rows * (h + gap), cols * (w + gap), c), np.nan)
     for i in range(rows):
         for j in range(cols):
             mosaic[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = cells[i, j]
@@ -125,8 +131,11 @@ def image_grid_figure(cells: np.ndarray, *, row_labels: Sequence[str] | None = N
     width, height = cols * cell_w + left + PAD, rows * cell_h + top + PAD
     fig = plt.figure(figsize=(width, height))
     ax = fig.add_axes((left / width, PAD / height, cols * cell_w / width, rows * cell_h / height))
-    ax.imshow(np.clip(mosaic, 0.0, 1.0), cmap=plt.get_cmap("gray").with_extremes(bad="white"), vmin=0.0, vmax=1.0,
-              interpolation="nearest", aspect="auto")
+    if c == 1:  # grey levels: NaN (gaps, blank cells) drawn white by the colour map
+        ax.imshow(np.clip(mosaic[..., 0], 0.0, 1.0), cmap=plt.get_cmap("gray").with_extremes(bad="white"), vmin=0.0,
+                  vmax=1.0, interpolation="nearest", aspect="auto")
+    else:  # RGB: no colour map, so the gaps are painted white here
+        ax.imshow(np.clip(np.nan_to_num(mosaic, nan=1.0), 0.0, 1.0), interpolation="nearest", aspect="auto")
     ax.axis("off")
     img_h, img_w = cell_h * h / (h + gap), cell_w * w / (w + gap)  # inches of one image inside its cell
     for i, label in enumerate(row_labels or []):
@@ -142,9 +151,9 @@ def image_grid_figure(cells: np.ndarray, *, row_labels: Sequence[str] | None = N
 
 
 def as_cells(images: np.ndarray, ncols: int) -> np.ndarray:
-    """(N, H, W) -> (ceil(N / ncols), ncols, H, W), the missing cells of the last row NaN (blank)."""
-    n, h, w = images.shape
+    """(N, H, W, C) -> (ceil(N / ncols), ncols, H, W, C), the missing cells of the last row NaN (blank)."""
+    n, h, w, c = images.shape
     rows = -(-n // ncols)
-    cells = np.full((rows * ncols, h, w), np.nan)
+    cells = np.full((rows * ncols, h, w, c), np.nan)
     cells[:n] = images
-    return cells.reshape(rows, ncols, h, w)
+    return cells.reshape(rows, ncols, h, w, c)

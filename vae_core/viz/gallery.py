@@ -142,7 +142,7 @@ def plot_all(model: Any, x: Any, labels: Sequence | np.ndarray | None, out_dir: 
     """Write the gallery of `model` on `x` (N, D) with class `labels` into `out_dir`; returns {file name: path}.
 
     Files: RECONSTRUCTIONS_PNG (n examples chosen by `seed`), SAMPLES_PNG (n*n prior samples), LATENT_SCATTER_PNG,
-    LATENT_TSNE_PNG (at most `tsne_points` points), TRAVERSALS_PNG (the up-to-MAX_TRAVERSAL_DIMS dims whose
+    LATENT_TSNE_PNG (at most `tsne_points` points; left out for fewer than latent.TSNE_MIN_POINTS), TRAVERSALS_PNG (the up-to-MAX_TRAVERSAL_DIMS dims whose
     means vary most over x), INTERPOLATION_PNG (n steps between two examples), and HISTORY_PNG if `history`.
     """
     x, labels, shape = _check_plot_all_args(model, x, labels, history, n, seed, tsne_points, dpi)
@@ -168,6 +168,8 @@ def plot_all(model: Any, x: Any, labels: Sequence | np.ndarray | None, out_dir: 
         INTERPOLATION_PNG: lambda p: grids.plot_interpolation(
             to_numpy(model.interpolate(x[a], x[b], max(n, 2))), shape, p, start=ends[0], end=ends[1], dpi=dpi),
     }
+    if len(x) < latent.TSNE_MIN_POINTS:  # a handful of test images (a small folder of the user's): no embedding
+        del files[LATENT_TSNE_PNG]
     if history is not None:
         files[HISTORY_PNG] = lambda p: curves.plot_history({backend_of(model)[0]: history}, p, dpi=dpi)
     return {name: make(out / name) for name, make in files.items()}

@@ -1,7 +1,7 @@
 """Image plots: grids of samples, reconstructions, latent traversals and interpolations, NumPy in, PNG out.
 
-Images are flat (N, H*W) or (N, H, W) arrays in [0, 1] shaped by
-`image_shape` (a spec's or dataset's, e.g. (28, 28) or (8, 8)). Every function writes `path` and returns it as
+Images are flat (N, H*W*C) rows, or (N, H, W) / (N, H, W, C) arrays, in [0, 1] (or uint8), shaped by
+`image_shape` (a spec's or dataset's, e.g. (28, 28), (8, 8) or (27, 29, 3): grey levels or RGB, any aspect). Every function writes `path` and returns it as
 a Path; figures have a fixed size in inches (see each docstring), so the PNG is that size times `dpi` pixels.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from vae_core.viz.figures import (CELL, COL_TITLE, DPI, PAD, ROW_LABEL, TITLE, a
                                   check_labels, check_path, check_positive, image_grid_figure, save)
 
 
-def plot_image_grid(images: np.ndarray, image_shape: tuple[int, int], path: str | os.PathLike, *,
+def plot_image_grid(images: np.ndarray, image_shape: tuple[int, ...], path: str | os.PathLike, *,
                     ncols: int = 10, title: str | None = None, dpi: int = DPI) -> Path:
     """A grid of images, `ncols` per row.
 
@@ -31,13 +31,13 @@ def plot_image_grid(images: np.ndarray, image_shape: tuple[int, int], path: str 
     return save(image_grid_figure(as_cells(images, ncols), title=title), path, dpi, tight=False)
 
 
-def plot_samples(samples: np.ndarray, image_shape: tuple[int, int], path: str | os.PathLike, *,
+def plot_samples(samples: np.ndarray, image_shape: tuple[int, ...], path: str | os.PathLike, *,
                  ncols: int = 10, title: str | None = "samples from the prior", dpi: int = DPI) -> Path:
     """Decoded draws z ~ N(0, I) as a grid (the layout of `plot_image_grid`)."""
     return plot_image_grid(samples, image_shape, path, ncols=ncols, title=title, dpi=dpi)
 
 
-def plot_reconstructions(originals: np.ndarray, reconstructions: np.ndarray, image_shape: tuple[int, int],
+def plot_reconstructions(originals: np.ndarray, reconstructions: np.ndarray, image_shape: tuple[int, ...],
                          path: str | os.PathLike, *, labels: Sequence | np.ndarray | None = None, n: int = 10,
                          title: str | None = None, dpi: int = DPI) -> Path:
     """The first `n` originals (top row) above their reconstructions, class labels as column titles.
@@ -61,10 +61,10 @@ def plot_reconstructions(originals: np.ndarray, reconstructions: np.ndarray, ima
     return save(fig, path, dpi, tight=False)
 
 
-def plot_traversals(grid: np.ndarray, image_shape: tuple[int, int], path: str | os.PathLike, *,
+def plot_traversals(grid: np.ndarray, image_shape: tuple[int, ...], path: str | os.PathLike, *,
                     dims: Sequence[int] | None = None, values: Sequence[float] | None = None,
                     title: str | None = "latent traversals", dpi: int = DPI) -> Path:
-    """Latent traversals: grid (n_dims, n_values, H*W), one row per latent dim, one column per value.
+    """Latent traversals: grid (n_dims, n_values, H*W*C), one row per latent dim, one column per value.
 
     `dims` label the rows (z0, z1, ... by default), `values` the columns. Size: (n_values * CELL + 2 * PAD +
     ROW_LABEL) x (n_dims * CELL + 2 * PAD [+ COL_TITLE if values] [+ TITLE if title]) inches.
@@ -86,7 +86,7 @@ def plot_traversals(grid: np.ndarray, image_shape: tuple[int, int], path: str | 
     return save(fig, path, dpi, tight=False)
 
 
-def plot_interpolation(images: np.ndarray, image_shape: tuple[int, int], path: str | os.PathLike, *,
+def plot_interpolation(images: np.ndarray, image_shape: tuple[int, ...], path: str | os.PathLike, *,
                        title: str | None = "latent interpolation", start: str = "x1", end: str = "x2",
                        dpi: int = DPI) -> Path:
     """A row of images decoded along the line from x1's latent mean to x2's, ends titled `start` and `end`.

@@ -12,6 +12,7 @@ from vae_core.checks import check_float, fail
 
 SCATTER_SIZE = (6.4, 5.0)  # inches, plot_latent_scatter and plot_tsne
 MAX_LEGEND_CLASSES = 20  # more distinct labels than this get a colorbar instead of a legend
+TSNE_MIN_POINTS = 5  # fewer points leave t-SNE no neighbours to embed by
 
 
 def _codes(owner: str, name: str, z: Any) -> np.ndarray:
@@ -100,8 +101,8 @@ def plot_tsne(mu: np.ndarray, labels: Sequence | np.ndarray | None, path: str | 
     labels = check_labels(owner, labels, len(mu))
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         fail(owner, "seed", "an int >= 0", seed)
-    if len(mu) < 5:
-        fail(owner, "mu", "at least 5 points for t-SNE", f"{len(mu)}")
+    if len(mu) < TSNE_MIN_POINTS:
+        fail(owner, "mu", f"at least {TSNE_MIN_POINTS} points for t-SNE", f"{len(mu)}")
     try:
         from sklearn.manifold import TSNE
         from threadpoolctl import threadpool_limits  # a dependency of scikit-learn

@@ -1,0 +1,159 @@
+"""The user's own images as a `vae_core.data.Dataset`: a folder of PNG/JPEG files, or a .npy/.npz array.
+
+`load_images(path)` returns uint8 pixels when the source is uint8 (files always are; `fit` and the models read uint8
+as x / 255, 4x smaller than float32), or float32 for float arrays in [0, 1]. Rows are (N, H*W*C), channels last,
+with `image_shape` (H, W) for one channel or (H, W, C). The train/test split is a function of `seed` alone.
+Pillow reads the files (`pip install 'vae-core[data]'`); arrays need NumPy only and never unpickle.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vae_core.checks import fail
+from vae_core.data import DATA_EXTRA, Dataset
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+ARRAY_SUFFIXES = (".npy", ".npz")
+MODES = ("L", "RGB")  # grey levels (C = 1) or colour (C = 3)
+_GREY_MODES = ("1", "L")  # Pillow modes read as "L" without being asked
+
+
+def load_images(path: str | os.PathLike[str], *, image_size: tuple[int, int] | None = None, mode: str | None = None,
+                test_fraction: float = 0.1, seed: int = 0) -> Dataset:
+    """Read the user's images and split them reproducibly into train and test.
+
+    path: a folder of .png/.jpg/.jpeg files (searched recursively; `y` is the index of each file's folder among the
+        sorted folder names, like torchvision's ImageFolder, 0 when all lie in one folder), or a .npy/.npz array of
+        shape (N, H, W) or (N, H, W, C), uint8 or float in [0, 1] (a .npz holding one array, or one named "images"
+        or "x"; `y` is 0). A .npy is memory-mapped: the split reads it once, so it is never in memory twice.
+    image_size: (H, W) to resize every file to (Pillow, bilinear); without it every file must have the size of
+        the first, and a file that does not is refused by name.
+    mode: "L" or "RGB" to convert every file to; without it every file must share the first file's mode ("1" counts
+        as "L"), and a file that does not is refused by name.
+    test_fraction: the share of images held out for testing, in (0, 1); at least one image each side.
+    seed: the split is `np.random.default_rng(seed).permutation(N)`: the first `round(N * test_fraction)` go to test.
+    """
+    path = _check_arguments(path, image_size, mode, test_fraction, seed)
+    if path.is_dir():
+        x, y = _read_folder(path, image_size, mode)
+    else:
+        if image_size is not None or mode is not None:
+            fail("load_images", "image_size" if image_size is not None else "mode", "None for an array file",
+                 image_size if image_size is not None else mode,
+                 "image_size and mode apply to image files; resize or convert the array before saving it")
+        x = _read_array(path)
+        y = np.zeros(len(x), np.int64)
+    n = len(x)
+    if n < 2:
+        fail("load_images", "path", "at least 2 images (one to train on, one to test)", f"{n} in {str(path)!r}")
+    n_test = min(n - 1, max(1, round(n * test_fraction)))
+    order = np.random.default_rng(seed).permutation(n)
+    test, train = np.sort(order[:n_test]), np.sort(order[n_test:])  # sorted: a memory map is read in file order
+    image_shape = x.shape[1:3] if x.shape[3] == 1 else x.shape[1:]
+    rows = x.reshape(n, -1)  # (N, H*W*C), channels last; a view of the memory map for a .npy
+    return Dataset(path.stem or path.name, np.ascontiguousarray(rows[train]), y[train],
+                   np.ascontiguousarray(rows[test]), y[test], tuple(int(s) for s in image_shape))
+
+
+def _check_arguments(path: Any, image_size: Any, mode: Any, test_fraction: Any, seed: Any) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        fail("load_images", "path", "a folder of images or a .npy/.npz file (str or os.PathLike)",
+             type(path).__name__)
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"load_images: path {str(path)!r} does not exist; pass a folder of "
+                                f"{'/'.join(IMAGE_SUFFIXES)} files or a .npy/.npz array")
+    if not path.is_dir() and path.suffix.lower() not in ARRAY_SUFFIXES:
+        fail("load_images", "path", "a folder of images, or a file ending in .npy or .npz", str(path),
+             "Put single images in a folder and pass the folder")
+    if image_size is not None and not (isinstance(image_size, (tuple, list)) and len(image_size) == 2 and all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in image_size)):
+        fail("load_images", "image_size", "None or two positive ints (H, W)", image_size)
+    if mode is not None and mode not in MODES:
+        fail("load_images", "mode", "None, 'L' (grey levels) or 'RGB'", mode)
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+        fail("load_images", "test_fraction", "a number in (0, 1)", test_fraction)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        fail("load_images", "seed", "an int >= 0", seed)
+    return path
+
+
+def _read_folder(folder: Path, image_size: tuple[int, int] | None, mode: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W, C) uint8 and (N,) folder labels of every image file under `folder`, in sorted path order."""
+    try:
+        from PIL import Image
+    except ModuleNotFoundError:
+        raise ImportError(f"load_images: reading image files needs Pillow; {DATA_EXTRA}") from None
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"load_images: no {'/'.join(IMAGE_SUFFIXES)} files in {str(folder)!r}")
+    classes = sorted({p.parent for p in files})
+    labels = np.array([classes.index(p.parent) for p in files], np.int64)
+    images, first = [], None
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                image.load()
+        except (OSError, SyntaxError) as e:  # Pillow's errors for a damaged or unknown file
+            raise ValueError(f"load_images: {str(file)!r} is not a readable image ({e}); remove or replace it") \
+                from None
+        read_mode = "L" if image.mode in _GREY_MODES else image.mode
+        if mode is not None:
+            image = image.convert(mode)
+        elif read_mode not in MODES:
+            fail("load_images", "mode", f"given for {str(file)!r}, whose mode is {image.mode!r}", None,
+                 "Pass mode='L' or 'RGB' (--image-mode) to convert every file")
+        else:
+            image = image.convert(read_mode)
+        if image_size is not None:
+            image = image.resize((int(image_size[1]), int(image_size[0])), Image.Resampling.BILINEAR)
+        if first is None:
+            first = (file, image.size, image.mode)
+        elif (image.size, image.mode) != first[1:]:
+            what = "size" if image.size != first[1] else "mode"
+            got = f"{image.size[1]}x{image.size[0]}" if what == "size" else image.mode
+            want = f"{first[1][1]}x{first[1][0]}" if what == "size" else first[2]
+            fix = "Pass image_size=(H, W) (--image-size H,W) to resize every file" if what == "size" else \
+                "Pass mode='L' or 'RGB' (--image-mode) to convert every file"
+            raise ValueError(f"load_images: {str(file)!r} has {what} {got}, but {str(first[0])!r} (the first file) "
+                             f"has {want}; every image must have the same {what}. {fix}")
+        array = np.asarray(image, np.uint8)
+        images.append(array[..., None] if array.ndim == 2 else array)
+    return np.stack(images), labels
+
+
+def _read_array(path: Path) -> np.ndarray:
+    """The (N, H, W, C) images of a .npy (memory-mapped) or .npz file, uint8 or float32 in [0, 1]."""
+    try:
+        if path.suffix.lower() == ".npy":
+            x = np.load(path, mmap_mode="r", allow_pickle=False)
+        else:
+            with np.load(path, allow_pickle=False) as archive:
+                names = list(archive.files)
+                name = names[0] if len(names) == 1 else next((n for n in ("images", "x") if n in names), None)
+                if name is None:
+                    fail("load_images", "path", "a .npz with one array, or one named 'images' or 'x'",
+                         f"{str(path)!r} holding {names}", "Save the images alone, or under the name 'images'")
+                x = archive[name]
+    except (OSError, ValueError) as e:
+        if isinstance(e, ValueError) and str(e).startswith("load_images"):
+            raise
+        raise ValueError(f"load_images: {str(path)!r} is not a readable NumPy file without pickles ({e})") from None
+    if x.ndim == 3:
+        x = x[..., None]  # (N, H, W) -> (N, H, W, 1)
+    if x.ndim != 4:
+        fail("load_images", "path", "an array of shape (N, H, W) or (N, H, W, C)", f"shape {x.shape} in {str(path)!r}")
+    if x.dtype == np.uint8:
+        return x
+    if x.dtype not in (np.float32, np.float64):
+        fail("load_images", "path", "uint8 images, or float32/float64 in [0, 1]", f"dtype {x.dtype} in {str(path)!r}",
+             "Scale to [0, 1] floats or store uint8 0-255")
+    x = np.asarray(x, np.float32)
+    if x.size and not (np.isfinite(x).all() and x.min() >= 0.0 and x.max() <= 1.0):
+        fail("load_images", "path", "float pixels in [0, 1]", f"values in [{np.nanmin(x):.4g}, {np.nanmax(x):.4g}] "
+             f"in {str(path)!r}", "Divide 0-255 floats by 255, or store uint8")
+    return x
