@@ -347,3 +347,16 @@ def test_unknown_name_lists_datasets():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         load_dataset("digits", **kwargs)
+
+
+def test_dynamic_binarization_of_uint8_images_is_the_float_sample_as_0_and_255():
+    """uint8 training data is binarized to uint8 0/255, the same draws as for its float32 values x / 255, so the
+    per-batch x / 255 of the trainers gives exactly the 0/1 images of float data."""
+    from vae_core.training import epoch_binarized
+
+    images = np.random.default_rng(0).integers(0, 256, (50, 64), dtype=np.uint8)
+    floats = images.astype(np.float32) / np.float32(255.0)
+    as_uint8, as_float = epoch_binarized(images, 3, 1), epoch_binarized(floats, 3, 1)
+    assert as_uint8.dtype == np.uint8 and set(np.unique(as_uint8)) <= {0, 255}
+    np.testing.assert_array_equal(as_uint8.astype(np.float32) / np.float32(255.0), as_float)
+    assert 0.3 < as_float.mean() < 0.7

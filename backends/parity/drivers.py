@@ -159,10 +159,12 @@ def _conv2d(h: np.ndarray, kernel: np.ndarray, pad) -> np.ndarray:
     (k, k, in, out) kernel: (B, h', w', out)."""
     from numpy.lib.stride_tricks import sliding_window_view
 
-    k = kernel.shape[0]
+    k, n_in, n_out = kernel.shape[0], kernel.shape[2], kernel.shape[3]
     padded = np.pad(h, ((0, 0), *pad, (0, 0)))
     windows = sliding_window_view(padded, (k, k), axis=(1, 2))[:, ::2, ::2]  # (B, h', w', in, k, k)
-    return np.einsum("bhwiyx,yxio->bhwo", windows, kernel)
+    b, ho, wo = windows.shape[:3]
+    patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(b * ho * wo, k * k * n_in)  # rows (y, x, in)
+    return (patches @ kernel.reshape(k * k * n_in, n_out)).reshape(b, ho, wo, n_out)
 
 
 def _conv2d_transpose(h: np.ndarray, kernel: np.ndarray, crop, size: tuple[int, int]) -> np.ndarray:

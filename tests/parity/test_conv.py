@@ -96,15 +96,16 @@ def test_conv_checkpoint_moves_between_backends(tmp_path, source, target):
 
 @pytest.mark.slow
 def test_conv_lockstep_training_in_float64_agrees():
-    """50 optimizer steps of fit(precision="fp64", shared_noise=True), one batch of 28 x 28 digits per epoch, with
-    gradient clipping on: the per-step losses agree within LOCKSTEP_FP64_RTOL."""
+    """30 optimizer steps of fit(precision="fp64", shared_noise=True), one batch of 28 x 28 digits per epoch, with
+    gradient clipping on: the per-step losses agree within LOCKSTEP_FP64_RTOL (the parity report runs 50 steps of
+    a wider model)."""
     from backends.parity.drivers import lockstep_data, lockstep_losses
 
     backend("tf")
-    spec = VAESpec(architecture="conv", image_shape=(28, 28), conv_channels=(8, 16), hidden_dims=(64,))
-    x = lockstep_data()[:64]
-    config = TrainConfig(epochs=50, batch_size=64, seed=0, grad_clip_norm=50.0)
+    spec = VAESpec(architecture="conv", image_shape=(28, 28), conv_channels=(4, 8), hidden_dims=(32,))
+    x = lockstep_data()[:32]
+    config = TrainConfig(epochs=30, batch_size=32, seed=0, grad_clip_norm=50.0)
     curves = {name: lockstep_losses(name, spec, x, config, precision="fp64") for name in BACKENDS}
-    assert curves["torch"][0] - curves["torch"][-1] > 0.1 * curves["torch"][0]  # it trained
+    assert curves["torch"][0] - curves["torch"][-1] > 0.05 * curves["torch"][0]  # it trained
     gap = relative_gaps(curves["torch"], curves["tf"])
     assert gap.max() < LOCKSTEP_FP64_RTOL, f"max relative gap {gap.max():.2e} at step {gap.argmax() + 1}"
