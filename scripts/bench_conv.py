@@ -105,20 +105,21 @@ def _run_loop(args) -> dict:
                 h = F.relu(h) if i < len(self.dec) - 1 else h
             return h.flatten(1), mu, log_var
 
-    net = ConvVAE()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where `fit`'s device="auto" runs
+    net = ConvVAE().to(device)
     # The same initial weights as ours: a vae_core model's parameters, in torch's layouts, are in the loop's order
     # (encoder convs, dense, mu, log_var, decoder dense, transposed convs) and flatten the map as it does.
     ours = build("torch", spec, seed=args.seed)
     pairs = list(zip(net.parameters(), native_parameters(ours).values()))
     with torch.no_grad():
         for mine, theirs in pairs:
-            mine.copy_(theirs)
+            mine.copy_(theirs.to(device))
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x = torch.from_numpy(x_train)
+    x = torch.from_numpy(x_train).to(device)
     seconds = []
     for _ in range(args.epochs):
         start = time.perf_counter()
-        perm = torch.randperm(len(x))
+        perm = torch.randperm(len(x), device=device)
         for i in range(0, len(x), 128):
             xb = x[perm[i:i + 128]]
             out, mu, log_var = net(xb)
@@ -128,10 +129,12 @@ def _run_loop(args) -> dict:
             opt.zero_grad()
             loss.backward()
             opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         seconds.append(time.perf_counter() - start)
     with torch.no_grad():  # the loop's weights into our model, to score both the same way
         for mine, theirs in pairs:
-            theirs.copy_(mine)
+            theirs.copy_(mine.cpu())
     return {"seconds": seconds, **_score(ours, x_test, args)}
 
 
@@ -145,10 +148,16 @@ def _run_ours(backend: str, args) -> dict:
 
 
 def _score(model, x_test, args) -> dict:
+    """Test -ELBO and IWAE of the trained model, which is also saved for `vae plot` (git-ignored runs/)."""
     from vae_core import evaluate
+    from vae_core.checkpoint import save_checkpoint
     from vae_core.metrics import iwae_nll
 
-    out = {"test": evaluate(model, x_test, seed=0)}
+    saved = ROOT / "runs" / "bench_conv" / "-".join(map(str, (*args.conv_channels, "h", *args.hidden_dims))) / \
+        f"{args.child}.safetensors"
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(saved, model, epoch=args.epochs)
+    out = {"test": evaluate(model, x_test, seed=0), "checkpoint": str(saved.relative_to(ROOT))}
     if args.iwae_k:
         start = time.perf_counter()
         r = iwae_nll(model, x_test[:args.iwae_images], k=args.iwae_k, seed=0)
@@ -239,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iwae-k", type=int, default=1000, help="IWAE samples per image (0: no IWAE)")
     p.add_argument("--iwae-images", type=int, default=1000, help="IWAE on the first N test images")
     p.add_argument("--out", nargs="?", const="bench_conv", default=None, metavar="NAME",
-                   help="write scripts/results/NAME.md and NAME.json")
+                   help="write NAME.md and NAME.json into --results-dir")
+    p.add_argument("--results-dir", type=Path, default=RESULTS, help="where --out writes (default scripts/results)")
     p.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     p.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -257,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants:
             out = Path(tmp) / f"{variant}.json"
-            rest = [a for a in argv if a != "--out" and not (args.out and a == args.out)]
+            rest = [a for a in argv if a not in ("--out", "--results-dir", str(args.results_dir))
+                    and not (args.out and a == args.out)]
             subprocess.run([sys.executable, "-m", "scripts.bench_conv", *rest, "--child", variant,
                             "--child-out", str(out)], check=True, cwd=ROOT)
             runs[variant] = json.loads(out.read_text())
@@ -270,9 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(cmd, meta, runs)
     print(text)
     if args.out:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"{args.out}.md").write_text(text)
-        (RESULTS / f"{args.out}.json").write_text(json.dumps({"command": cmd, "meta": meta, "runs": runs}, indent=1))
+        args.results_dir.mkdir(parents=True, exist_ok=True)
+        (args.results_dir / f"{args.out}.md").write_text(text)
+        (args.results_dir / f"{args.out}.json").write_text(json.dumps({"command": cmd, "meta": meta, "runs": runs},
+                                                                      indent=1))
     return 0
 
 

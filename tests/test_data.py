@@ -360,3 +360,16 @@ def test_dynamic_binarization_of_uint8_images_is_the_float_sample_as_0_and_255()
     assert as_uint8.dtype == np.uint8 and set(np.unique(as_uint8)) <= {0, 255}
     np.testing.assert_array_equal(as_uint8.astype(np.float32) / np.float32(255.0), as_float)
     assert 0.3 < as_float.mean() < 0.7
+
+
+def test_load_dataset_keeps_uint8_pixels_on_request():
+    from vae_core.data import load_dataset
+
+    floats, raw = load_dataset("mnist-5k"), load_dataset("mnist-5k", dtype="uint8")
+    assert raw.x_train.dtype == np.uint8 and raw.x_train.shape == floats.x_train.shape
+    np.testing.assert_array_equal(raw.x_test.astype(np.float32) / np.float32(255.0), floats.x_test)
+    with pytest.raises(ValueError, match=r"load_dataset\.dtype must be 'float32' for this dataset; got 'uint8'\. "
+                                         r"uint8 means pixels x / 255; 'digits' is stored in 0\.\.16"):
+        load_dataset("digits", dtype="uint8")
+    with pytest.raises(ValueError, match=r"load_dataset\.dtype must be 'float32' with binarize='static'"):
+        load_dataset("mnist-5k", dtype="uint8", binarize="static")

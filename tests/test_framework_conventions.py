@@ -18,6 +18,7 @@ from vae_core import VAESpec, build
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = VAESpec(input_dim=64, hidden_dims=(32, 16), latent_dim=3, image_shape=(8, 8))
+CONV_SPEC = VAESpec(architecture="conv", image_shape=(8, 8), conv_channels=(4, 8), hidden_dims=(16,), latent_dim=3)
 FRAMEWORK = {"torch": "torch", "tf": "tensorflow"}
 
 
@@ -44,9 +45,9 @@ def _summary(model, backend: str) -> str:
     return out.getvalue()
 
 
-def _trained(backend: str):
-    """A model of SPEC after one epoch of its framework's usual training (Adam state included)."""
-    model = build(backend, SPEC, seed=0)
+def _trained(backend: str, spec: VAESpec = SPEC):
+    """A model of `spec` after one epoch of its framework's usual training (Adam state included)."""
+    model = build(backend, spec, seed=0)
     if backend == "torch":
         import torch
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -63,13 +64,13 @@ def _trained(backend: str):
     return model
 
 
-def _save_and_load_natively(model, backend: str, folder):
+def _save_and_load_natively(model, backend: str, folder, spec: VAESpec = SPEC):
     """The framework's own save format: a state_dict through torch.save/torch.load(weights_only=True), or a
     .keras archive through keras.models.load_model with safe_mode on."""
     if backend == "torch":
         import torch
         torch.save(model.state_dict(), folder / "vae.pt")
-        loaded = build("torch", SPEC, seed=1)
+        loaded = build("torch", spec, seed=1)
         loaded.load_state_dict(torch.load(folder / "vae.pt", weights_only=True))
         return loaded
     import keras
@@ -89,12 +90,13 @@ def test_the_framework_summary_lists_the_layers_and_their_parameters(backend):
     assert sum(int(np.prod(w.shape)) for w in _weights(model)) == _parameter_count(SPEC)
 
 
+@pytest.mark.parametrize("spec", [pytest.param(SPEC, id="mlp"), pytest.param(CONV_SPEC, id="conv")])
 @pytest.mark.parametrize("backend", ["torch", "tf"])
-def test_the_framework_save_format_round_trips(backend, tmp_path):
+def test_the_framework_save_format_round_trips(backend, spec, tmp_path):
     pytest.importorskip(FRAMEWORK[backend])
-    model = _trained(backend)
-    loaded = _save_and_load_natively(model, backend, tmp_path)
-    assert type(loaded) is type(model) and loaded.spec == SPEC
+    model = _trained(backend, spec)
+    loaded = _save_and_load_natively(model, backend, tmp_path, spec)
+    assert type(loaded) is type(model) and loaded.spec == spec
     for saved, restored in zip(_weights(model), _weights(loaded), strict=True):
         np.testing.assert_array_equal(saved, restored)
     x = _data(8)

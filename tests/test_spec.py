@@ -130,3 +130,25 @@ def test_config_json_round_trip_and_replace():
     assert c.replace(epochs=5).epochs == 5
     with pytest.raises(ValueError, match="TrainConfig.epochs"):
         c.replace(epochs=0)
+
+
+def test_conv_spec_takes_its_input_dim_from_the_image_shape():
+    spec = VAESpec(architecture="conv", image_shape=(27, 29, 3))
+    assert spec.input_dim == 27 * 29 * 3 and spec.channels == 3
+    assert VAESpec.from_dict(spec.to_dict()) == spec
+    assert spec.replace(image_shape=(8, 8)).input_dim == 64
+    assert VAESpec(input_dim=12, image_shape=(3, 4)).replace(image_shape=None).input_dim == 12  # D kept
+    with pytest.raises(ValueError, match=r"VAESpec\.image_shape must be a shape whose product H\*W\*C equals "
+                                         r"input_dim \(784\); got \(27, 28\)"):
+        VAESpec(input_dim=784, image_shape=(27, 28))
+    with pytest.raises(ValueError, match=r"VAESpec\.image_shape must be \(H, W\) or \(H, W, C\) for "
+                                         r"architecture='conv'; got None"):
+        VAESpec(architecture="conv")
+
+
+def test_an_mlp_spec_writes_only_the_fields_it_uses():
+    """The conv fields stay out of an MLP's dict, so its checkpoints read in releases without conv models."""
+    d = VAESpec().to_dict()
+    assert not {"architecture", "conv_channels", "kernel_size"} & set(d)
+    assert VAESpec.from_dict(d) == VAESpec()
+    assert VAESpec(architecture="conv", image_shape=(8, 8)).to_dict()["conv_channels"] == [32, 64]

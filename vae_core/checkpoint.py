@@ -1,7 +1,8 @@
 """Checkpoint schema v2: one safetensors file that any backend can load, checksummed.
 
 Layout of the file:
-- tensors: the weights under the neutral names of `VAESpec.weight_shapes()` (float32, kernels (in, out)),
+- tensors: the weights under the neutral names of `VAESpec.weight_shapes()` (float32, in the layouts of
+  `vae_core.architecture`: dense (in, out), conv (kh, kw, in, out), transposed conv (kh, kw, out, in)),
   and, when an optimizer is saved, Adam's moments as `adam.m.<name>` and `adam.v.<name>` in the same layout;
 - header metadata, key "vae_core": a JSON object with `schema_version`, `spec`, `train_config`, `epoch`
   (epochs completed), `history`, `adam_step`, `trainer_state` (scheduler, early stopping, the position inside

@@ -83,7 +83,7 @@ class Dataset:
     y_train: np.ndarray  # (N,) int64
     x_test: np.ndarray  # (M, D) float32 in [0, 1], or uint8
     y_test: np.ndarray  # (M,) int64
-    image_shape: tuple[int, int]
+    image_shape: tuple[int, ...]  # (H, W), or (H, W, C) for colour
 
     @property
     def input_dim(self) -> int:

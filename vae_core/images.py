@@ -14,22 +14,23 @@ from typing import Any
 import numpy as np
 
 from vae_core.checks import fail
-from vae_core.data import DATA_EXTRA, Dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npy", ".npz")
 MODES = ("L", "RGB")  # grey levels (C = 1) or colour (C = 3)
+CHANNELS = (1, 3)  # what an array may hold too: the images vae_core plots
 _GREY_MODES = ("1", "L")  # Pillow modes read as "L" without being asked
 
 
 def load_images(path: str | os.PathLike[str], *, image_size: tuple[int, int] | None = None, mode: str | None = None,
-                test_fraction: float = 0.1, seed: int = 0) -> Dataset:
+                test_fraction: float = 0.1, seed: int = 0) -> "Dataset":
     """Read the user's images and split them reproducibly into train and test.
 
-    path: a folder of .png/.jpg/.jpeg files (searched recursively; `y` is the index of each file's folder among the
-        sorted folder names, like torchvision's ImageFolder, 0 when all lie in one folder), or a .npy/.npz array of
-        shape (N, H, W) or (N, H, W, C), uint8 or float in [0, 1] (a .npz holding one array, or one named "images"
-        or "x"; `y` is 0). A .npy is memory-mapped: the split reads it once, so it is never in memory twice.
+    path: a folder of .png/.jpg/.jpeg files (searched recursively; `y` is the index of each file's own folder among
+        the sorted folders that hold images, 0 when all lie in one folder), or a .npy/.npz array of shape (N, H, W)
+        or (N, H, W, C) with C 1 or 3, uint8 or float in [0, 1] (a .npz holding one array, or one named "images"
+        or "x"; `y` is 0). A uint8 or float32 .npy is memory-mapped: the split copies each image into memory once
+        (a float64 one is read, then cast).
     image_size: (H, W) to resize every file to (Pillow, bilinear); without it every file must have the size of
         the first, and a file that does not is refused by name.
     mode: "L" or "RGB" to convert every file to; without it every file must share the first file's mode ("1" counts
@@ -37,6 +38,8 @@ def load_images(path: str | os.PathLike[str], *, image_size: tuple[int, int] | N
     test_fraction: the share of images held out for testing, in (0, 1); at least one image each side.
     seed: the split is `np.random.default_rng(seed).permutation(N)`: the first `round(N * test_fraction)` go to test.
     """
+    from vae_core.data import Dataset  # here, not at the top: vae_core.data re-exports this function
+
     path = _check_arguments(path, image_size, mode, test_fraction, seed)
     if path.is_dir():
         x, y = _read_folder(path, image_size, mode)
@@ -84,6 +87,8 @@ def _check_arguments(path: Any, image_size: Any, mode: Any, test_fraction: Any, 
 
 def _read_folder(folder: Path, image_size: tuple[int, int] | None, mode: str | None) -> tuple[np.ndarray, np.ndarray]:
     """(N, H, W, C) uint8 and (N,) folder labels of every image file under `folder`, in sorted path order."""
+    from vae_core.data import DATA_EXTRA
+
     try:
         from PIL import Image
     except ModuleNotFoundError:
@@ -91,14 +96,14 @@ def _read_folder(folder: Path, image_size: tuple[int, int] | None, mode: str | N
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"load_images: no {'/'.join(IMAGE_SUFFIXES)} files in {str(folder)!r}")
-    classes = sorted({p.parent for p in files})
-    labels = np.array([classes.index(p.parent) for p in files], np.int64)
+    classes = {folder: i for i, folder in enumerate(sorted({p.parent for p in files}))}
+    labels = np.array([classes[p.parent] for p in files], np.int64)
     images, first = [], None
     for file in files:
         try:
             with Image.open(file) as image:
                 image.load()
-        except (OSError, SyntaxError) as e:  # Pillow's errors for a damaged or unknown file
+        except (OSError, SyntaxError, Image.DecompressionBombError) as e:  # a damaged, unknown or huge file
             raise ValueError(f"load_images: {str(file)!r} is not a readable image ({e}); remove or replace it") \
                 from None
         read_mode = "L" if image.mode in _GREY_MODES else image.mode
@@ -145,8 +150,9 @@ def _read_array(path: Path) -> np.ndarray:
         raise ValueError(f"load_images: {str(path)!r} is not a readable NumPy file without pickles ({e})") from None
     if x.ndim == 3:
         x = x[..., None]  # (N, H, W) -> (N, H, W, 1)
-    if x.ndim != 4:
-        fail("load_images", "path", "an array of shape (N, H, W) or (N, H, W, C)", f"shape {x.shape} in {str(path)!r}")
+    if x.ndim != 4 or x.shape[3] not in CHANNELS:
+        fail("load_images", "path", "an array of shape (N, H, W) or (N, H, W, C) with C 1 or 3 (grey or RGB)",
+             f"shape {x.shape} in {str(path)!r}")
     if x.dtype == np.uint8:
         return x
     if x.dtype not in (np.float32, np.float64):

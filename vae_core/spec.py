@@ -125,11 +125,11 @@ class VAESpec:
         """A copy with some fields changed, validated again.
 
         A new `input_dim` without an `image_shape` gets its image shape inferred again, not the old one, and a
-        new `image_shape` without an `input_dim` gets its input_dim from the shape.
+        new (not None) `image_shape` without an `input_dim` gets its input_dim from the shape.
         """
         if "input_dim" in changes and "image_shape" not in changes:
             changes["image_shape"] = None
-        if "image_shape" in changes and "input_dim" not in changes:
+        if changes.get("image_shape") is not None and "input_dim" not in changes:
             changes["input_dim"] = None
         return dataclasses.replace(self, **changes)
 
@@ -138,6 +138,9 @@ class VAESpec:
         d["hidden_dims"] = list(self.hidden_dims)
         d["image_shape"] = None if self.image_shape is None else list(self.image_shape)
         d["conv_channels"] = list(self.conv_channels)
+        if self.architecture == "mlp":  # what an MLP does not use stays out: files readable by earlier releases
+            for name in ("architecture", "conv_channels", "kernel_size"):
+                del d[name]
         return d
 
     @classmethod

@@ -199,10 +199,18 @@ class VAE(SpecAttributes, keras.Model):
         return self.decode(z), tf.cast(mu, self._out_dtype), tf.cast(log_var, self._out_dtype)
 
     def _float(self, x: Any) -> tf.Tensor:
-        """A NumPy array or tensor as a tensor of the model's float dtype (float32, or float64 for a float64 model)."""
+        """A NumPy array or tensor as a tensor of the model's float dtype (float32, or float64 for a float64 model);
+        uint8 images become x / 255 (in float32, then widened), as everywhere in vae_core."""
         if isinstance(x, tf.Tensor) and x.dtype == self._out_dtype:
             return x
-        return tf.cast(tf.convert_to_tensor(x), self._out_dtype)
+        x = tf.convert_to_tensor(x)
+        if x.dtype == tf.uint8:
+            x = tf.cast(x, tf.float32) / 255.0
+        return tf.cast(x, self._out_dtype)
+
+    def _as_rows(self, x: Any) -> tf.Tensor:
+        """A batch inside a train or test step, rows or images, as (B, D) rows of the model's float dtype."""
+        return tf.reshape(self._float(x), (-1, self.spec.input_dim))
 
     def _rows(self, x: Any, method: str, argument: str) -> tf.Tensor:
         """(D,), (B, D) or images (B, H, W, C) as (B, D) rows of the model's float dtype, checked."""
@@ -242,8 +250,14 @@ class VAE(SpecAttributes, keras.Model):
         """Decoded points on the line between the encoder means of x1 and x2 ((D,) or (1, D)): (steps, D)."""
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
             raise ValueError(f"interpolate(steps) needs an int >= 2; got {steps!r}")
-        mu1, _ = self.encode(tf.reshape(self._rows(x1, "interpolate", "x1"), (1, self.spec.input_dim)))  # (1, L)
-        mu2, _ = self.encode(tf.reshape(self._rows(x2, "interpolate", "x2"), (1, self.spec.input_dim)))  # (1, L)
+        ends = []
+        for name, x in (("x1", x1), ("x2", x2)):
+            rows = self._rows(x, "interpolate", name)  # (1, D)
+            if rows.shape[0] != 1:
+                raise ValueError(f"interpolate: {name} must be one example of shape ({self.spec.input_dim},) or "
+                                 f"(1, {self.spec.input_dim}); got shape {tuple(np.shape(x))}")
+            ends.append(self.encode(rows)[0])  # (1, L)
+        mu1, mu2 = ends
         alpha = tf.reshape(tf.linspace(tf.constant(0.0, mu1.dtype), 1.0, int(steps)), (-1, 1))  # (steps, 1)
         z = (1.0 - alpha) * mu1 + alpha * mu2  # (steps, L)
         return self.mean_of(self.decode(z))  # (steps, D)
@@ -256,7 +270,8 @@ class VAE(SpecAttributes, keras.Model):
     def compile(self, *args: Any, jit_compile: Any = "auto", **kwargs: Any) -> None:
         """`keras.Model.compile`, except that jit_compile="auto" means XLA on every device.
 
-        Keras' "auto" turns XLA off on CPU-only machines; for this MLP the XLA step is faster on CPU too.
+        Keras' "auto" turns XLA off on CPU-only machines; for the MLP the XLA step is faster on CPU too (and conv
+        models run one batch per call, see `backends.tf.pipeline`).
         Pass jit_compile=False to opt out.
         """
         super().compile(*args, jit_compile=True if jit_compile == "auto" else jit_compile, **kwargs)
@@ -289,17 +304,16 @@ class VAE(SpecAttributes, keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
-        """One optimizer step on a batch x (B, D); or, for a block x (K, B, D), one step per batch in order.
+        """One optimizer step on a batch x, (B, D) rows or (B, H, W[, C]) images; or, for a block (a dict with
+        "rows"), one step per batch in order.
 
         Blocks are what `backends.tf.fit` feeds: {"x": (K, B, D), "eps": (K, B, L), "rows": (K,) int32}, with
         rows[k] the real examples of batch k (the rest is padding, masked out of the loss) and empty batches last.
         The K steps run in one compiled loop, so an epoch makes K times fewer calls into the XLA program.
         """
         x, eps, rows = self._unpack(data)
-        if x.shape.rank != 3:
+        if rows is None:  # a batch (Keras' own fit): (B, D) rows or (B, H, W[, C]) images
             return self._train_batch(x, eps)
-        if rows is None:
-            rows = tf.fill(tf.shape(x)[:1], tf.shape(x)[1])  # (K,): every row is an example
         if x.shape[0] == 1:  # one batch per block (conv models): no loop, see backends.tf.pipeline.block_shape
             self._train_batch(x[0], None if eps is None else eps[0], rows[0], 0)
             return {m.name: m.result() for m in self.metrics}
@@ -313,7 +327,7 @@ class VAE(SpecAttributes, keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def _train_batch(self, x, eps, rows=None, k=0) -> dict[str, tf.Tensor]:
-        x = self._float(x)  # (B, D)
+        x = self._as_rows(x)  # (B, D)
         with tf.GradientTape() as tape:
             total, recon, kl = self._elbo(x, eps, training=True, rows=rows)  # () each
         grads = tape.gradient(total, self.trainable_variables)
@@ -325,7 +339,7 @@ class VAE(SpecAttributes, keras.Model):
 
     def test_step(self, data):
         x, eps, _ = self._unpack(data)
-        x = self._float(x)  # (B, D)
+        x = self._as_rows(x)  # (B, D)
         total, recon, kl = self._elbo(x, eps, training=False)  # () each
         return self._update_trackers(x, total, recon, kl)
 

@@ -64,7 +64,7 @@ class _StepCounter(keras.callbacks.Callback):
 
 
 class _MixedPrecision:
-    """Run the Dense layers in bfloat16 (float32 variables, losses and Adam), restoring their policies afterwards."""
+    """Run the model's layers in bfloat16 (float32 variables, losses and Adam), restoring their policies afterwards."""
 
     def __init__(self, model, precision: str):
         self.model = model
@@ -141,13 +141,14 @@ def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: Tr
         progress: bool = True) -> dict[str, list[float]]:
     """Train `model` with Adam on the negative ELBO (`vae_core.trainer.run`) through Keras; returns the history.
 
-    train, val: (N, D) arrays (float32/float64 in [0, 1] for Bernoulli, or uint8 images).
+    train, val: (N, D) rows or (N, H, W[, C]) images of the spec's image_shape, channels last: float32/float64 (in
+        [0, 1] for Bernoulli) or uint8 (x / 255; uint8 training data stays uint8 and is converted per block).
     out_dir: `last.safetensors` every epoch and `best.safetensors` when the monitored loss (val_loss, or
         train_loss without val) improves, with Adam and the loop state. resume_from: a checkpoint of either
         backend; training continues up to `config.epochs` epochs in total.
     shared_noise: eps from `vae_core.training.epoch_noise`, the same in every backend.
     device: "auto" | "cpu" | "cuda" (or "cuda:N"): the tf.device the steps run on (TF32 off on GPUs).
-    precision: "fp32"; "bf16" (Keras mixed_bfloat16 on the Dense layers: float32 weights, loss and Adam); or
+    precision: "fp32"; "bf16" (Keras mixed_bfloat16 on the model's layers: float32 weights, loss and Adam); or
         "fp64", a numerical check: a float64 copy of the model trains (weights, activations, loss and Adam in
         float64; the data and noise are the float32 values, widened) and its weights come back rounded to
         float32; it takes no out_dir or resume_from. A model built with dtype="float64" trains itself and takes

@@ -16,8 +16,8 @@ from vae_core.checkpoint import AdamState, validate_weights
 
 
 def native_parameters(model) -> dict:
-    """Neutral weight name -> the model's own Keras variable, in the order of `spec.weight_shapes()`. Keras keeps
-    Dense kernels (in, out), the neutral layout."""
+    """Neutral weight name -> the model's own Keras variable, in the order of `spec.weight_shapes()`. Keras' kernel
+    layouts are the neutral ones (module docstring)."""
     if getattr(model, "backend_name", None) != "tf" or not hasattr(model, "neutral_layers"):
         raise TypeError(f"model must be a vae_core TF model (backends.tf.VAE); got {type(model).__name__}")
     out = {}

@@ -213,6 +213,8 @@ class VAE(SpecAttributes, nn.Module):
             x = torch.from_numpy(np.asarray(x, dtype=np.float32))
         elif not isinstance(x, torch.Tensor):
             raise TypeError(f"{method}: {argument} must be a NumPy array or a torch.Tensor; got {type(x).__name__}")
+        elif x.dtype == torch.uint8:
+            x = x.to(torch.float32) / 255.0
         rows = rows_shape(tuple(x.shape), self.spec, f"{method}: {argument}", single=True)
         return x.to(device=self.device, dtype=torch.float32).reshape(rows)  # (B, D)
 

@@ -144,7 +144,8 @@ def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: Tr
         compile: bool = False) -> dict[str, list[float]]:
     """Train `model` with Adam on the negative ELBO (`vae_core.trainer.run`); returns the history.
 
-    train, val: (N, D) arrays (float32/float64 in [0, 1] for Bernoulli, or uint8 images).
+    train, val: (N, D) rows or (N, H, W[, C]) images of the spec's image_shape, channels last: float32/float64 (in
+        [0, 1] for Bernoulli) or uint8 (x / 255; uint8 training data stays uint8 on the device, converted per batch).
     out_dir: `last.safetensors` every epoch and `best.safetensors` when the monitored loss (val_loss, or
         train_loss without val) improves, with Adam and the loop state. resume_from: a checkpoint of either
         backend; training continues up to `config.epochs` epochs in total.

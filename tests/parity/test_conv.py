@@ -34,8 +34,9 @@ def test_conv_forward_and_loss_agree_with_the_numpy_reference(case):
 
 
 def test_the_reference_tells_a_one_pixel_padding_shift():
-    """A conv whose padding is moved by one pixel ((1, 2) -> (2, 1), what "same" against symmetric padding does)
-    gives outputs far outside FORWARD_ATOL: the checks above would catch a backend that did that."""
+    """A conv whose padding is moved by one pixel ((1, 2) -> (2, 1): the extra row at the start instead of the end,
+    the kind of shift that "same" in one framework against explicit padding in the other produces) gives outputs
+    far outside FORWARD_ATOL: the checks above would catch a backend that did that."""
     from backends.parity import drivers
 
     spec = VAESpec(**CONV_SPECS["27x29x3"])
@@ -79,6 +80,19 @@ def test_the_decoder_returns_exactly_the_image_size(size, kernel_size):
     x, eps = batch(spec, n=2)
     out, _, _ = reference_forward(spec, init_weights(spec, 0), x, eps)
     assert out.shape == (2, size[0] * size[1] * 2)
+
+
+@pytest.mark.parametrize("size, kernel_size", [((5, 7), 3), ((13, 2), 4), ((9, 9), 5)])
+def test_both_backends_decode_exactly_the_image_size(size, kernel_size):
+    """The models themselves (not only the plan) return H x W x C, for odd sizes and kernels, as the reference."""
+    spec = VAESpec(architecture="conv", image_shape=(*size, 3), conv_channels=(2,), kernel_size=kernel_size,
+                   hidden_dims=(4,), latent_dim=2)
+    x, eps = batch(spec, n=2)
+    ref = reference_forward(spec, init_weights(spec, 0), x, eps)[0]
+    for name in BACKENDS:
+        out = forward(name, build_shared(name, spec), x, eps)["decoder_out"]
+        assert out.shape == (2, size[0] * size[1] * 3), name
+        np.testing.assert_allclose(out, ref, rtol=0, atol=FORWARD_ATOL, err_msg=name)
 
 
 @pytest.mark.parametrize("source, target", [("torch", "tf"), ("tf", "torch")])

@@ -58,10 +58,15 @@ class _Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------- shared options
 
 
-def _add_data_flags(p: argparse.ArgumentParser, *, default: str | None) -> None:
+def _add_data_flags(p: argparse.ArgumentParser, *, default: str | None, own_images: bool = True) -> None:
     p.add_argument("--dataset", choices=DATASETS, default=default,
                    help="dataset name" + (f" (default: {default})" if default else
                                           " (default: the one the checkpoint's run.json names)"))
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="folder with the IDX files of fashion-mnist or mnist (or their parent)")
+    p.add_argument("--download", action="store_true", help="download fashion-mnist/mnist if missing (md5-checked)")
+    if not own_images:  # `vae compare` runs on the built-in datasets
+        return
     p.add_argument("--data", type=Path, default=None, metavar="PATH",
                    help="your own images instead of --dataset: a folder of PNG/JPEG files, or a .npy/.npz array "
                         "(N, H, W[, C]), split 90/10 by --seed (vae_core.data.load_images)")
@@ -69,9 +74,6 @@ def _add_data_flags(p: argparse.ArgumentParser, *, default: str | None) -> None:
                    help="with --data: resize every image file to H x W (otherwise mixed sizes are refused)")
     p.add_argument("--image-mode", choices=("L", "RGB"), default=None,
                    help="with --data: convert every image file to grey levels (L) or colour (RGB)")
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="folder with the IDX files of fashion-mnist or mnist (or their parent)")
-    p.add_argument("--download", action="store_true", help="download fashion-mnist/mnist if missing (md5-checked)")
 
 
 def _add_device_flag(p: argparse.ArgumentParser) -> None:
@@ -140,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="train both backends side by side and plot their curves",
                        description="Train the torch and tf backends with the same spec, config, data and seed; "
                                    "write compare.png, compare.md and compare.json into --out.")
-    _add_data_flags(p, default="mnist-5k")
+    _add_data_flags(p, default="mnist-5k", own_images=False)
     p.add_argument("--same-init", action="store_true", help="start both from one neutral checkpoint (init.safetensors)")
     p.add_argument("--lockstep", action="store_true",
                    help="also feed both the same noise (the parity suite's shared eps); implies --same-init")
@@ -210,6 +212,19 @@ def _load_model(args: argparse.Namespace, *, with_data: bool = False):
     return model, ckpt, info, data
 
 
+def check_images_fit(spec, data, argument: str) -> None:
+    """The data's images are the ones the spec takes: the same input_dim and, with an image_shape, the same shape
+    ((H, W) and (H, W, 1) are one shape); else a ValueError naming `argument`."""
+    def shape(s):
+        return None if s is None else tuple((*s, 1)[:3])
+
+    if data.input_dim != spec.input_dim or (spec.image_shape is not None
+                                            and shape(data.image_shape) != shape(spec.image_shape)):
+        raise ValueError(f"{argument} gives images of shape {data.image_shape} ({data.input_dim} values), but the "
+                         f"checkpoint's model takes image_shape={spec.image_shape} (input_dim={spec.input_dim}); "
+                         f"pass the images it was trained on")
+
+
 def load_data(opts: dict[str, Any], *, download: bool = False, seed: int = 0):
     """The run's images: `opts["data"]` through `load_images` (with its image_size and image_mode), or the built-in
     `opts["dataset"]` through `load_dataset`."""
@@ -230,9 +245,8 @@ def _load_data(args: argparse.Namespace, info: dict[str, Any], spec=None):
         own = {"data": args.data, "image_size": args.image_size, "image_mode": args.image_mode} \
             if args.data is not None else info
         data = load_data(own, seed=info.get("seed", 0))
-        if spec is not None and data.input_dim != spec.input_dim:
-            raise ValueError(f"--data {str(own['data'])!r} has {data.input_dim} values per image, but the "
-                             f"checkpoint's model takes input_dim={spec.input_dim}; pass the images it was trained on")
+        if spec is not None:
+            check_images_fit(spec, data, f"--data {str(own['data'])!r}")
         return data
     name = args.dataset or info.get("dataset")
     if name is None:
@@ -242,9 +256,8 @@ def _load_data(args: argparse.Namespace, info: dict[str, Any], spec=None):
     same_run = name == info.get("dataset")  # the run's own dataset: binarized as it was in training
     data = load_dataset(name, data_dir=data_dir, download=getattr(args, "download", False),
                         binarize=info.get("binarize") if same_run else None, seed=info.get("seed", 0))
-    if spec is not None and data.input_dim != spec.input_dim:
-        raise ValueError(f"--dataset {name!r} has {data.input_dim} pixels per image, but the checkpoint's model "
-                         f"takes input_dim={spec.input_dim}; pass the dataset it was trained on")
+    if spec is not None:
+        check_images_fit(spec, data, f"--dataset {name!r}")
     return data
 
 
@@ -275,8 +288,11 @@ def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"pass --dataset or --data, not both; got --dataset {explicit['dataset']!r} and --data "
                          f"{str(explicit['data'])!r}")
     given = {**{k: v for k, v in previous.items() if k in RUN_KEYS}, **run_file, **explicit}
-    if "dataset" in explicit or "data" in explicit:  # one source: the one asked for now replaces the other
-        given.pop("data" if "dataset" in explicit else "dataset", None)
+    if "dataset" in explicit or "data" in explicit:  # one source: the one asked for now replaces the other's keys
+        other = ("data", "image_size", "image_mode") if "dataset" in explicit else ("dataset", "binarize", "data_dir")
+        for key in other:
+            if key not in explicit:
+                given.pop(key, None)
     if given.get("data") is not None and given.get("dataset") is not None:
         raise ValueError(f"pass --dataset or --data, not both; got --dataset {given['dataset']!r} and --data "
                          f"{str(given['data'])!r}")
@@ -284,7 +300,7 @@ def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
             "image_size": None, "image_mode": None, "data_dir": None, "binarize": None, "device": "auto",
             "precision": "fp32", **given}
     if opts["data"] is not None:
-        opts["data"] = str(opts["data"])
+        opts["data"] = os.path.abspath(opts["data"])  # run.json's path works from any folder
         if opts["binarize"] is not None:
             raise ValueError("--binarize applies to --dataset; binarize your own images before passing --data")
     elif opts["image_size"] is not None or opts["image_mode"] is not None:
@@ -332,9 +348,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  f"{data.name!r}, whose images give {name}={value}; drop the flag")
             changes[name] = value
         spec = VAESpec(**changes)
-    elif spec.input_dim != data.input_dim:
-        raise ValueError(f"--resume: the checkpoint's model takes input_dim={spec.input_dim}, but dataset "
-                         f"{data.name!r} has {data.input_dim} pixels per image; pass the dataset of that run")
+    else:
+        check_images_fit(spec, data, f"--resume: {data.name!r}")
     backend_module(opts["backend"]).device.resolve_device(opts["device"], "--device")  # imports the framework
     out = prepare_out_dir(Path(opts["out"]), "--out")  # every argument is checked before anything is written
     with run_lock(out, "--out"):  # one run per folder: a second one exits 2 before it writes anything

@@ -92,9 +92,11 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], histories: dict[str,
     final, diff = summary["final"], summary["tf_minus_torch"]
     mode = "lockstep (same init and noise)" if meta["lockstep"] else (
         "same init checkpoint" if meta["same_init"] else "same seed")
+    spec = meta["spec"]
+    convs = f"conv {'-'.join(map(str, spec['conv_channels']))} then " if spec.get("architecture") == "conv" else ""
     lines = [f"# torch vs tf on {meta['dataset']} ({meta['n_train']} train / {meta['n_test']} test)", "",
              *([f"Command: `{meta['command']}`", ""] if meta.get("command") else []),
-             f"Spec {meta['spec']['input_dim']}-{'-'.join(map(str, meta['spec']['hidden_dims']))}-"
+             f"Spec {convs}{meta['spec']['input_dim']}-{'-'.join(map(str, meta['spec']['hidden_dims']))}-"
              f"{meta['spec']['latent_dim']} {meta['spec']['likelihood']}, {meta['train_config']['epochs']} epochs, "
              f"batch {meta['train_config']['batch_size']}, lr {meta['train_config']['learning_rate']}, "
              f"seed {meta['train_config']['seed']}; {mode}; device {meta['device']}.", "",
