@@ -164,7 +164,8 @@ def child(variant: str, epochs: int, limit: int | None, seed: int, out: Path) ->
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import backends.tf  # noqa: F401  (forces Keras onto TensorFlow)
 
-    x_train, x_test = fashion_mnist(limit)
+    # The seed-style reference takes float32 pixels, as the seed does; ours the uint8 pixels (x / 255 per block).
+    x_train, x_test = fashion_mnist(limit, dtype="float32" if variant == "reference" else "uint8")
     run = _run_reference if variant == "reference" else _run_ours
     result = run(x_train, x_test, epochs, seed)
     result.update(variant=variant, n_train=len(x_train), n_test=len(x_test),

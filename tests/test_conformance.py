@@ -251,7 +251,7 @@ def test_uint8_images_train_as_their_float_values(backend):
     images = np.random.default_rng(0).integers(0, 256, (40, 8, 8), dtype=np.uint8)
     floats = images.reshape(40, 64).astype(np.float32) / np.float32(255.0)
     config = TrainConfig(epochs=1, batch_size=16)
-    runs = [fit(_model(backend), x, floats[:8], config, progress=False) for x in (floats, images)]
+    runs = [fit(_model(backend), x, val, config, progress=False) for x, val in ((floats, floats[:8]), (images, images[:8]))]
     assert {k: v for k, v in runs[0].items() if k != "seconds"} == \
         {k: v for k, v in runs[1].items() if k != "seconds"}
     model = _model(backend)

@@ -35,7 +35,8 @@ class TrainerBackend(Protocol):
     name: str  # the backend's registry name, written into checkpoints ("torch", "tf")
 
     def set_data(self, train: np.ndarray, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
-        """Keep the (N, D) training set (float32, or uint8 images to turn into x / 255 per batch), and the (M, D) validation set with its fixed (M, L) noise,
+        """Keep the (N, D) training set (float32, or uint8 images to turn into x / 255 per batch; the same for the
+        validation set), and the (M, D) validation set with its fixed (M, L) noise,
         where the steps run (device memory, a tf.Variable); called once, before the first epoch."""
 
     def begin_epoch(self, epoch: int, order: np.ndarray, images: np.ndarray | None, eps: np.ndarray | None) -> None:

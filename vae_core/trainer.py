@@ -78,7 +78,7 @@ class FitArguments:
     """`fit`'s arguments after the boundary checks."""
 
     train: np.ndarray  # (N, D) rows: float32, or uint8 images that the backend turns into x / 255 per batch
-    val: np.ndarray | None  # (M, D) float32, or None
+    val: np.ndarray | None  # (M, D) rows as `train`, or None
     config: TrainConfig
     out: Path | None  # the run's folder, created and writable, or None for no checkpoints
     resume_from: Path | None  # the checkpoint to continue from

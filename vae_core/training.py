@@ -80,8 +80,8 @@ def check_data(x: Any, spec: VAESpec, argument: str = "x", *, keep_uint8: bool =
 
 
 def check_fit_inputs(spec: VAESpec, train: Any, val: Any, config: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    """The checks every backend's `fit` makes at its boundary; returns `train` as (N, D) rows, uint8 kept uint8
-    (the backends convert per batch), else float32, and `val` as float32 (M, D)."""
+    """The checks every backend's `fit` makes at its boundary; returns `train` and `val` as (N, D) rows, uint8 kept
+    uint8 (the backends convert per batch), else float32."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f"fit: config must be a vae_core.TrainConfig; got {type(config).__name__}")
     train = check_data(train, spec, "train", keep_uint8=True)
@@ -89,7 +89,7 @@ def check_fit_inputs(spec: VAESpec, train: Any, val: Any, config: Any) -> tuple[
         raise ValueError(f"train must lie in [0, 1] with TrainConfig.dynamic_binarization (each pixel is the "
                          f"probability of a 1); got values in [{train.min():.4g}, {train.max():.4g}]. Scale "
                          f"pixels to [0, 1] or set dynamic_binarization=False")
-    return train, None if val is None else check_data(val, spec, "val")
+    return train, None if val is None else check_data(val, spec, "val", keep_uint8=True)
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:

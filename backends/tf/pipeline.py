@@ -59,8 +59,11 @@ def train_dataset(x: tf.Variable | tf.Tensor, perm: np.ndarray, eps: tf.Tensor, 
 
 
 def val_dataset(val: np.ndarray, eps: np.ndarray) -> tf.data.Dataset:
-    batches = tf.data.Dataset.from_tensor_slices({"x": val, "eps": eps}).batch(EVAL_BATCH_SIZE).prefetch(1)
-    return batches.with_options(_options())
+    """Batches {"x": (B, D) float32, "eps": (B, L)} of the validation set; uint8 images become x / 255 here."""
+    batches = tf.data.Dataset.from_tensor_slices({"x": val, "eps": eps}).batch(EVAL_BATCH_SIZE)
+    if val.dtype == np.uint8:
+        batches = batches.map(lambda b: {"x": tf.cast(b["x"], tf.float32) / 255.0, "eps": b["eps"]})
+    return batches.prefetch(1).with_options(_options())
 
 
 def _options() -> tf.data.Options:

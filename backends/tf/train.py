@@ -208,7 +208,7 @@ def evaluate(model: VAE, x: np.ndarray, *, batch_size: int = EVAL_BATCH_SIZE, se
     repeatable and independent of `batch_size`; XLA-compiled, on `device`.
     """
     check_model(model, "evaluate")
-    x = check_data(x, model.spec, "x")
+    x = check_data(x, model.spec, "x", keep_uint8=True)  # uint8 stays uint8: x / 255 per batch, below
     check_int("evaluate", "batch_size", batch_size, 1)
     check_int("evaluate", "seed", seed, 0)
     device_name = resolve_device(device)
@@ -216,7 +216,9 @@ def evaluate(model: VAE, x: np.ndarray, *, batch_size: int = EVAL_BATCH_SIZE, se
     fn, beta, sums = _eval_fn(model), float(model.spec.beta), np.zeros(3)
     with tf.device(device_name), exact_fp32(device_name):
         for start in range(0, len(x), batch_size):
-            recon, kl = fn(tf.constant(x[start:start + batch_size]), tf.constant(eps[start:start + batch_size]))
+            xb = x[start:start + batch_size]  # (B, D)
+            xb = xb.astype(np.float32) / np.float32(255.0) if xb.dtype == np.uint8 else xb
+            recon, kl = fn(tf.constant(xb), tf.constant(eps[start:start + batch_size]))
             recon, kl = recon.numpy().astype(np.float64), kl.numpy().astype(np.float64)  # (B,), (B,)
             sums += [(recon + beta * kl).sum(), recon.sum(), kl.sum()]
     return dict(zip(("loss", "recon", "kl"), (sums / len(x)).tolist()))

@@ -87,7 +87,8 @@ class Trainer(WeightsAdapter):
     def set_data(self, train: np.ndarray, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
         # uint8 images stay uint8 on the device (4x less memory) and become x / 255 per batch
         self.x_train = to_device(train, self.device, torch.uint8 if train.dtype == np.uint8 else self.dtype)  # (N, D)
-        self.x_val = None if val is None else to_device(val, self.device, self.dtype)  # (M, D)
+        self.x_val = None if val is None else \
+            to_device(val, self.device, torch.uint8 if val.dtype == np.uint8 else self.dtype)  # (M, D)
         self.eps_val = None if val_eps is None else to_device(val_eps, self.device, self.dtype)  # (M, L)
 
     def begin_epoch(self, epoch: int, order: np.ndarray, images: np.ndarray | None, eps: np.ndarray | None) -> None:
@@ -178,12 +179,14 @@ def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: Tr
 
 
 def _sums(model: VAE, x: torch.Tensor, eps: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Sums over the examples of (loss, recon, kl): (3,) float64 on the device, one single-sample ELBO each."""
+    """Sums over the examples of (loss, recon, kl): (3,) float64 on the device, one single-sample ELBO each.
+    x: (N, D) in the noise's dtype, or uint8 images (x / 255 per batch)."""
     spec = model.spec
     total = torch.zeros(3, dtype=torch.float64, device=x.device)
     with eval_mode(model):
         for start in range(0, x.shape[0], batch_size):
-            xb, eb = x[start:start + batch_size], eps[start:start + batch_size]  # (b, D), (b, latent_dim)
+            xb = _as_values(x[start:start + batch_size], eps.dtype)  # (b, D)
+            eb = eps[start:start + batch_size]  # (b, latent_dim)
             out, mu, log_var = model(xb, eb)
             recon, kl = (t.double() for t in per_example(xb, out, mu, log_var, likelihood=spec.likelihood))
             total += torch.stack([(recon + spec.beta * kl).sum(), recon.sum(), kl.sum()])  # (3,)
@@ -199,7 +202,7 @@ def evaluate(model: VAE, x: np.ndarray, *, batch_size: int = EVAL_BATCH_SIZE, se
     to `device`.
     """
     check_model(model, "evaluate")
-    x = check_data(x, model.spec, "x")
+    x = check_data(x, model.spec, "x", keep_uint8=True)  # uint8 stays uint8 on the device: x / 255 per batch
     check_int("evaluate", "batch_size", batch_size, 1)
     check_int("evaluate", "seed", seed, 0)
     dev = resolve_device(device)
@@ -207,5 +210,6 @@ def evaluate(model: VAE, x: np.ndarray, *, batch_size: int = EVAL_BATCH_SIZE, se
     with exact_fp32(dev):
         model.to(dev)
         eps = to_device(eval_noise(int(seed), len(x), model.spec.latent_dim), dev, dtype)  # (N, latent_dim)
-        means = (_sums(model, to_device(x, dev, dtype), eps, batch_size) / len(x)).tolist()
+        x = to_device(x, dev, torch.uint8 if x.dtype == np.uint8 else dtype)  # (N, D)
+        means = (_sums(model, x, eps, batch_size) / len(x)).tolist()
     return dict(zip(("loss", "recon", "kl"), means))
