@@ -39,6 +39,12 @@ def _as_values(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return x.to(dtype)
 
 
+def _data_to_device(x: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Examples onto the device: uint8 images stay uint8 (4x less memory, x / 255 per batch by `_as_values`),
+    float arrays become `dtype`."""
+    return to_device(x, device, torch.uint8 if x.dtype == np.uint8 else dtype)
+
+
 def _framework_noise(seed: int, epoch: int, n: int, latent_dim: int, device: torch.device) -> torch.Tensor:
     """(n, latent_dim) standard normals from a torch generator seeded by (seed, epoch) alone."""
     torch_seed = int(np.random.SeedSequence([seed, epoch, 2]).generate_state(1, np.uint64)[0] >> np.uint64(1))
@@ -85,16 +91,13 @@ class Trainer(WeightsAdapter):
         return step
 
     def set_data(self, train: np.ndarray, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
-        # uint8 images stay uint8 on the device (4x less memory) and become x / 255 per batch
-        self.x_train = to_device(train, self.device, torch.uint8 if train.dtype == np.uint8 else self.dtype)  # (N, D)
-        self.x_val = None if val is None else \
-            to_device(val, self.device, torch.uint8 if val.dtype == np.uint8 else self.dtype)  # (M, D)
+        self.x_train = _data_to_device(train, self.device, self.dtype)  # (N, D)
+        self.x_val = None if val is None else _data_to_device(val, self.device, self.dtype)  # (M, D)
         self.eps_val = None if val_eps is None else to_device(val_eps, self.device, self.dtype)  # (M, L)
 
     def begin_epoch(self, epoch: int, order: np.ndarray, images: np.ndarray | None, eps: np.ndarray | None) -> None:
         n, latent = len(order), self.model.spec.latent_dim
-        self.x_epoch = self.x_train if images is None else \
-            to_device(images, self.device, torch.uint8 if images.dtype == np.uint8 else self.dtype)  # (N, D)
+        self.x_epoch = self.x_train if images is None else _data_to_device(images, self.device, self.dtype)  # (N, D)
         self.eps_epoch = (_framework_noise(self.config.seed, epoch, n, latent, self.device) if eps is None
                           else to_device(eps, self.device)).to(self.dtype)  # (N, L)
         self.order = torch.from_numpy(order).to(self.device)  # (N,)
@@ -210,6 +213,6 @@ def evaluate(model: VAE, x: np.ndarray, *, batch_size: int = EVAL_BATCH_SIZE, se
     with exact_fp32(dev):
         model.to(dev)
         eps = to_device(eval_noise(int(seed), len(x), model.spec.latent_dim), dev, dtype)  # (N, latent_dim)
-        x = to_device(x, dev, torch.uint8 if x.dtype == np.uint8 else dtype)  # (N, D)
+        x = _data_to_device(x, dev, dtype)  # (N, D)
         means = (_sums(model, x, eps, batch_size) / len(x)).tolist()
     return dict(zip(("loss", "recon", "kl"), means))
