@@ -235,4 +235,32 @@ CASES: list[Case] = [
     Case("cli-sample-n", CLI, "vae sample -n 0", lambda t: ["sample", str(_good_checkpoint(t)), "-n", "0",
                                                              "-o", str(t / "s.png")],
          ValueError, r"-n must be an int >= 1; got 0"),
+    # ------------------------------------------------------------ data-parallel
+    Case("world-size-without-launcher", PY, "fit with WORLD_SIZE=2 set but no torchrun",
+         lambda t: lambda: _with_env({"WORLD_SIZE": "2"}, lambda: _fit(X)), ValueError,
+         r"WORLD_SIZE=2 is set.*RANK, MASTER_ADDR, MASTER_PORT are not set; launch the script with torchrun"),
+    Case("cli-nproc", CLI, "vae train --nproc 0", lambda t: [*TRAIN, "--nproc", "0", "--out", str(t / "run")],
+         ValueError, r"--nproc must be an int >= 1; got 0"),
+    Case("cli-nproc-batch", CLI, "vae train --nproc 2 --batch-size 33",
+         lambda t: [*TRAIN, "--nproc", "2", "--batch-size", "33", "--out", str(t / "run")], ValueError,
+         r"--batch-size 33 must divide by --nproc 2: it is the global batch"),
+    Case("cli-nproc-tf-device", CLI, "vae train --backend tf --nproc 2 --device cpu",
+         lambda t: [*TRAIN, "--backend", "tf", "--nproc", "2", "--device", "cpu", "--out", str(t / "run")],
+         ValueError, r"--nproc 2 with --backend tf trains on the strategy's devices; drop --device cpu"),
 ]
+
+
+def _with_env(changes: dict[str, str], call: Callable[[], Any]) -> Any:
+    """`call()` with the environment variables `changes` set, restored afterwards."""
+    import os
+
+    saved = {k: os.environ.get(k) for k in changes}
+    os.environ.update(changes)
+    try:
+        return call()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

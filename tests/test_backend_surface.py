@@ -10,7 +10,7 @@ pytest.importorskip("tensorflow")
 
 from vae_core.registry import backend_module  # noqa: E402
 
-MODULES = ("model", "device", "losses", "weights", "optim", "train", "metrics")
+MODULES = ("model", "device", "losses", "weights", "optim", "train", "metrics", "distributed")
 # Framework hooks and conventions, not part of vae_core's own surface.
 FRAMEWORK_MEMBERS = {
     "torch": {"forward", "device"},  # nn.Module's call; a module lives on one device
@@ -18,9 +18,12 @@ FRAMEWORK_MEMBERS = {
            "from_config", "metrics"},  # keras.Model's hooks
 }
 # A framework-specific class is its own name, not a function of another shape (the issue's rule).
-FRAMEWORK_CLASSES = {"torch": {"NegativeELBO"}, "tf": {"Sampling", "TorchAdam"}}
+FRAMEWORK_CLASSES = {"torch": {"NegativeELBO", "ProcessGroup"}, "tf": {"Sampling", "TorchAdam"}}
 # Modules one framework needs alone: TF's tf.data pipelines that feed Keras' fit in blocks of batches.
 FRAMEWORK_MODULES = {"torch": set(), "tf": {"pipeline"}}
+# Functions one framework has alone: TF's tf.distribute strategies, which run their replicas inside one process
+# (torch's processes are torchrun's to start: `join` finds them).
+FRAMEWORK_FUNCTIONS = {("distributed", "tf"): {"strategy_of", "check_strategy", "replicas", "mirrored_strategy"}}
 # Parameters one framework needs alone: (module, function) -> {backend: {parameter names}}.
 FRAMEWORK_PARAMETERS = {("train", "fit"): {"torch": {"compile"}}}  # torch.compile; TF's fit step is always XLA
 
@@ -43,7 +46,8 @@ def _parameters(backend: str, module: str, name: str, function) -> list[tuple[st
 
 @pytest.mark.parametrize("module", MODULES)
 def test_modules_hold_the_same_public_functions_with_the_same_parameters(module):
-    surfaces = {b: _public_functions(_module(b, module)) for b in ("torch", "tf")}
+    surfaces = {b: {name: f for name, f in _public_functions(_module(b, module)).items()
+                    if name not in FRAMEWORK_FUNCTIONS.get((module, b), set())} for b in ("torch", "tf")}
     assert sorted(surfaces["torch"]) == sorted(surfaces["tf"])
     for name in surfaces["torch"]:
         assert _parameters("torch", module, name, surfaces["torch"][name]) == \

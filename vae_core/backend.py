@@ -16,6 +16,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import numpy as np
 
 from vae_core.checkpoint import AdamState
+from vae_core.world import World
 
 Means = tuple[float, float, float]  # (loss, recon, kl): exact means over examples, nats per example
 
@@ -33,6 +34,7 @@ class TrainerBackend(Protocol):
     """One model and its optimizer on one device, driven by `vae_core.trainer.run`."""
 
     name: str  # the backend's registry name, written into checkpoints ("torch", "tf")
+    world: World  # the processes of the run (`vae_core.world.SINGLE` for one); the data is split between them
 
     def set_data(self, train: np.ndarray, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
         """Keep the (N, D) training set (float32, or uint8 images to turn into x / 255 per batch; the same for the

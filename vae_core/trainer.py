@@ -14,7 +14,11 @@
 - resume (`vae_core.resume.open_resume`: what is restored, trimmed or refused), mid-epoch from a step checkpoint;
 - the LR plateau and early stopping (`vae_core.trainer_state.TrainerState`, stored as the checkpoint's JSON);
 - the non-finite stop: `NonFiniteLossError` at the first non-finite step, before any later checkpoint is written;
-- progress (one tqdm bar counting optimizer steps, on stderr) and messages.
+- progress (one tqdm bar counting optimizer steps, on stderr) and messages;
+- the processes of a distributed run (`vae_core.world`, the backend's `world`): every rank agrees on each stop
+  decision and on the epoch times, so every rank returns the same history; rank 0 alone holds the run lock,
+  writes checkpoints and shows progress. A checkpoint's position counts global steps of the global batch, so it
+  resumes on any number of processes.
 
 `check_fit_arguments` makes the checks every backend's `fit` makes at its boundary.
 """
@@ -39,6 +43,7 @@ from vae_core.resume import open_resume
 from vae_core.run_lock import run_lock
 from vae_core.spec import VAESpec
 from vae_core.trainer_state import TrainerState
+from vae_core.world import World
 from vae_core.training import (NonFiniteLossError, check_fit_inputs, check_fp64_run, empty_history, epoch_binarized,
                                epoch_noise, epoch_permutation, eval_noise, prepare_out_dir)
 
@@ -108,15 +113,43 @@ def run(backend: TrainerBackend, spec: VAESpec, args: FitArguments) -> dict[str,
     With an out_dir the run holds the folder's run lock (`vae_core.run_lock`), and SIGTERM or SIGINT stops it at
     the next step boundary with a checkpoint of that step (`vae_core.interrupt.TrainingInterrupted`).
     """
-    with run_lock(args.out) if args.out is not None else contextlib.nullcontext(), StopSignals() as signals:
-        return _Run(backend, spec, args, signals).train()
+    world: World = backend.world
+    writer = args.out is not None and world.rank == 0
+    with run_lock(args.out) if writer else contextlib.nullcontext(), StopSignals() as signals:
+        return _Run(backend, spec, args, _AgreedStop(signals, world)).train()
+
+
+AGREE_EVERY = 8  # with several processes, the stop decision is agreed on at every 8th check (about 0.4 ms each)
+
+
+class _AgreedStop:
+    """The trainer's `should_stop`: whether a stop signal arrived. With several processes, whether any of them
+    received one: every AGREE_EVERY-th call is a collective (a max over the ranks), and the calls between return
+    the last agreed answer. All processes call it at the same points (the trainer's control flow is the same on
+    every rank), so they take the same decisions; `requested` is then the signal, on every rank."""
+
+    def __init__(self, signals: StopSignals, world: World):
+        self.signals, self.world, self.requested, self.calls = signals, world, None, 0
+
+    def __call__(self) -> bool:
+        if self.requested is None:
+            local = self.signals.requested if self.signals() else None
+            if self.world.size > 1:
+                self.calls += 1
+                if self.calls % AGREE_EVERY:
+                    return False
+                local = int(self.world.max(np.array([local or 0]))[0]) or None  # the largest signal number
+            self.requested = local
+        return self.requested is not None
 
 
 class _Run:
     """The state of one `run`: the policy state, the history, the position, and where checkpoints go."""
 
-    def __init__(self, backend: TrainerBackend, spec: VAESpec, args: FitArguments, signals: StopSignals):
+    def __init__(self, backend: TrainerBackend, spec: VAESpec, args: FitArguments, signals: _AgreedStop):
         self.backend, self.spec, self.args, self.config, self.signals = backend, spec, args, args.config, signals
+        self.world = signals.world
+        self.writes = args.out is not None and self.world.rank == 0  # rank 0 writes the checkpoints
         self.monitor = "val_loss" if args.val is not None else "train_loss"
         self.state, self.history = TrainerState(self.config.learning_rate, self.monitor), empty_history()
         self.start_epoch, self.best_weights, self.last_good, self.position = 0, None, None, None
@@ -146,7 +179,7 @@ class _Run:
         epochs = range(0) if self.state.stopped_early else range(self.start_epoch, config.epochs)
         done_before = 0 if self.position is None else self.position["step"]
         bar = tqdm(total=max(0, len(epochs) * self.n_steps - done_before), desc=f"{backend.name} fit", unit="step",
-                   disable=not args.progress, dynamic_ncols=True, file=sys.stderr)
+                   disable=not args.progress or self.world.rank != 0, dynamic_ncols=True, file=sys.stderr)
         try:
             for epoch in epochs:  # 0-based here; 1-based in history, checkpoints and errors
                 train_means, seconds = self._train_epoch(epoch, bar)
@@ -161,7 +194,7 @@ class _Run:
                     raise TrainingInterrupted(self.signals.requested, epoch + 1, self.n_steps, self._saved())
                 if self.state.stopped_early:
                     bar.close()
-                    if args.progress:
+                    if args.progress and self.world.rank == 0:
                         print(self.state.stop_message(epoch + 1), file=sys.stderr)
                     break
         finally:
@@ -204,7 +237,8 @@ class _Run:
             if step < self.n_steps and self.signals():
                 raise TrainingInterrupted(self.signals.requested, epoch + 1, step, self._saved())
         means = (losses * self.rows[:, None]).sum(axis=0) / n  # (3,) exact means: each example counts once
-        return means, seconds + time.perf_counter() - start
+        seconds += time.perf_counter() - start
+        return means, float(self.world.max(np.array([seconds]))[0])  # the slowest process's time, on every rank
 
     def _saved(self) -> str | None:
         """The checkpoint that holds the current position, with an out_dir: the last one written, or the one this
@@ -216,13 +250,18 @@ class _Run:
                           epoch=epoch, history=self.history, adam=self.backend.export_adam(),
                           trainer_state=trainer_state, backend=self.backend.name)
 
+    def _write(self, name: str, ckpt: Checkpoint) -> str:
+        """Write `ckpt` as out_dir/name on rank 0; every rank returns its path."""
+        path = self.args.out / name
+        return str(write_checkpoint(path, ckpt) if self.writes else path)
+
     def _write_step_checkpoint(self, epoch: int, step: int, losses: np.ndarray, seconds: float) -> None:
         if self.args.out is None:
             return
         position = {"epoch": epoch + 1, "step": step, "n_examples": len(self.args.train),
                     "batch_size": self.config.batch_size, "losses": losses.tolist(), "seconds": seconds}
         ckpt = self._checkpoint(epoch, {**self.state.to_dict(), "position": position})
-        self.last_good = str(write_checkpoint(self.args.out / LAST_FILE, ckpt))
+        self.last_good = self._write(LAST_FILE, ckpt)
 
     def _end_epoch(self, epoch: int, train_means: np.ndarray, val_means: Any, seconds: float) -> None:
         _append(self.history, TRAIN_KEYS, train_means)
@@ -236,8 +275,8 @@ class _Run:
         if self.args.out is not None:
             ckpt = self._checkpoint(epoch + 1, self.state.to_dict())
             if improved:
-                write_checkpoint(self.args.out / BEST_FILE, ckpt)
-            self.last_good = str(write_checkpoint(self.args.out / LAST_FILE, ckpt))
+                self._write(BEST_FILE, ckpt)
+            self.last_good = self._write(LAST_FILE, ckpt)
 
 
 def check_position(position: Any, epoch: int, n_examples: int, batch_size: int, path: Any) -> dict[str, Any] | None:

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from backends.tf.losses import negative_elbo
+from backends.tf.losses import negative_elbo, per_example
 from backends.tf.weights import import_weights
 from vae_core.architecture import CONV, CONV_TRANSPOSE, Layer
 from vae_core.init import init_weights
@@ -312,6 +312,9 @@ class VAE(SpecAttributes, keras.Model):
         The K steps run in one compiled loop, so an epoch makes K times fewer calls into the XLA program.
         """
         x, eps, rows = self._unpack(data)
+        share = data.get("share") if isinstance(data, dict) else None
+        if share is not None:  # a replica's shard of a global batch, under a tf.distribute strategy
+            return self._train_shard(x, eps, share)
         if rows is None:  # a batch (Keras' own fit): (B, D) rows or (B, H, W[, C]) images
             return self._train_batch(x, eps)
         if x.shape[0] == 1:  # one batch per block (conv models): no loop, see backends.tf.pipeline.block_shape
@@ -330,18 +333,72 @@ class VAE(SpecAttributes, keras.Model):
         x = self._as_rows(x)  # (B, D)
         with tf.GradientTape() as tape:
             total, recon, kl = self._elbo(x, eps, training=True, rows=rows)  # () each
-        grads = tape.gradient(total, self.trainable_variables)
+            # Keras' own fit under a strategy feeds each replica an equal share of the batch, and the optimizer
+            # sums the replicas' gradients: scale the mean loss by 1 / replicas, as Keras' train_step does
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = total if replicas == 1 else total / replicas
+        grads = tape.gradient(scaled, self.trainable_variables)
         step_log = self.__dict__.get("_step_log")  # set by backends.tf.fit; None for plain Keras use
         if step_log is not None:  # row k: this step's batch means (loss, recon, kl), read after the block
             step_log.scatter_nd_update([[k]], tf.cast(tf.stack([total, recon, kl]), tf.float64)[None])
         self.optimizer.apply(grads, self.trainable_variables)
         return self._update_trackers(x, total, recon, kl, rows)
 
+    def _train_shard(self, x, eps, share) -> dict[str, tf.Tensor]:
+        """One replica's part of an optimizer step under a tf.distribute strategy (`backends.tf.fit`).
+
+        x: (b, D) this replica's rows of the global batch; share: (b,) 1 / the global batch's examples, 0 for
+        padding (`backends.tf.pipeline.replica_batches`). The replica's loss is the weighted sum of its examples' losses, so the optimizer's sum of the
+        replicas' gradients is the gradient of the global batch's mean loss, whatever the split; TorchAdam clips
+        the norm of that sum. The step log gets the all-reduced batch means, the same on every replica.
+        """
+        x = self._as_rows(x)  # (b, D)
+        weight = tf.cast(share, self.compute_dtype)  # (b,)
+        grads, sums, (total, recon, kl) = self._shard_gradients(x, eps, weight)
+        context = tf.distribute.get_replica_context()
+        means = context.all_reduce(tf.distribute.ReduceOp.SUM, sums)  # (3,) the global batch's means
+        step_log = self.__dict__.get("_step_log")
+        if step_log is not None:
+            step_log.assign(means[None])  # (1, 3)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return self._track_examples(total, recon, kl, tf.cast(weight > 0, tf.float64))  # padding rows count 0
+
+    @property
+    def _shard_gradients(self):
+        """The replica's forward and backward pass, XLA-compiled on its own: Keras runs a strategy's step without
+        XLA (it cannot compile the cross-replica all-reduce), and this part is most of the step's time.
+        (x (b, D), eps (b, L), weight (b,)) -> (gradients, (3,) float64 weighted sums, per-example (b,) values)."""
+        fn = self.__dict__.get("_shard_gradients_fn")
+        if fn is None:
+            @tf.function(jit_compile=True, reduce_retracing=True)
+            def fn(x, eps, weight):
+                with tf.GradientTape() as tape:
+                    out, mu, log_var = self(x, eps=eps, training=True)  # (b, D|2D), (b, L), (b, L)
+                    recon, kl = per_example(x, out, mu, log_var, likelihood=self.spec.likelihood)  # (b,) each
+                    total = recon + self.spec.beta * kl  # (b,)
+                    loss = tf.reduce_sum(weight * total)  # ()
+                sums = tf.cast(tf.stack([loss, tf.reduce_sum(weight * recon), tf.reduce_sum(weight * kl)]),
+                               tf.float64)  # (3,)
+                return tape.gradient(loss, self.trainable_variables), sums, (total, recon, kl)
+
+            object.__setattr__(self, "_shard_gradients_fn", fn)
+        return fn
+
     def test_step(self, data):
         x, eps, _ = self._unpack(data)
         x = self._as_rows(x)  # (B, D)
-        total, recon, kl = self._elbo(x, eps, training=False)  # () each
-        return self._update_trackers(x, total, recon, kl)
+        out, mu, log_var = self(x, eps=eps, training=False)  # (B, D|2D), (B, L), (B, L)
+        recon, kl = per_example(x, out, mu, log_var, likelihood=self.spec.likelihood)  # (B,) each
+        mask = data.get("mask") if isinstance(data, dict) else None  # (B,) 0 for padding, under a strategy
+        return self._track_examples(recon + self.spec.beta * kl, recon, kl,
+                                    None if mask is None else tf.cast(mask, tf.float64))
+
+    def _track_examples(self, total, recon, kl, mask=None) -> dict[str, tf.Tensor]:
+        """The trackers take the per-example (B,) values, padding rows (mask 0) left out: exact means over the
+        examples, also when a tf.distribute strategy splits the batches (the replicas' sums add up)."""
+        for tracker, values in ((self.loss_tracker, total), (self.recon_tracker, recon), (self.kl_tracker, kl)):
+            tracker.update_state(tf.cast(values, tf.float64), sample_weight=mask)
+        return {m.name: m.result() for m in self.metrics}
 
     def get_config(self) -> dict[str, Any]:
         return {"spec": self.spec.to_dict(), "seed": self.sampling.seed, "name": self.name,

@@ -85,6 +85,22 @@ class TorchAdam(keras.optimizers.Adam):
         finally:
             self._after_all_grads = None
 
+    def _clip_gradients(self, grads):
+        """Keras' clipping, except that under a tf.distribute strategy with several replicas `global_clipnorm`
+        clips the global norm of the gradient the replicas add up to (Keras clips each replica's own gradient before
+        the optimizer sums them, which is not torch's clip_grad_norm_ of the batch's gradient). Each replica's
+        gradient is scaled by the factor Keras' `clip_by_global_norm` computes from that sum's norm, at the cost of
+        one more all-reduce of the gradients per step."""
+        context = tf.distribute.get_replica_context()
+        if not (self.global_clipnorm and context is not None and context.num_replicas_in_sync > 1):
+            return super()._clip_gradients(grads)
+        present = [g for g in grads if g is not None]
+        summed = context.all_reduce(tf.distribute.ReduceOp.SUM, present)
+        norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(g)) for g in summed]))  # () keras' global_norm
+        clip = tf.cast(self.global_clipnorm, norm.dtype)
+        scale = clip * tf.minimum(1.0 / norm, 1.0 / clip) + (norm - norm)  # NaN for a non-finite norm, as Keras
+        return [None if g is None else g * tf.cast(scale, g.dtype) for g in grads]
+
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
         f64 = tf.float64

@@ -58,11 +58,49 @@ def train_dataset(x: tf.Variable | tf.Tensor, perm: np.ndarray, eps: tf.Tensor, 
     return blocks.with_options(_options())
 
 
-def val_dataset(val: np.ndarray, eps: np.ndarray) -> tf.data.Dataset:
-    """Batches {"x": (B, D) float32, "eps": (B, L)} of the validation set; uint8 images become x / 255 here."""
-    batches = tf.data.Dataset.from_tensor_slices({"x": val, "eps": eps}).batch(EVAL_BATCH_SIZE)
+def replica_batches(x: tf.Variable | tf.Tensor, perm: np.ndarray, eps: tf.Tensor, batch_size: int,
+                    replicas: int) -> tf.data.Dataset:
+    """The global batches of `perm` in order, {"x": (B, D), "eps": (B, L), "share": (B,)}, for a model under a
+    tf.distribute strategy of `replicas` replicas: Keras' fit splits each batch between them
+    (`experimental_distribute_dataset`). share = 1 / the batch's examples goes with every example, so a replica's
+    part of the loss needs no knowledge of the split (`VAE._train_shard`). A last batch that does not split evenly
+    is padded with share-0 rows up to a multiple of `replicas`: Keras' fit needs equal shapes on all replicas.
+    x: (N, D) float32, or uint8 images (x / 255 per batch); eps: (len(perm), L), row i for perm[i]."""
+    n = len(perm)
+    sizes = np.minimum(batch_size, n - batch_size * np.arange(-(-n // batch_size)))  # (steps,) examples per batch
+    pad = -sizes[-1] % replicas  # rows that make the last batch split evenly
+    index = np.concatenate([perm, np.zeros(pad, perm.dtype)]).astype(np.int64)  # (n + pad,)
+    share = np.concatenate([np.repeat(1.0 / sizes, sizes), np.zeros(pad)]).astype(np.float32)  # (n + pad,)
+    noise = tf.pad(tf.convert_to_tensor(eps), [[0, pad], [0, 0]])  # (n + pad, L)
+
+    def batch(index_b, eps_b, share_b):
+        xb = tf.gather(x, index_b)  # (B, D)
+        if xb.dtype == tf.uint8:
+            xb = tf.cast(xb, tf.float32) / 255.0
+        return {"x": xb, "eps": eps_b, "share": share_b}
+
+    batches = tf.data.Dataset.from_tensor_slices((index, noise, share)).batch(batch_size)
+    return batches.map(batch, num_parallel_calls=1, deterministic=True).prefetch(1).with_options(_options())
+
+
+def val_dataset(val: np.ndarray, eps: np.ndarray, replicas: int = 1) -> tf.data.Dataset:
+    """Batches {"x": (B, D) float32, "eps": (B, L)} of the validation set; uint8 images become x / 255 here.
+
+    Under a strategy of several `replicas`, the batches hold a multiple of `replicas` rows, the set is padded to
+    one with rows of "mask" 0 (real rows 1), and the batches carry the mask: Keras splits each batch between the
+    replicas and needs equal shapes on all of them."""
+    size = EVAL_BATCH_SIZE
+    if replicas > 1:
+        pad = -len(val) % replicas
+        mask = np.concatenate([np.ones(len(val), np.float32), np.zeros(pad, np.float32)])
+        val = np.concatenate([val, np.zeros((pad, *val.shape[1:]), val.dtype)])
+        eps = np.concatenate([eps, np.zeros((pad, eps.shape[1]), eps.dtype)])
+        size = max(replicas, EVAL_BATCH_SIZE // replicas * replicas)
+        batches = tf.data.Dataset.from_tensor_slices({"x": val, "eps": eps, "mask": mask}).batch(size)
+    else:
+        batches = tf.data.Dataset.from_tensor_slices({"x": val, "eps": eps}).batch(size)
     if val.dtype == np.uint8:
-        batches = batches.map(lambda b: {"x": tf.cast(b["x"], tf.float32) / 255.0, "eps": b["eps"]})
+        batches = batches.map(lambda b: {**b, "x": tf.cast(b["x"], tf.float32) / 255.0})
     return batches.prefetch(1).with_options(_options())
 
 

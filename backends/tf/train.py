@@ -8,6 +8,10 @@ epoch carries the compile time). The train step writes each step's batch losses 
 callback reads after every block: the trainer's exact epoch means and its non-finite check come from those, and
 a stop request is seen between blocks. Validation is `model.evaluate` (`VAE.test_step`).
 
+A model built under a tf.distribute MirroredStrategy (`backends.tf.distributed`) trains under it: one global batch
+per call, split between the replicas by Keras, each example weighted by 1 / its batch's examples
+(`pipeline.replica_batches`, `VAE._train_shard`), the global norm of the summed gradient clipped by TorchAdam.
+
 Without shared noise the epoch's eps are TF stateless normals seeded by (config.seed, epoch), so the compiled
 step holds no random-number generator (which halves its XLA compile time) and a resumed run draws what the
 uninterrupted one drew. Gradient clipping is Keras' `global_clipnorm` (torch's clip_grad_norm_ divides by
@@ -15,6 +19,7 @@ norm + 1e-6 instead of norm: below float32 resolution unless the norm is ~1e-6 o
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import weakref
 from typing import Any, Callable
@@ -23,17 +28,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from backends.tf import weights
+from backends.tf import distributed, weights
 from backends.tf.device import exact_fp32, resolve_device
 from backends.tf.losses import kl_to_standard_normal, reconstruction_nll
 from backends.tf.model import VAE, check_model
 from backends.tf.optim import make_optimizer
-from backends.tf.pipeline import (BATCHES_PER_BLOCK, CONV_BATCHES_PER_BLOCK, block_shape, train_dataset,
-                                  val_dataset)
+from backends.tf.pipeline import (BATCHES_PER_BLOCK, CONV_BATCHES_PER_BLOCK, block_shape, replica_batches,
+                                  train_dataset, val_dataset)
 from vae_core.backend import Means, StepsResult, WeightsAdapter
 from vae_core.config import TrainConfig
 from vae_core.trainer import EVAL_BATCH_SIZE, check_fit_arguments, check_int, check_precision, run
 from vae_core.training import check_data, eval_noise
+from vae_core.world import SINGLE, World, check_global_batch
 
 
 def _framework_noise(seed: int, epoch: int, n: int, latent_dim: int) -> tf.Tensor:
@@ -90,21 +96,32 @@ class Trainer(WeightsAdapter):
     name = "tf"
     weights_module = weights
 
-    def __init__(self, model: VAE, config: TrainConfig, device: str):
-        self.model, self.config, self.device = model, config, device
-        self.optimizer = make_optimizer(model, config)
-        model.compile(optimizer=self.optimizer, jit_compile=True)
-        self.optimizer.build(model.trainable_variables)
+    def __init__(self, model: VAE, config: TrainConfig, device: str, world: World = SINGLE):
+        self.model, self.config, self.device, self.world = model, config, device, world
+        self.strategy = distributed.strategy_of(model)  # None, or the tf.distribute strategy it was built under
+        with self._scope():
+            self.optimizer = make_optimizer(model, config)
+            # XLA compiles the step without a strategy; under one, Keras' own choice: no XLA around strategy.run
+            model.compile(optimizer=self.optimizer, jit_compile=self.strategy is None)
+            self.optimizer.build(model.trainable_variables)
+
+    def _scope(self):
+        return contextlib.nullcontext() if self.strategy is None else self.strategy.scope()
 
     def set_data(self, train: np.ndarray, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
         # A variable, not a constant: tf.data copies a captured constant into every iterator, and reads a
         # variable in place.
         self.x_train = tf.Variable(train, trainable=False, name="train_data")  # (N, D)
-        self.val = None if val is None else val_dataset(val, val_eps)
+        replicas = 1 if self.strategy is None else self.strategy.num_replicas_in_sync
+        self.val = None if val is None else val_dataset(val, val_eps, replicas)
         per_block = CONV_BATCHES_PER_BLOCK if self.model.spec.architecture == "conv" else BATCHES_PER_BLOCK
-        self.shape = block_shape(len(train), self.config.batch_size, per_block)  # (K, B) of every block of the fit
-        # (K, 3) float64: the batch means of the block's steps, written by VAE.train_step; not a Keras weight
-        self.step_log = tf.Variable(tf.zeros((self.shape[0], 3), tf.float64), trainable=False, name="step_log")
+        # (K, B) of every block of the fit; under a strategy, one global batch per call (no blocks)
+        self.shape = block_shape(len(train), self.config.batch_size, 1 if self.strategy else per_block)
+        # (K, 3) float64: the batch means of the block's steps, written by VAE.train_step; not a Keras weight.
+        # Under a strategy every replica writes the same all-reduced means; the first replica's copy is read.
+        with self._scope():
+            self.step_log = tf.Variable(tf.zeros((self.shape[0], 3), tf.float64), trainable=False, name="step_log",
+                                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         object.__setattr__(self.model, "_step_log", self.step_log)
 
     def begin_epoch(self, epoch: int, order: np.ndarray, images: np.ndarray | None, eps: np.ndarray | None) -> None:
@@ -120,7 +137,12 @@ class Trainer(WeightsAdapter):
             return StepsResult(np.zeros((0, 3)), True)
         rows = slice(first * self.shape[1], stop * self.shape[1])
         counter = _StepCounter(self.step_log, self.optimizer, should_stop, on_steps)
-        data = train_dataset(self.x_train, self.order[rows], self.eps[rows], self.config.batch_size, shape=self.shape)
+        if self.strategy is None:
+            data = train_dataset(self.x_train, self.order[rows], self.eps[rows], self.config.batch_size,
+                                 shape=self.shape)
+        else:
+            data = replica_batches(self.x_train, self.order[rows], self.eps[rows], self.shape[1],
+                                   self.strategy.num_replicas_in_sync)
         self.model.fit(data, epochs=self.epoch + 1, initial_epoch=self.epoch, callbacks=[counter], verbose=0,
                        shuffle=False)
         losses = np.concatenate(counter.losses) if counter.losses else np.zeros((0, 3))
@@ -158,8 +180,16 @@ def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: Tr
     NonFiniteLossError at the first NaN/inf loss, before any checkpoint after the last finite step is written.
     """
     check_model(model, "fit")
-    device_name = resolve_device(device)
+    strategy = distributed.check_strategy(model)
+    if strategy is not None and device != "auto":
+        raise ValueError(f"fit: this model was built under {type(strategy).__name__} (devices "
+                         f"{', '.join(strategy.extended.worker_devices)}), which decides where it trains; got "
+                         f"device={device!r}. Pass device='auto', or build the model outside the strategy's scope")
+    device_name = resolve_device(distributed.rank_device(device))
+    world = distributed.join(device_name)  # one process: a strategy's replicas are inside it
     check_precision(precision)
+    if isinstance(config, TrainConfig):
+        check_global_batch(config.batch_size, distributed.replicas(model), "replicas")
     float64_model = model.dtype_policy.variable_dtype == "float64"
     if float64_model and precision != "fp64":
         raise ValueError(f"fit: this model is float64 (built with dtype='float64') but precision={precision!r} "
@@ -167,13 +197,16 @@ def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: Tr
     args = check_fit_arguments(model.spec, train, val, config, out_dir=out_dir, resume_from=resume_from,
                                shared_noise=shared_noise, precision=precision, progress=progress)
     # Keras variables keep their dtype: an fp64 run of a float32 model trains a float64 twin
-    twin = VAE(model.spec, seed=model.sampling.seed, dtype="float64") if precision == "fp64" and not float64_model \
-        else model
+    with contextlib.nullcontext() if strategy is None else strategy.scope():
+        twin = VAE(model.spec, seed=model.sampling.seed, dtype="float64") \
+            if precision == "fp64" and not float64_model else model
     if twin is not model:
         weights.import_weights(twin, weights.export_weights(model))
     try:
-        with tf.device(device_name), exact_fp32(device_name), _MixedPrecision(twin, precision):
-            return run(Trainer(twin, config, device_name), model.spec, args)
+        # under a strategy, its devices are where the steps run
+        place = tf.device(device_name) if strategy is None else contextlib.nullcontext()
+        with place, exact_fp32(device_name), _MixedPrecision(twin, precision):
+            return run(Trainer(twin, config, device_name, world), model.spec, args)
     finally:  # unchecked: after a non-finite loss the model holds the non-finite weights, as in fp32
         if twin is not model:
             trained = weights.native_parameters(twin)

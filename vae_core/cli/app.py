@@ -6,6 +6,7 @@
     vae sample runs/mnist/last.safetensors -n 100 -o samples.png --npy samples.npy
     vae plot runs/mnist/best.safetensors --out runs/mnist/plots
     vae compare --dataset fashion-mnist --epochs 20 --same-init --out runs/compare
+    vae train --nproc 2 --dataset fashion-mnist --out runs/fm   # data-parallel: torchrun, or tf's MirroredStrategy
 
 A bad argument exits with status 2 and one line on stderr, never a traceback; so does a second run into a folder
 that another run holds. A run that fails while training (a non-finite loss, or a disk that refuses a write) exits
@@ -15,6 +16,7 @@ checkpoint of that step, with one line saying how to resume, and exit 143 and 13
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -33,6 +35,7 @@ from vae_core.registry import BACKENDS
 from vae_core.atomic import WriteError
 from vae_core.run_lock import RunLockedError, run_lock
 from vae_core.training import prepare_out_dir
+from vae_core.world import launched_rank, launched_world_size
 
 DEBUG_ENV = "VAE_CORE_DEBUG"  # set to 1 to get the traceback instead of the one-line error
 RUN_FILE = "run.json"  # the options of a `vae train` run, beside its checkpoints
@@ -101,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS, default=None, help="fp32 (default) or bf16 autocast (torch)")
     p.add_argument("--resume", action="store_true",
                    help="continue from --out/last.safetensors (either backend wrote it) up to --epochs in total")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="data-parallel over N: torch, N processes on this host through torch.distributed.run "
+                        "(gloo on the CPU, NCCL on GPUs); tf, a MirroredStrategy over N devices (N GPUs, else the "
+                        "CPU as N logical devices). --batch-size stays the global batch (default 1)")
     p.add_argument("--no-plots", action="store_true", help="skip the plots at the end")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_field_flags(p)
@@ -336,8 +343,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from vae_core.registry import backend_module, build, fit
     from vae_core.spec import VAESpec
 
+    _positive("--nproc", args.nproc)
     plan = resolve_train(args)
     opts, config = plan["opts"], plan["config"]
+    if config.batch_size % args.nproc:
+        raise ValueError(f"--batch-size {config.batch_size} must divide by --nproc {args.nproc}: it is the global "
+                         f"batch, split evenly between them; use a multiple of {args.nproc}")
+    rank, launched = launched_rank(), launched_world_size() > 1  # under torchrun: rank 0 writes and prints
     data = load_data(opts, download=args.download, seed=config.seed)
     spec = plan["spec"]
     if spec is None:
@@ -350,17 +362,36 @@ def cmd_train(args: argparse.Namespace) -> int:
         spec = VAESpec(**changes)
     else:
         check_images_fit(spec, data, f"--resume: {data.name!r}")
+    strategy = None
+    if args.nproc > 1 and opts["backend"] == "tf":  # before TensorFlow starts: it may split the CPU
+        if opts["device"] != "auto":
+            raise ValueError(f"--nproc {args.nproc} with --backend tf trains on the strategy's devices; drop "
+                             f"--device {opts['device']}")
+        from backends.tf.distributed import mirrored_strategy
+
+        strategy = mirrored_strategy(args.nproc)
     backend_module(opts["backend"]).device.resolve_device(opts["device"], "--device")  # imports the framework
     out = prepare_out_dir(Path(opts["out"]), "--out")  # every argument is checked before anything is written
-    with run_lock(out, "--out"):  # one run per folder: a second one exits 2 before it writes anything
+    if args.nproc > 1 and opts["backend"] == "torch" and not launched:
+        return _launch_torchrun(args.nproc, args.argv)
+    writer = rank == 0
+    with run_lock(out, "--out") if writer else contextlib.nullcontext():  # one run per folder
+        if not writer:  # another rank of a torchrun job: it trains, rank 0 writes
+            model = build(opts["backend"], spec, seed=config.seed)
+            fit(model, data.x_train, data.x_test, config, out_dir=out, resume_from=plan["resume_from"],
+                device=opts["device"], precision=opts["precision"], progress=False)
+            return 0
         for stale in out.glob(".*.safetensors.*.tmp"):  # temp files of a write that was killed mid-way
             stale.unlink()
         info = {**opts, "seed": config.seed, "spec": spec.to_dict(), "train_config": config.to_dict(),
                 "argv": sys.argv[1:]}
         _write_json(out / RUN_FILE, info)
-        model = build(opts["backend"], spec, seed=config.seed)
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            model = build(opts["backend"], spec, seed=config.seed)
         start_msg = f"resuming {plan['resume_from']}" if plan["resume_from"] else "training"
-        print(f"vae train: {start_msg}: {opts['backend']} on {data.name} ({len(data.x_train)} train / "
+        size = launched_world_size() if launched else args.nproc
+        world = f" x {size}" if size > 1 else ""
+        print(f"vae train: {start_msg}: {opts['backend']}{world} on {data.name} ({len(data.x_train)} train / "
               f"{len(data.x_test)} test), {spec.num_params:,} parameters, {config.epochs} epochs -> {out}/",
               file=sys.stderr)
         kwargs: dict[str, Any] = {"out_dir": out, "resume_from": plan["resume_from"], "device": opts["device"],
@@ -373,6 +404,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         last = {k: history[k][-1] for k in ("train_loss", "val_loss", "val_recon", "val_kl") if history.get(k)}
         print(json.dumps({"out": str(out), "epochs": len(history["train_loss"]), **last}))
     return 0
+
+
+def _launch_torchrun(nproc: int, argv: Sequence[str]) -> int:
+    """`vae train` again, as `nproc` processes on this host through torch's own launcher (torch.distributed.run,
+    the module behind torchrun, with a local rendezvous); returns its exit status. The arguments were checked
+    here first, so a bad one is one line and status 2 before any process starts."""
+    import subprocess
+
+    rest, skip = [], False
+    for arg in argv:  # the same command line without --nproc
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            rest.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "--module", "vae_core.cli", *rest]
+    print(f"vae train: launching {nproc} processes: {shlex.join(command[2:])}", file=sys.stderr)
+    return subprocess.run(command).returncode
 
 
 def _plots(model: Any, data: Any, folder: Path, history: dict[str, list[float]] | None, seed: int) -> None:
@@ -504,6 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["vae", *argv])  # written into results (vae compare)
+    args.argv = argv
     prog = f"vae {args.command}"
     try:
         return COMMANDS[args.command](args)
