@@ -7,6 +7,10 @@ a dead run is simply taken over, with a warning that names the old holder. A thr
 holds the folder while it writes `run.json`, and the trainer's own `run_lock` inside it is a no-op; another
 thread of the same process is refused like another process.
 
+A launcher that starts the processes of one run (`vae train --nproc N` starting torchrun) holds the lock for
+them and names the lock file in the environment variable HELD_ENV; `run_lock` on that file is then a no-op in its
+child processes.
+
 On systems without `fcntl` (Windows) the folder is not locked, and a warning says so once.
 """
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Iterator
 from vae_core.checks import caller_stacklevel
 
 LOCK_FILE = ".vae-run.lock"
+HELD_ENV = "VAE_CORE_RUN_LOCK_HELD"  # the lock file a launcher holds for the processes it starts
 # lock file (resolved path) -> [the thread that holds it, how many nested run_lock blocks of that thread hold it]
 _HELD: dict[str, list[int]] = {}
 _HELD_GUARD = threading.Lock()
@@ -50,6 +55,9 @@ def run_lock(folder: str | os.PathLike, argument: str = "out_dir") -> Iterator[P
         finally:
             with _HELD_GUARD:
                 holder[1] -= 1
+        return
+    if os.environ.get(HELD_ENV) == key:  # the launcher of this process holds it for the whole job
+        yield path
         return
     try:
         import fcntl

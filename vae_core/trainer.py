@@ -43,7 +43,7 @@ from vae_core.resume import open_resume
 from vae_core.run_lock import run_lock
 from vae_core.spec import VAESpec
 from vae_core.trainer_state import TrainerState
-from vae_core.world import World
+from vae_core.world import SINGLE, World
 from vae_core.training import (NonFiniteLossError, check_fit_inputs, check_fp64_run, empty_history, epoch_binarized,
                                epoch_noise, epoch_permutation, eval_noise, prepare_out_dir)
 
@@ -113,34 +113,42 @@ def run(backend: TrainerBackend, spec: VAESpec, args: FitArguments) -> dict[str,
     With an out_dir the run holds the folder's run lock (`vae_core.run_lock`), and SIGTERM or SIGINT stops it at
     the next step boundary with a checkpoint of that step (`vae_core.interrupt.TrainingInterrupted`).
     """
-    world: World = backend.world
+    world: World = getattr(backend, "world", SINGLE)  # a backend without one trains in one process
     writer = args.out is not None and world.rank == 0
     with run_lock(args.out) if writer else contextlib.nullcontext(), StopSignals() as signals:
         return _Run(backend, spec, args, _AgreedStop(signals, world)).train()
 
 
-AGREE_EVERY = 8  # with several processes, the stop decision is agreed on at every 8th check (about 0.4 ms each)
+AGREE_EVERY = 8  # with several processes, a stop is agreed on before every 8th step (an all-reduce: 0.2-0.4 ms)
 
 
 class _AgreedStop:
-    """The trainer's `should_stop`: whether a stop signal arrived. With several processes, whether any of them
-    received one: every AGREE_EVERY-th call is a collective (a max over the ranks), and the calls between return
-    the last agreed answer. All processes call it at the same points (the trainer's control flow is the same on
-    every rank), so they take the same decisions; `requested` is then the signal, on every rank."""
+    """Whether a stop signal arrived; with several processes, whether any of them received one, agreed on by a
+    collective (a max over the ranks), so every rank takes the same decision and `requested` is the signal on every
+    rank. All processes make the same calls in the same order (the trainer's control flow is the same on every
+    rank).
+
+    Calling it agrees at once: the trainer's own checks, at the ends of runs of steps and of epochs.
+    `between_steps` is the backend's check before each step: with several processes it agrees before every
+    AGREE_EVERY-th step only, and says no in between."""
 
     def __init__(self, signals: StopSignals, world: World):
-        self.signals, self.world, self.requested, self.calls = signals, world, None, 0
+        self.signals, self.world, self.requested, self.steps = signals, world, None, 0
 
     def __call__(self) -> bool:
         if self.requested is None:
             local = self.signals.requested if self.signals() else None
             if self.world.size > 1:
-                self.calls += 1
-                if self.calls % AGREE_EVERY:
-                    return False
                 local = int(self.world.max(np.array([local or 0]))[0]) or None  # the largest signal number
             self.requested = local
         return self.requested is not None
+
+    def between_steps(self) -> bool:
+        if self.requested is None and self.world.size > 1:
+            self.steps += 1
+            if self.steps % AGREE_EVERY:
+                return False
+        return self()
 
 
 class _Run:
@@ -222,7 +230,8 @@ class _Run:
             # up to the next step checkpoint (every `every` steps of the run), or to the end of the epoch
             stop = self.n_steps if every is None else \
                 min(self.n_steps, (done // every + 1) * every - epoch * self.n_steps)
-            result = self.backend.train_steps(step, stop, self.signals, bar.update)  # none when a stop came first
+            # none when a stop came first
+            result = self.backend.train_steps(step, stop, self.signals.between_steps, bar.update)
             finite = np.isfinite(result.losses).all(axis=1)  # (k,)
             if not finite.all():
                 raise NonFiniteLossError(epoch + 1, step + int(np.argmin(finite)) + 1, self.last_good)

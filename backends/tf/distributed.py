@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from vae_core.world import SINGLE, World
+from vae_core.world import SINGLE, World, launched_world_size
 
 
 def rank_device(device: str) -> str:
@@ -21,8 +21,14 @@ def rank_device(device: str) -> str:
 
 def join(device: str) -> World:
     """The processes this process trains with: always `SINGLE`, as a strategy's replicas live in one process
-    (multi-worker strategies are not supported: README, "Data-parallel training")."""
+    (multi-worker strategies are not supported: README, "Data-parallel training"). A process that a launcher
+    started as one of several (torchrun's WORLD_SIZE > 1) is refused: each would train its own model."""
     del device
+    if launched_world_size() > 1:
+        raise ValueError(f"fit: this process is one of WORLD_SIZE={launched_world_size()} started by a launcher "
+                         f"(torchrun), but the TF backend trains in one process: each would train a model of its "
+                         f"own. Start one process, and build the model under tf.distribute.MirroredStrategy() to "
+                         f"use several devices (vae train --backend tf --nproc N does)")
     return SINGLE
 
 
@@ -57,8 +63,8 @@ def mirrored_strategy(n: int) -> tf.distribute.MirroredStrategy:
     """A MirroredStrategy over n devices of this host: the first n GPUs when there are that many, else the CPU
     split into n logical devices (TF's way to run replicas on one CPU; they share its cores). The split must
     happen before TensorFlow first uses its devices."""
-    if n < 1:
-        raise ValueError(f"mirrored_strategy: n must be an int >= 1; got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"mirrored_strategy: n must be an int >= 1 (the number of devices); got {n!r}")
     gpus = tf.config.list_physical_devices("GPU")
     if len(gpus) >= n:
         return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(n)])

@@ -316,6 +316,11 @@ class VAE(SpecAttributes, keras.Model):
         if share is not None:  # a replica's shard of a global batch, under a tf.distribute strategy
             return self._train_shard(x, eps, share)
         if rows is None:  # a batch (Keras' own fit): (B, D) rows or (B, H, W[, C]) images
+            if tf.distribute.get_strategy().num_replicas_in_sync > 1:  # this replica's part of Keras' split
+                x = self._as_rows(x)  # (b, D)
+                count = tf.distribute.get_replica_context().all_reduce(
+                    tf.distribute.ReduceOp.SUM, tf.cast(tf.shape(x)[0], self.compute_dtype))  # () the batch
+                return self._train_shard(x, eps, tf.fill(tf.shape(x)[:1], 1.0 / count))
             return self._train_batch(x, eps)
         if x.shape[0] == 1:  # one batch per block (conv models): no loop, see backends.tf.pipeline.block_shape
             self._train_batch(x[0], None if eps is None else eps[0], rows[0], 0)
@@ -333,11 +338,7 @@ class VAE(SpecAttributes, keras.Model):
         x = self._as_rows(x)  # (B, D)
         with tf.GradientTape() as tape:
             total, recon, kl = self._elbo(x, eps, training=True, rows=rows)  # () each
-            # Keras' own fit under a strategy feeds each replica an equal share of the batch, and the optimizer
-            # sums the replicas' gradients: scale the mean loss by 1 / replicas, as Keras' train_step does
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = total if replicas == 1 else total / replicas
-        grads = tape.gradient(scaled, self.trainable_variables)
+        grads = tape.gradient(total, self.trainable_variables)
         step_log = self.__dict__.get("_step_log")  # set by backends.tf.fit; None for plain Keras use
         if step_log is not None:  # row k: this step's batch means (loss, recon, kl), read after the block
             step_log.scatter_nd_update([[k]], tf.cast(tf.stack([total, recon, kl]), tf.float64)[None])
@@ -347,14 +348,16 @@ class VAE(SpecAttributes, keras.Model):
     def _train_shard(self, x, eps, share) -> dict[str, tf.Tensor]:
         """One replica's part of an optimizer step under a tf.distribute strategy (`backends.tf.fit`).
 
-        x: (b, D) this replica's rows of the global batch; share: (b,) 1 / the global batch's examples, 0 for
-        padding (`backends.tf.pipeline.replica_batches`). The replica's loss is the weighted sum of its examples' losses, so the optimizer's sum of the
+        x: (b, D) this replica's rows of the global batch (b may be 0); share: (b,) 1 / the global batch's
+        examples, 0 for padding (`backends.tf.pipeline.replica_batches`; Keras' own fit: its split of a batch,
+        see `train_step`). The replica's loss is the weighted sum of its examples' losses, so the optimizer's sum of the
         replicas' gradients is the gradient of the global batch's mean loss, whatever the split; TorchAdam clips
         the norm of that sum. The step log gets the all-reduced batch means, the same on every replica.
         """
         x = self._as_rows(x)  # (b, D)
         weight = tf.cast(share, self.compute_dtype)  # (b,)
-        grads, sums, (total, recon, kl) = self._shard_gradients(x, eps, weight)
+        step = self._shard_gradients_xla() if eps is not None else self._shard_gradients  # no RNG inside XLA
+        grads, sums, (total, recon, kl) = step(x, eps, weight)
         context = tf.distribute.get_replica_context()
         means = context.all_reduce(tf.distribute.ReduceOp.SUM, sums)  # (3,) the global batch's means
         step_log = self.__dict__.get("_step_log")
@@ -363,24 +366,24 @@ class VAE(SpecAttributes, keras.Model):
         self.optimizer.apply(grads, self.trainable_variables)
         return self._track_examples(total, recon, kl, tf.cast(weight > 0, tf.float64))  # padding rows count 0
 
-    @property
-    def _shard_gradients(self):
-        """The replica's forward and backward pass, XLA-compiled on its own: Keras runs a strategy's step without
-        XLA (it cannot compile the cross-replica all-reduce), and this part is most of the step's time.
-        (x (b, D), eps (b, L), weight (b,)) -> (gradients, (3,) float64 weighted sums, per-example (b,) values)."""
+    def _shard_gradients(self, x, eps, weight):
+        """A replica's forward and backward pass: (x (b, D), eps (b, L) or None, weight (b,)) -> (the gradients
+        of sum(weight * loss), (3,) float64 weighted sums of (loss, recon, kl), the per-example (b,) values)."""
+        with tf.GradientTape() as tape:
+            out, mu, log_var = self(x, eps=eps, training=True)  # (b, D|2D), (b, L), (b, L)
+            recon, kl = per_example(x, out, mu, log_var, likelihood=self.spec.likelihood)  # (b,) each
+            total = recon + self.spec.beta * kl  # (b,)
+            loss = tf.reduce_sum(weight * total)  # ()
+        sums = tf.cast(tf.stack([loss, tf.reduce_sum(weight * recon), tf.reduce_sum(weight * kl)]), tf.float64)
+        return tape.gradient(loss, self.trainable_variables), sums, (total, recon, kl)
+
+    def _shard_gradients_xla(self):
+        """`_shard_gradients` XLA-compiled on its own, once per model: Keras runs a strategy's step without XLA (it
+        cannot compile the cross-replica all-reduce), and this part is most of the step. Dropped when the layers'
+        precision changes (`backends.tf.train`)."""
         fn = self.__dict__.get("_shard_gradients_fn")
         if fn is None:
-            @tf.function(jit_compile=True, reduce_retracing=True)
-            def fn(x, eps, weight):
-                with tf.GradientTape() as tape:
-                    out, mu, log_var = self(x, eps=eps, training=True)  # (b, D|2D), (b, L), (b, L)
-                    recon, kl = per_example(x, out, mu, log_var, likelihood=self.spec.likelihood)  # (b,) each
-                    total = recon + self.spec.beta * kl  # (b,)
-                    loss = tf.reduce_sum(weight * total)  # ()
-                sums = tf.cast(tf.stack([loss, tf.reduce_sum(weight * recon), tf.reduce_sum(weight * kl)]),
-                               tf.float64)  # (3,)
-                return tape.gradient(loss, self.trainable_variables), sums, (total, recon, kl)
-
+            fn = tf.function(self._shard_gradients, jit_compile=True, reduce_retracing=True)
             object.__setattr__(self, "_shard_gradients_fn", fn)
         return fn
 

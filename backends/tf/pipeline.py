@@ -26,36 +26,70 @@ def block_shape(n: int, batch_size: int, batches_per_block: int = BATCHES_PER_BL
     return max(1, min(batches_per_block, -(-n // b), BLOCK_ROWS // b)), b
 
 
-def train_dataset(x: tf.Variable | tf.Tensor, perm: np.ndarray, eps: tf.Tensor, batch_size: int,
-                  batches_per_block: int = BATCHES_PER_BLOCK, shape: tuple[int, int] | None = None) -> tf.data.Dataset:
-    """The batches of `perm` in order, grouped into blocks {"x": (K, B, D), "eps": (K, B, L), "rows": (K,)} that
-    `VAE.train_step` runs as K consecutive steps; the last block is padded to K batches, and the last batch to B
-    rows; rows[k] counts the real examples of batch k.
-    x: (N, D) float32, or uint8 images (x / 255 per block); perm: the examples to take, in order (an epoch, or the steps of one part of it); eps: (len(perm), L),
-    row i for perm[i]. (K, B) is `shape`, the whole epoch's `block_shape`, so every part of an epoch runs the same
-    compiled step; without it, `block_shape(len(perm), batch_size, batches_per_block)`.
+class EpochBlocks:
+    """The training pipeline of one fit: built (and traced) once, fed each epoch's order and noise through
+    variables, so an epoch costs no new dataset (tracing the map and building the dataset took ~55 ms an epoch on
+    this CPU, most of a one-step epoch's overhead).
+
+    `steps(first, stop)` is the dataset of the epoch's steps first, ..., stop - 1, grouped into blocks
+    {"x": (K, B, D), "eps": (K, B, L), "rows": (K,)} that `VAE.train_step` runs as K consecutive steps; a block
+    past `stop` holds empty batches (rows 0), and the last batch of the epoch is padded to B rows; rows[k] counts
+    the real examples of batch k. x: (N, D) float32, or uint8 images (x / 255 per block). (K, B) is `shape`, the
+    epoch's `block_shape`, so every run of steps uses the same compiled step.
     """
-    n, d, latent = len(perm), int(x.shape[1]), int(eps.shape[1])
-    k, b = shape or block_shape(n, batch_size, batches_per_block)
-    n_batches = -(-n // b)
-    n_blocks = -(-n_batches // k)
-    index = np.zeros(n_blocks * k * b, np.int64)  # (slots,): example of each slot; padding reads row 0
-    index[:n] = perm
-    rows = np.clip(n - b * np.arange(n_blocks * k), 0, b).astype(np.int32)  # (n_blocks * K,)
-    index_t, rows_t = tf.constant(index), tf.constant(rows)
-    noise = tf.pad(tf.convert_to_tensor(eps), [[0, len(index) - n], [0, 0]])  # (slots, L)
 
-    def block(j):
-        slots = tf.range(j * k * b, (j + 1) * k * b)  # (K * B,)
-        batch = tf.gather(x, tf.gather(index_t, slots))  # (K * B, D)
-        if batch.dtype == tf.uint8:  # images kept uint8 become x / 255 per block, in float32
-            batch = tf.cast(batch, tf.float32) / 255.0
-        return {"x": tf.reshape(batch, (k, b, d)),  # (K, B, D)
-                "eps": tf.reshape(tf.gather(noise, slots), (k, b, latent)),  # (K, B, L)
-                "rows": rows_t[j * k:(j + 1) * k]}  # (K,)
+    def __init__(self, x: tf.Variable | tf.Tensor, n: int, latent_dim: int, shape: tuple[int, int],
+                 eps_dtype: tf.DType = tf.float32):
+        k, b = shape
+        d, n_steps = int(x.shape[1]), -(-n // b)
+        slots = (n_steps + k) * b  # a block that starts at the last step still reads inside
+        # the example of each slot (padding reads row 0) and its noise; assigned per epoch
+        self.index = tf.Variable(tf.zeros(slots, tf.int64), trainable=False, name="epoch_order")  # (slots,)
+        self.noise = tf.Variable(tf.zeros((slots, latent_dim), eps_dtype), trainable=False, name="epoch_eps")
+        self.first = tf.Variable(0, dtype=tf.int64, trainable=False, name="first_step")
+        self.stop = tf.Variable(0, dtype=tf.int64, trainable=False, name="stop_step")
+        rows_t = tf.constant(np.clip(n - b * np.arange(n_steps + k), 0, b).astype(np.int32))  # (n_steps + K,)
+        self.n, self.shape = n, shape
 
-    blocks = tf.data.Dataset.range(n_blocks).map(block, num_parallel_calls=1, deterministic=True).prefetch(1)
-    return blocks.with_options(_options())
+        def block(j):
+            steps = self.first + j * k + tf.range(k, dtype=tf.int64)  # (K,)
+            slots_j = tf.reshape(steps[:, None] * b + tf.range(b, dtype=tf.int64)[None], [-1])  # (K * B,)
+            batch = tf.gather(x, tf.gather(self.index, slots_j))  # (K * B, D)
+            if batch.dtype == tf.uint8:  # images kept uint8 become x / 255 per block, in float32
+                batch = tf.cast(batch, tf.float32) / 255.0
+            return {"x": tf.reshape(batch, (k, b, d)),  # (K, B, D)
+                    "eps": tf.reshape(tf.gather(self.noise, slots_j), (k, b, latent_dim)),  # (K, B, L)
+                    "rows": tf.where(steps < self.stop, tf.gather(rows_t, steps), 0)}  # (K,)
+
+        self._block = block
+        self._datasets: dict[int, tf.data.Dataset] = {}  # by the number of blocks: Keras needs the cardinality
+
+    def set_epoch(self, order: np.ndarray, eps: tf.Tensor | np.ndarray) -> None:
+        """The epoch's order (N,) and noise (N, L), row i for order[i]."""
+        pad = int(self.index.shape[0]) - len(order)
+        self.index.assign(np.concatenate([order.astype(np.int64), np.zeros(pad, np.int64)]))
+        self.noise.assign(tf.pad(tf.cast(eps, self.noise.dtype), [[0, pad], [0, 0]]))
+
+    def steps(self, first: int, stop: int) -> tf.data.Dataset:
+        """The blocks of the epoch's steps first, ..., stop - 1 (0-based): iterate it before the next call. One
+        dataset per number of blocks (a whole epoch, and the runs between step checkpoints), built once."""
+        self.first.assign(first)
+        self.stop.assign(stop)
+        count = -(-(stop - first) // self.shape[0])
+        if count not in self._datasets:
+            blocks = tf.data.Dataset.range(count).map(self._block, num_parallel_calls=1, deterministic=True)
+            self._datasets[count] = blocks.prefetch(1).with_options(_options())
+        return self._datasets[count]
+
+
+def train_dataset(x: tf.Variable | tf.Tensor, perm: np.ndarray, eps: tf.Tensor | np.ndarray, batch_size: int,
+                  batches_per_block: int = BATCHES_PER_BLOCK) -> tf.data.Dataset:
+    """The blocks (`EpochBlocks`) of one epoch whose order is `perm`, with eps (len(perm), L), row i for perm[i],
+    in blocks of `block_shape(len(perm), batch_size, batches_per_block)`."""
+    shape = block_shape(len(perm), batch_size, batches_per_block)
+    blocks = EpochBlocks(x, len(perm), int(np.shape(eps)[1]), shape)
+    blocks.set_epoch(perm, eps)
+    return blocks.steps(0, -(-len(perm) // shape[1]))
 
 
 def replica_batches(x: tf.Variable | tf.Tensor, perm: np.ndarray, eps: tf.Tensor, batch_size: int,
@@ -64,7 +98,8 @@ def replica_batches(x: tf.Variable | tf.Tensor, perm: np.ndarray, eps: tf.Tensor
     tf.distribute strategy of `replicas` replicas: Keras' fit splits each batch between them
     (`experimental_distribute_dataset`). share = 1 / the batch's examples goes with every example, so a replica's
     part of the loss needs no knowledge of the split (`VAE._train_shard`). A last batch that does not split evenly
-    is padded with share-0 rows up to a multiple of `replicas`: Keras' fit needs equal shapes on all replicas.
+    is padded with share-0 rows up to a multiple of `replicas`: Keras' fit reduces its first batch elementwise
+    across the replicas, and any batch may come first (a run of steps can start anywhere in an epoch).
     x: (N, D) float32, or uint8 images (x / 255 per batch); eps: (len(perm), L), row i for perm[i]."""
     n = len(perm)
     sizes = np.minimum(batch_size, n - batch_size * np.arange(-(-n // batch_size)))  # (steps,) examples per batch

@@ -33,8 +33,8 @@ from backends.tf.device import exact_fp32, resolve_device
 from backends.tf.losses import kl_to_standard_normal, reconstruction_nll
 from backends.tf.model import VAE, check_model
 from backends.tf.optim import make_optimizer
-from backends.tf.pipeline import (BATCHES_PER_BLOCK, CONV_BATCHES_PER_BLOCK, block_shape, replica_batches,
-                                  train_dataset, val_dataset)
+from backends.tf.pipeline import (BATCHES_PER_BLOCK, CONV_BATCHES_PER_BLOCK, EpochBlocks, block_shape,
+                                  replica_batches, val_dataset)
 from vae_core.backend import Means, StepsResult, WeightsAdapter
 from vae_core.config import TrainConfig
 from vae_core.trainer import EVAL_BATCH_SIZE, check_fit_arguments, check_int, check_precision, run
@@ -87,6 +87,7 @@ class _MixedPrecision:
             layer.dtype_policy = policy
         if self.layers:  # the traced steps have bfloat16 casts baked in: retrace on the next use
             self.model.train_function = self.model.test_function = self.model.predict_function = None
+            self.model.__dict__.pop("_shard_gradients_fn", None)  # the replica step, under a strategy
         return False
 
 
@@ -123,6 +124,8 @@ class Trainer(WeightsAdapter):
             self.step_log = tf.Variable(tf.zeros((self.shape[0], 3), tf.float64), trainable=False, name="step_log",
                                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         object.__setattr__(self.model, "_step_log", self.step_log)
+        if self.strategy is None:  # one pipeline for the whole fit
+            self.blocks = EpochBlocks(self.x_train, len(train), self.model.spec.latent_dim, self.shape)
 
     def begin_epoch(self, epoch: int, order: np.ndarray, images: np.ndarray | None, eps: np.ndarray | None) -> None:
         if images is not None:  # dynamic binarization: this epoch's 0/1 sample
@@ -130,6 +133,8 @@ class Trainer(WeightsAdapter):
         self.order, self.epoch = order, epoch
         self.eps = _framework_noise(self.config.seed, epoch, len(order), self.model.spec.latent_dim) \
             if eps is None else tf.constant(eps)  # (N, L)
+        if self.strategy is None:
+            self.blocks.set_epoch(order, self.eps)
 
     def train_steps(self, first: int, stop: int, should_stop: Callable[[], bool],
                     on_steps: Callable[[int], object]) -> StepsResult:
@@ -138,15 +143,14 @@ class Trainer(WeightsAdapter):
         rows = slice(first * self.shape[1], stop * self.shape[1])
         counter = _StepCounter(self.step_log, self.optimizer, should_stop, on_steps)
         if self.strategy is None:
-            data = train_dataset(self.x_train, self.order[rows], self.eps[rows], self.config.batch_size,
-                                 shape=self.shape)
+            data = self.blocks.steps(first, stop)
         else:
             data = replica_batches(self.x_train, self.order[rows], self.eps[rows], self.shape[1],
                                    self.strategy.num_replicas_in_sync)
         self.model.fit(data, epochs=self.epoch + 1, initial_epoch=self.epoch, callbacks=[counter], verbose=0,
                        shuffle=False)
         losses = np.concatenate(counter.losses) if counter.losses else np.zeros((0, 3))
-        finite = all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in self.model.trainable_variables)
+        finite = bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in self.model.trainable_variables]))
         return StepsResult(losses, finite)
 
     def validate(self) -> Means:

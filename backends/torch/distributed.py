@@ -21,11 +21,15 @@ from vae_core.world import SINGLE, World, launched_world_size
 
 def rank_device(device: str) -> str:
     """The device name a rank trains on: under a launcher with several processes, 'auto' and 'cuda' mean this
-    rank's own GPU, cuda:LOCAL_RANK (when this host has one per local rank); any other name is kept."""
+    rank's own GPU, cuda:LOCAL_RANK; any other name is kept. A host with fewer GPUs than local ranks is refused
+    (NCCL cannot put two ranks on one GPU)."""
     if launched_world_size() > 1 and device in ("auto", "cuda") and torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        if local < torch.cuda.device_count():
-            return f"cuda:{local}"
+        local, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        if local >= count:
+            raise ValueError(f"fit: this is local rank {local} of a torchrun job, but this host has {count} GPU(s) "
+                             f"for device={device!r}: start at most {count} processes per host "
+                             f"(--nproc-per-node / vae train --nproc), or pass device='cpu'")
+        return f"cuda:{local}"
     return device
 
 
@@ -72,14 +76,6 @@ class ProcessGroup:
 
     def max(self, values: np.ndarray) -> np.ndarray:
         return self._reduce(values, dist.ReduceOp.MAX)
-
-    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
-        """The elementwise sum of `tensor` over the ranks, in place (moved to the collective's device and back)."""
-        reduced = tensor.to(self.device)
-        dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
-        if reduced is not tensor:
-            tensor.copy_(reduced)
-        return tensor
 
     def _reduce(self, values: np.ndarray, op) -> np.ndarray:
         tensor = torch.as_tensor(np.asarray(values, np.float64), device=self.device)

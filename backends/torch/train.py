@@ -148,19 +148,17 @@ class Trainer(WeightsAdapter):
             global_rows.append(b)
             done += 1
             on_steps(1)
-        if world.size > 1:  # the ranks' sums -> the global batches' means (world: a distributed.ProcessGroup)
-            rows_t = torch.tensor(global_rows, device=self.device, dtype=self.dtype)  # (done,)
-            step_losses[:done] = world.all_reduce(step_losses[:done].contiguous()) / rows_t[:, None]
         # What the host needs from these steps, in one transfer: the losses, then whether every weight is finite.
         finite = torch.stack([p.isfinite().all() for p in self.model.parameters()]).all()
         host = torch.cat([step_losses[:done].double().flatten(), finite.double()[None]]).cpu().numpy()
-        return StepsResult(host[:-1].reshape(done, 3), bool(host[-1] == 1.0))
+        losses = host[:-1].reshape(done, 3)
+        if world.size > 1:  # the ranks' sums -> the global batches' means (the weights are the same on every rank)
+            losses = world.sum(losses) / np.asarray(global_rows, np.float64)[:, None]
+        return StepsResult(losses, bool(host[-1] == 1.0))
 
     def validate(self) -> Means:
-        sums = _sums(self.model, self.x_val, self.eps_val, EVAL_BATCH_SIZE)  # (3,) float64, this rank's shard
-        if self.world.size > 1:
-            sums = self.world.all_reduce(sums)
-        return tuple((sums / self.n_val).tolist())
+        sums = _sums(self.model, self.x_val, self.eps_val, EVAL_BATCH_SIZE).cpu().numpy()  # (3,) this rank's
+        return tuple((self.world.sum(sums) / self.n_val).tolist())
 
     def set_learning_rate(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -215,6 +213,10 @@ def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: Tr
     world = distributed.join(dev)  # the torchrun processes, if launched by one
     if isinstance(config, TrainConfig):
         check_global_batch(config.batch_size, world.size, "processes")
+    if compile and world.size > 1:
+        raise ValueError(f"fit: compile=True is not supported with several processes (this is one of "
+                         f"{world.size}): DistributedDataParallel under torch.compile is untested here; pass "
+                         f"compile=False")
     args = check_fit_arguments(model.spec, train, val, config, out_dir=out_dir, resume_from=resume_from,
                                shared_noise=shared_noise, precision=precision, progress=progress)
     with exact_fp32(dev), _float64_weights(model, precision == "fp64"):

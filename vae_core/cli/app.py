@@ -373,7 +373,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     backend_module(opts["backend"]).device.resolve_device(opts["device"], "--device")  # imports the framework
     out = prepare_out_dir(Path(opts["out"]), "--out")  # every argument is checked before anything is written
     if args.nproc > 1 and opts["backend"] == "torch" and not launched:
-        return _launch_torchrun(args.nproc, args.argv)
+        return _launch_torchrun(args.nproc, args.argv, out)
     writer = rank == 0
     with run_lock(out, "--out") if writer else contextlib.nullcontext():  # one run per folder
         if not writer:  # another rank of a torchrun job: it trains, rank 0 writes
@@ -406,11 +406,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _launch_torchrun(nproc: int, argv: Sequence[str]) -> int:
+def _launch_torchrun(nproc: int, argv: Sequence[str], out: Path) -> int:
     """`vae train` again, as `nproc` processes on this host through torch's own launcher (torch.distributed.run,
-    the module behind torchrun, with a local rendezvous); returns its exit status. The arguments were checked
-    here first, so a bad one is one line and status 2 before any process starts."""
+    the module behind torchrun, with a local rendezvous); returns the exit status.
+
+    The arguments were checked here first, so a bad one is one line and status 2 before any process starts. This
+    process holds the folder's run lock for the job (`vae_core.run_lock.HELD_ENV`). SIGTERM and SIGINT are passed
+    on to the launcher, which passes them to every rank: they stop at the same step with one checkpoint, rank 0
+    prints the line that says how to resume, and the status is 128 + the signal. A failed rank makes the launcher
+    stop the others (status 1, with its report).
+    """
     import subprocess
+
+    from vae_core.run_lock import HELD_ENV
 
     rest, skip = [], False
     for arg in argv:  # the same command line without --nproc
@@ -422,8 +430,25 @@ def _launch_torchrun(nproc: int, argv: Sequence[str]) -> int:
             rest.append(arg)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "--module", "vae_core.cli", *rest]
-    print(f"vae train: launching {nproc} processes: {shlex.join(command[2:])}", file=sys.stderr)
-    return subprocess.run(command).returncode
+    with run_lock(out, "--out") as lock:
+        print(f"vae train: launching {nproc} processes: {shlex.join(command[2:])}", file=sys.stderr)
+        # its own session: a terminal's Ctrl-C reaches the job once, through this process
+        proc = subprocess.Popen(command, env={**os.environ, HELD_ENV: str(lock)}, start_new_session=True)
+        received: list[int] = []
+
+        def forward(signum: int, frame: Any) -> None:
+            received.append(signum)
+            proc.send_signal(signum)
+
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            status = proc.wait()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+    if received:
+        return 128 + received[0]
+    return 0 if status == 0 else 1
 
 
 def _plots(model: Any, data: Any, folder: Path, history: dict[str, list[float]] | None, seed: int) -> None:
