@@ -373,6 +373,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     backend_module(opts["backend"]).device.resolve_device(opts["device"], "--device")  # imports the framework
     out = prepare_out_dir(Path(opts["out"]), "--out")  # every argument is checked before anything is written
     if args.nproc > 1 and opts["backend"] == "torch" and not launched:
+        del data  # checked; each rank loads its own
         return _launch_torchrun(args.nproc, args.argv, out)
     writer = rank == 0
     with run_lock(out, "--out") if writer else contextlib.nullcontext():  # one run per folder
@@ -428,12 +429,14 @@ def _launch_torchrun(nproc: int, argv: Sequence[str], out: Path) -> int:
             skip = True
         elif not arg.startswith("--nproc="):
             rest.append(arg)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+    command = [sys.executable, "-m", "vae_core.cli.torchrun", "--standalone", f"--nproc-per-node={nproc}",
                "--module", "vae_core.cli", *rest]
     with run_lock(out, "--out") as lock:
-        print(f"vae train: launching {nproc} processes: {shlex.join(command[2:])}", file=sys.stderr)
+        print(f"vae train: launching {nproc} processes: torch.distributed.run {shlex.join(command[3:])}",
+              file=sys.stderr)
         # its own session: a terminal's Ctrl-C reaches the job once, through this process
-        proc = subprocess.Popen(command, env={**os.environ, HELD_ENV: str(lock)}, start_new_session=True)
+        env = {**os.environ, HELD_ENV: str(lock), "LOGLEVEL": os.environ.get("LOGLEVEL", "ERROR")}  # torch elastic's
+        proc = subprocess.Popen(command, env=env, start_new_session=True)
         received: list[int] = []
 
         def forward(signum: int, frame: Any) -> None:
@@ -603,6 +606,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     except TrainingInterrupted as e:  # SIGTERM or Ctrl-C while training: a checkpoint of that step was written
+        if launched_rank() != 0:  # every rank of a torchrun job stops at this step; rank 0 says so
+            return e.exit_status
         where = (f"resume with: vae train --out {shlex.quote(str(Path(e.checkpoint).parent))} --resume"
                  if e.checkpoint else "nothing was saved")
         print(f"{prog}: stopped by {signal.Signals(e.signum).name} at epoch {e.epoch}, step {e.step} "
@@ -611,4 +616,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a rank of a torchrun job: often the consequence of another rank's failure
+        if launched_world_size() <= 1 or os.environ.get(DEBUG_ENV):
+            raise
+        print(f"{prog}: rank {launched_rank()} stopped: {type(e).__name__}: {' '.join(str(e).split())[:300]}",
+              file=sys.stderr)
+        return 1
 
