@@ -200,7 +200,7 @@ def test_vae_train_nproc_2_survives_the_sigkill_of_one_rank(tmp_path):
     from vae_core import read_checkpoint
     from vae_core.cli import main
 
-    epochs, out = 12, tmp_path / "killed"
+    epochs, out = 8, tmp_path / "killed"
     args = [*CLI, "--backend", "torch", "--epochs", str(epochs), "--checkpoint-every-steps", "4", "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-m", "vae_core.cli", *args, "--nproc", "2"], cwd=ROOT, env=_cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
