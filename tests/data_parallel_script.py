@@ -10,6 +10,7 @@ rank's model saw in training, and how many checkpoints the rank wrote; and OUT/<
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -63,7 +64,7 @@ def train(backend: str, out: Path, resume_from: Path | None, strategy=None, epoc
             continue
         if epochs is not None or (name == "fp32" and extra_epochs):
             changes = {**changes, "epochs": epochs or CONFIG["epochs"] + extra_epochs}
-        with strategy.scope() if strategy is not None else _nothing():
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
             model = vae_core.build(backend, VAESpec(**SPEC), seed=0)
         rows = _count_rows(model, backend)
         folder = None if precision == "fp64" else out / name
@@ -96,14 +97,6 @@ def _count_rows(model, backend: str):
 
     model.register_forward_pre_hook(hook)
     return lambda: seen["n"]
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def main() -> None:

@@ -28,11 +28,18 @@ TIMEOUT = 240  # seconds for one launch; a hang fails the test instead of stalli
 HISTORY = ("train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl")
 
 
-def launch(backend: str, out: Path, *args: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
-    """The script under torchrun with 2 processes (torch), or with a 2-replica MirroredStrategy (TF)."""
+def _subprocess_env() -> dict[str, str]:
+    """The environment of a launched job: this checkout on the path, no GPU, one thread per process, and no
+    WORLD_SIZE inherited from a launcher around pytest."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2",
            "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
+    return env
+
+
+def launch(backend: str, out: Path, *args: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
+    """The script under torchrun with 2 processes (torch), or with a 2-replica MirroredStrategy (TF)."""
+    env = _subprocess_env()
     script_path = str(ROOT / "tests" / "data_parallel_script.py")
     if backend == "torch":
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -173,13 +180,6 @@ CLI = ["train", "--dataset", "digits", "--hidden-dims", "32", "--latent-dim", "2
        "--grad-clip-norm", "1", "--no-plots", "--no-progress"]
 
 
-def _cli_env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2",
-           "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
-    return env
-
-
 def _rank_pid(rank: int, out: Path) -> int | None:
     """The pid of rank `rank` of the `vae train` job writing into `out`, from /proc (None until it has started)."""
     for entry in Path("/proc").iterdir():
@@ -202,7 +202,7 @@ def test_vae_train_nproc_2_survives_the_sigkill_of_one_rank(tmp_path):
 
     epochs, out = 8, tmp_path / "killed"
     args = [*CLI, "--backend", "torch", "--epochs", str(epochs), "--checkpoint-every-steps", "4", "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-m", "vae_core.cli", *args, "--nproc", "2"], cwd=ROOT, env=_cli_env(),
+    proc = subprocess.Popen([sys.executable, "-m", "vae_core.cli", *args, "--nproc", "2"], cwd=ROOT, env=_subprocess_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ckpt, deadline, victim = out / "last.safetensors", time.monotonic() + TIMEOUT, None
     while victim is None or not ckpt.is_file():

@@ -49,7 +49,7 @@ class EpochBlocks:
         self.first = tf.Variable(0, dtype=tf.int64, trainable=False, name="first_step")
         self.stop = tf.Variable(0, dtype=tf.int64, trainable=False, name="stop_step")
         rows_t = tf.constant(np.clip(n - b * np.arange(n_steps + k), 0, b).astype(np.int32))  # (n_steps + K,)
-        self.n, self.shape = n, shape
+        self.shape = shape
 
         def block(j):
             steps = self.first + j * k + tf.range(k, dtype=tf.int64)  # (K,)

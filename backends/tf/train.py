@@ -140,11 +140,11 @@ class Trainer(WeightsAdapter):
                     on_steps: Callable[[int], object]) -> StepsResult:
         if should_stop():  # as torch: no step once a stop is requested
             return StepsResult(np.zeros((0, 3)), True)
-        rows = slice(first * self.shape[1], stop * self.shape[1])
         counter = _StepCounter(self.step_log, self.optimizer, should_stop, on_steps)
         if self.strategy is None:
             data = self.blocks.steps(first, stop)
         else:
+            rows = slice(first * self.shape[1], stop * self.shape[1])
             data = replica_batches(self.x_train, self.order[rows], self.eps[rows], self.shape[1],
                                    self.strategy.num_replicas_in_sync)
         self.model.fit(data, epochs=self.epoch + 1, initial_epoch=self.epoch, callbacks=[counter], verbose=0,
