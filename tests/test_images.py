@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from vae_core.data import load_images
+from vae_core.mapped import MappedRows
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -72,8 +73,10 @@ def test_npy_is_memory_mapped_and_npz_read_without_pickles(tmp_path, monkeypatch
     data = load_images(tmp_path / "x.npy")
     assert seen == {"mmap_mode": "r", "allow_pickle": False}
     assert data.image_shape == (9, 7, 3) and data.x_train.dtype == np.uint8 and len(data.x_test) == 5
-    assert not isinstance(data.x_train, np.memmap)  # the split is in memory; the file is read once
+    assert isinstance(data.x_train, MappedRows) and isinstance(data.x_train.source, np.memmap)  # stays in the file
+    assert type(data.x_test) is np.ndarray  # the test split is read
     rows = images.reshape(50, -1)
+    np.testing.assert_array_equal(data.x_train[[0, 2]], rows[data.x_train.index[[0, 2]]])
     np.testing.assert_array_equal(np.sort(np.concatenate([data.x_train, data.x_test]), axis=0), np.sort(rows, axis=0))
     np.savez(tmp_path / "x.npz", images=images.astype(np.float32) / 255, labels=np.zeros(50))
     seen.clear()

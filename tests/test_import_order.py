@@ -1,7 +1,8 @@
 """torch and TensorFlow in one process, in every order a user can reach (see vae_core/triton_guard.py).
 
 Each scenario runs in a subprocess, so the segmentation fault it guards against fails this test instead of
-killing the test runner. The control proves the environment can fail: with the installed triton and TensorFlow,
+killing the test runner. The suite itself is one more: collecting it imports TensorFlow (tests/test_tf_*.py), and
+its tests then build torch's first Adam (the parity optimizer test was the first to die). The control proves the environment can fail: with the installed triton and TensorFlow,
 `import tensorflow; import triton` crashes when nothing guards it.
 """
 import os
@@ -82,14 +83,6 @@ def test_vae_compare_runs_both_backends(affected_environment, tmp_path):
                   "16", "--latent-dim", "2", "--no-progress", "--out", str(tmp_path / "compare"))
     assert result.returncode == 0, _explain(result)
     assert (tmp_path / "compare" / "compare.json").is_file()
-
-
-def test_parity_optimizer_test_runs(affected_environment):
-    """The parity test that died first in the suite: torch's first Adam, in a pytest process that has imported
-    TensorFlow already (as the suite's earlier modules do)."""
-    test = "tests/parity/test_forward_and_gradients.py::test_optimizer_update_agrees_given_the_same_gradients"
-    result = _run(f"import sys, tensorflow, pytest; sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', {test!r}]))")
-    assert result.returncode == 0, _explain(result)
 
 
 @pytest.mark.parametrize("triton, tensorflow, expected", [

@@ -19,8 +19,9 @@ from typing import Any, Callable
 import numpy as np
 
 from vae_core.checks import fail
+from vae_core.mapped import MappedRows
 
-__all__ = ["DATASETS", "Dataset", "binarize", "load_dataset", "load_images", "read_idx"]
+__all__ = ["DATASETS", "Dataset", "MappedRows", "binarize", "load_dataset", "load_images", "read_idx"]
 
 DATASETS: tuple[str, ...] = ("mnist-5k", "digits", "fashion-mnist", "mnist")
 BINARIZE_MODES: tuple[str | None, ...] = (None, "static")
@@ -79,7 +80,7 @@ class Dataset:
     """A train/test split; pixels are float32 in [0, 1] (or uint8 0-255, read as x / 255), labels int64."""
 
     name: str
-    x_train: np.ndarray  # (N, D) float32 in [0, 1], or uint8
+    x_train: np.ndarray | MappedRows  # (N, D) float32 in [0, 1], or uint8; a .npy's stays in its file
     y_train: np.ndarray  # (N,) int64
     x_test: np.ndarray  # (M, D) float32 in [0, 1], or uint8
     y_test: np.ndarray  # (M,) int64

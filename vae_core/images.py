@@ -1,7 +1,8 @@
 """The user's own images as a `vae_core.data.Dataset`: a folder of PNG/JPEG files, or a .npy/.npz array.
 
 `load_images(path)` returns uint8 pixels when the source is uint8 (files always are; `fit` and the models read uint8
-as x / 255, 4x smaller than float32), or float32 for float arrays in [0, 1]. Rows are (N, H*W*C), channels last,
+as x / 255, 4x smaller than float32), or float32 for float arrays in [0, 1]. The training split of a .npy stays in
+the memory-mapped file (`vae_core.mapped.MappedRows`): a training set larger than memory trains a batch at a time. Rows are (N, H*W*C), channels last,
 with `image_shape` (H, W) for one channel or (H, W, C). The train/test split is a function of `seed` alone.
 Pillow reads the files (`pip install 'vae-core[data]'`); arrays need NumPy only and never unpickle.
 """
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from vae_core.checks import fail
+from vae_core.mapped import MappedRows
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -29,8 +31,9 @@ def load_images(path: str | os.PathLike[str], *, image_size: tuple[int, int] | N
     path: a folder of .png/.jpg/.jpeg files (searched recursively; `y` is the index of each file's own folder among
         the sorted folders that hold images, 0 when all lie in one folder), or a .npy/.npz array of shape (N, H, W)
         or (N, H, W, C) with C 1 or 3, uint8 or float in [0, 1] (a .npz holding one array, or one named "images"
-        or "x"; `y` is 0). A uint8 or float32 .npy is memory-mapped: the split copies each image into memory once
-        (a float64 one is read, then cast).
+        or "x"; `y` is 0). A .npy is memory-mapped: its training split stays in the file (`x_train` is a
+        `vae_core.mapped.MappedRows`, which `fit` reads a batch at a time), and its test split is read into memory
+        (float64 is cast to float32 as it is read).
     image_size: (H, W) to resize every file to (Pillow, bilinear); without it every file must have the size of
         the first, and a file that does not is refused by name.
     mode: "L" or "RGB" to convert every file to; without it every file must share the first file's mode ("1" counts
@@ -58,8 +61,11 @@ def load_images(path: str | os.PathLike[str], *, image_size: tuple[int, int] | N
     test, train = np.sort(order[:n_test]), np.sort(order[n_test:])  # sorted: a memory map is read in file order
     image_shape = x.shape[1:3] if x.shape[3] == 1 else x.shape[1:]
     rows = x.reshape(n, -1)  # (N, H*W*C), channels last; a view of the memory map for a .npy
-    return Dataset(path.stem or path.name, np.ascontiguousarray(rows[train]), y[train],
-                   np.ascontiguousarray(rows[test]), y[test], tuple(int(s) for s in image_shape))
+    if isinstance(rows, np.memmap):  # the training split stays in the file; the test split is read into memory
+        x_train, x_test = MappedRows(rows, train), np.asarray(MappedRows(rows, test))
+    else:
+        x_train, x_test = np.ascontiguousarray(rows[train]), np.ascontiguousarray(rows[test])
+    return Dataset(path.stem or path.name, x_train, y[train], x_test, y[test], tuple(int(s) for s in image_shape))
 
 
 def _check_arguments(path: Any, image_size: Any, mode: Any, test_fraction: Any, seed: Any) -> Path:
@@ -132,7 +138,8 @@ def _read_folder(folder: Path, image_size: tuple[int, int] | None, mode: str | N
 
 
 def _read_array(path: Path) -> np.ndarray:
-    """The (N, H, W, C) images of a .npy (memory-mapped) or .npz file, uint8 or float32 in [0, 1]."""
+    """The (N, H, W, C) images of a .npy (memory-mapped: uint8, float32, or float64 that is cast as it is read) or
+    .npz file (uint8, or float32), float pixels in [0, 1]."""
     try:
         if path.suffix.lower() == ".npy":
             x = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -158,8 +165,15 @@ def _read_array(path: Path) -> np.ndarray:
     if x.dtype not in (np.float32, np.float64):
         fail("load_images", "path", "uint8 images, or float32/float64 in [0, 1]", f"dtype {x.dtype} in {str(path)!r}",
              "Scale to [0, 1] floats or store uint8 0-255")
-    x = np.asarray(x, np.float32)
-    if x.size and not (np.isfinite(x).all() and x.min() >= 0.0 and x.max() <= 1.0):
-        fail("load_images", "path", "float pixels in [0, 1]", f"values in [{np.nanmin(x):.4g}, {np.nanmax(x):.4g}] "
+    if not isinstance(x, np.memmap):
+        x = np.asarray(x, np.float32)
+    # a memory map is scanned a chunk at a time and cast per read (MappedRows), never read whole
+    chunks = MappedRows(x.reshape(len(x), -1)).chunks() if isinstance(x, np.memmap) else [x]
+    low, high, finite = np.inf, -np.inf, True
+    for chunk in (c for c in chunks if c.size):
+        finite &= bool(np.isfinite(chunk).all())
+        low, high = min(low, float(np.nanmin(chunk))), max(high, float(np.nanmax(chunk)))
+    if not (finite and low >= 0.0 and high <= 1.0) and len(x):
+        fail("load_images", "path", "float pixels in [0, 1]", f"values in [{low:.4g}, {high:.4g}] "
              f"in {str(path)!r}", "Divide 0-255 floats by 255, or store uint8")
     return x

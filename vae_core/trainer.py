@@ -39,6 +39,7 @@ from vae_core.backend import TrainerBackend
 from vae_core.checkpoint import BEST_FILE, LAST_FILE, Checkpoint, CheckpointError, write_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.interrupt import StopSignals, TrainingInterrupted
+from vae_core.mapped import MappedRows
 from vae_core.resume import open_resume
 from vae_core.run_lock import run_lock
 from vae_core.spec import VAESpec
@@ -82,7 +83,7 @@ def check_int(caller: str, name: str, value: Any, minimum: int) -> int:
 class FitArguments:
     """`fit`'s arguments after the boundary checks."""
 
-    train: np.ndarray  # (N, D) rows: float32, or uint8 images that the backend turns into x / 255 per batch
+    train: np.ndarray | MappedRows  # (N, D) rows: float32, or uint8 images turned into x / 255 per batch; on disk
     val: np.ndarray | None  # (M, D) rows as `train`, or None
     config: TrainConfig
     out: Path | None  # the run's folder, created and writable, or None for no checkpoints

@@ -1,12 +1,13 @@
 """Backend-neutral pieces of the training loop: input checks, data order, history layout."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from vae_core.config import TrainConfig
 from vae_core.data import binarize
+from vae_core.mapped import STORED_DTYPES, MappedRows
 from vae_core.spec import VAESpec
 
 # Per-epoch lists in the history dict that both backends' `fit` return, in this order.
@@ -49,16 +50,24 @@ def rows_shape(shape: tuple[int, ...], spec: VAESpec, argument: str, *, single: 
                      f"{d}, image_shape={spec.image_shape}); got {shape}. {fix}")
 
 
-def check_data(x: Any, spec: VAESpec, argument: str = "x", *, keep_uint8: bool = False) -> np.ndarray:
+def check_data(x: Any, spec: VAESpec, argument: str = "x", *, keep_uint8: bool = False,
+               stream: bool = False) -> np.ndarray | MappedRows:
     """Validate a batch of examples at the API boundary and return it as C-contiguous (N, D) rows.
 
     Accepted layouts: (N, D) rows, or images (N, H, W, C) (and (N, H, W) for one channel) of the spec's
     image_shape, channels last; images become rows without a copy. Accepted dtypes: float32 or float64 (cast to
     float32), and uint8 images (scaled by 1/255: float32 in [0, 1], or kept uint8 with `keep_uint8`, 4x smaller,
-    for a trainer that converts per batch). A `np.memmap` is read, not copied, unless it must be cast.
+    for a trainer that converts per batch). A `vae_core.mapped.MappedRows` is read whole, unless `stream`: then it,
+    and any `np.memmap`, comes back as (N, D) `MappedRows` that a trainer reads a batch at a time (uint8 kept).
     Rejected with ValueError/TypeError naming `argument`: other dtypes and shapes, empty, NaN/inf, and, for a
     Bernoulli decoder, values outside [0, 1].
     """
+    if stream and isinstance(x, np.memmap) and x.ndim >= 2 and x.dtype in STORED_DTYPES:
+        x = MappedRows(x)
+    if stream and isinstance(x, MappedRows):
+        return _check_mapped(x, spec, argument)
+    if isinstance(x, MappedRows):
+        x = np.asarray(x)
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{argument} must be a NumPy array of shape {example_layouts(spec)}; "
                         f"got {type(x).__name__}. Convert it with np.asarray(...)")
@@ -70,21 +79,51 @@ def check_data(x: Any, spec: VAESpec, argument: str = "x", *, keep_uint8: bool =
     if x.dtype == np.uint8:
         return np.ascontiguousarray(x) if keep_uint8 else np.ascontiguousarray(x, np.float32) / np.float32(255.0)
     x = np.ascontiguousarray(x, np.float32)
-    if not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).any(axis=1).sum())
-        raise ValueError(f"{argument} holds NaN or inf values in {bad} example(s); clean or drop them first")
-    if spec.likelihood == "bernoulli" and (x.min() < 0.0 or x.max() > 1.0):
-        raise ValueError(f"{argument} must lie in [0, 1] for a Bernoulli decoder; got values in "
-                         f"[{x.min():.4g}, {x.max():.4g}]. Scale pixels to [0, 1] or use likelihood='gaussian'")
+    _check_values(spec, argument, int((~np.isfinite(x)).any(axis=1).sum()),
+                  lambda: (float(x.min()), float(x.max())))
     return x
 
 
-def check_fit_inputs(spec: VAESpec, train: Any, val: Any, config: Any) -> tuple[np.ndarray, np.ndarray | None]:
+def _check_values(spec: VAESpec, argument: str, n_bad: int, value_range: Callable[[], tuple[float, float]]) -> None:
+    """The value checks of float examples: none of the `n_bad` examples with NaN/inf, and for a Bernoulli decoder
+    `value_range()` (low, high) inside [0, 1]."""
+    if n_bad:
+        raise ValueError(f"{argument} holds NaN or inf values in {n_bad} example(s); clean or drop them first")
+    if spec.likelihood == "bernoulli":
+        low, high = value_range()
+        if low < 0.0 or high > 1.0:
+            raise ValueError(f"{argument} must lie in [0, 1] for a Bernoulli decoder; got values in "
+                             f"[{low:.4g}, {high:.4g}]. Scale pixels to [0, 1] or use likelihood='gaussian'")
+
+
+def _check_mapped(x: MappedRows, spec: VAESpec, argument: str) -> MappedRows:
+    """check_data's checks on examples that stay on disk: float values are scanned a chunk at a time."""
+    x = x.reshape(rows_shape(x.shape, spec, argument))  # (N, D), still on disk
+    if len(x) == 0:
+        raise ValueError(f"{argument} is empty (shape {x.shape}); pass at least one example")
+    if x.dtype != np.uint8:
+        n_bad, low, high = 0, np.inf, -np.inf
+        for chunk in x.chunks():
+            n_bad += int((~np.isfinite(chunk)).any(axis=1).sum())
+            low, high = min(low, float(np.nanmin(chunk))), max(high, float(np.nanmax(chunk)))
+        _check_values(spec, argument, n_bad, lambda: (low, high))
+    return x
+
+
+def check_fit_inputs(spec: VAESpec, train: Any, val: Any, config: Any
+                     ) -> tuple[np.ndarray | MappedRows, np.ndarray | None]:
     """The checks every backend's `fit` makes at its boundary; returns `train` and `val` as (N, D) rows, uint8 kept
-    uint8 (the backends convert per batch), else float32."""
+    uint8 (the backends convert per batch), else float32. A `MappedRows` or `np.memmap` train set stays on disk
+    (the backends read it a batch at a time); `val` is read into memory."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f"fit: config must be a vae_core.TrainConfig; got {type(config).__name__}")
-    train = check_data(train, spec, "train", keep_uint8=True)
+    train = check_data(train, spec, "train", keep_uint8=True, stream=True)
+    if isinstance(train, MappedRows):
+        if config.dynamic_binarization:
+            raise ValueError(f"train is read from disk a batch at a time ({train!r}), and "
+                             f"TrainConfig.dynamic_binarization draws each epoch's sample of the whole set in "
+                             f"memory; set dynamic_binarization=False, or pass np.asarray(train) if it fits")
+        return train, None if val is None else check_data(val, spec, "val", keep_uint8=True)
     if config.dynamic_binarization and train.dtype != np.uint8 and (train.min() < 0.0 or train.max() > 1.0):
         raise ValueError(f"train must lie in [0, 1] with TrainConfig.dynamic_binarization (each pixel is the "
                          f"probability of a 1); got values in [{train.min():.4g}, {train.max():.4g}]. Scale "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from vae_core.mapped import MappedRows
 from vae_core.trainer import EVAL_BATCH_SIZE
 
 BATCHES_PER_BLOCK = 32  # batches per call into the compiled train step
@@ -26,19 +27,28 @@ def block_shape(n: int, batch_size: int, batches_per_block: int = BATCHES_PER_BL
     return max(1, min(batches_per_block, -(-n // b), BLOCK_ROWS // b)), b
 
 
+def gather_rows(x: tf.Variable | tf.Tensor | MappedRows, index: tf.Tensor) -> tf.Tensor:
+    """x[index]: (len(index), D) rows of a tensor or variable, or, for a training set that stays on disk
+    (`MappedRows`), read from the file by a `tf.numpy_function` inside the tf.data pipeline."""
+    if isinstance(x, MappedRows):
+        rows = tf.numpy_function(x.take, [index], tf.as_dtype(x.dtype), stateful=False)
+        return tf.ensure_shape(rows, [None, x.shape[1]])
+    return tf.gather(x, index)
+
+
 class EpochBlocks:
     """The training pipeline of one fit: built (and traced) once, fed each epoch's order and noise through
     variables, so an epoch costs no new dataset (tracing the map and building the dataset took ~55 ms an epoch on
     this CPU, most of a one-step epoch's overhead).
 
-    `steps(first, stop)` is the dataset of the epoch's steps first, ..., stop - 1, grouped into blocks
+    `steps(first, stop)` gives the epoch's steps first, ..., stop - 1, grouped into blocks
     {"x": (K, B, D), "eps": (K, B, L), "rows": (K,)} that `VAE.train_step` runs as K consecutive steps; a block
     past `stop` holds empty batches (rows 0), and the last batch of the epoch is padded to B rows; rows[k] counts
-    the real examples of batch k. x: (N, D) float32, or uint8 images (x / 255 per block). (K, B) is `shape`, the
-    epoch's `block_shape`, so every run of steps uses the same compiled step.
+    the real examples of batch k. x: (N, D) float32, or uint8 images (x / 255 per block), in memory or on disk.
+    (K, B) is `shape`, the epoch's `block_shape`, so every run of steps uses the same compiled step.
     """
 
-    def __init__(self, x: tf.Variable | tf.Tensor, n: int, latent_dim: int, shape: tuple[int, int],
+    def __init__(self, x: tf.Variable | tf.Tensor | MappedRows, n: int, latent_dim: int, shape: tuple[int, int],
                  eps_dtype: tf.DType = tf.float32):
         k, b = shape
         d, n_steps = int(x.shape[1]), -(-n // b)
@@ -48,21 +58,26 @@ class EpochBlocks:
         self.noise = tf.Variable(tf.zeros((slots, latent_dim), eps_dtype), trainable=False, name="epoch_eps")
         self.first = tf.Variable(0, dtype=tf.int64, trainable=False, name="first_step")
         self.stop = tf.Variable(0, dtype=tf.int64, trainable=False, name="stop_step")
+        self.last = tf.Variable(0, dtype=tf.int64, trainable=False, name="last_block")  # of the run of steps
         rows_t = tf.constant(np.clip(n - b * np.arange(n_steps + k), 0, b).astype(np.int32))  # (n_steps + K,)
         self.shape = shape
 
         def block(j):
+            j = tf.minimum(j, self.last)  # a block read ahead past the run (prefetch) repeats its last one
             steps = self.first + j * k + tf.range(k, dtype=tf.int64)  # (K,)
             slots_j = tf.reshape(steps[:, None] * b + tf.range(b, dtype=tf.int64)[None], [-1])  # (K * B,)
-            batch = tf.gather(x, tf.gather(self.index, slots_j))  # (K * B, D)
+            batch = gather_rows(x, tf.gather(self.index, slots_j))  # (K * B, D)
             if batch.dtype == tf.uint8:  # images kept uint8 become x / 255 per block, in float32
                 batch = tf.cast(batch, tf.float32) / 255.0
             return {"x": tf.reshape(batch, (k, b, d)),  # (K, B, D)
                     "eps": tf.reshape(tf.gather(self.noise, slots_j), (k, b, latent_dim)),  # (K, B, L)
                     "rows": tf.where(steps < self.stop, tf.gather(rows_t, steps), 0)}  # (K,)
 
-        self._block = block
-        self._datasets: dict[int, tf.data.Dataset] = {}  # by the number of blocks: Keras needs the cardinality
+        # One endless dataset for the whole fit, run for a number of blocks by model.fit(steps_per_epoch=...):
+        # given a finite one, Keras makes the next epoch's iterator as each call ends, which costs ~19 ms and
+        # reads one block ahead every call.
+        self.dataset = tf.data.Dataset.counter().map(block, num_parallel_calls=1, deterministic=True) \
+            .prefetch(1).with_options(_options())
 
     def set_epoch(self, order: np.ndarray, eps: tf.Tensor | np.ndarray) -> None:
         """The epoch's order (N,) and noise (N, L), row i for order[i]."""
@@ -70,16 +85,14 @@ class EpochBlocks:
         self.index.assign(np.concatenate([order.astype(np.int64), np.zeros(pad, np.int64)]))
         self.noise.assign(tf.pad(tf.cast(eps, self.noise.dtype), [[0, pad], [0, 0]]))
 
-    def steps(self, first: int, stop: int) -> tf.data.Dataset:
-        """The blocks of the epoch's steps first, ..., stop - 1 (0-based): iterate it before the next call. One
-        dataset per number of blocks (a whole epoch, and the runs between step checkpoints), built once."""
+    def steps(self, first: int, stop: int) -> tuple[tf.data.Dataset, int]:
+        """The blocks of the epoch's steps first, ..., stop - 1 (0-based), and how many blocks that is: iterate
+        that many (`model.fit(dataset, steps_per_epoch=count)`) from a new iterator before the next call."""
+        count = -(-(stop - first) // self.shape[0])
         self.first.assign(first)
         self.stop.assign(stop)
-        count = -(-(stop - first) // self.shape[0])
-        if count not in self._datasets:
-            blocks = tf.data.Dataset.range(count).map(self._block, num_parallel_calls=1, deterministic=True)
-            self._datasets[count] = blocks.prefetch(1).with_options(_options())
-        return self._datasets[count]
+        self.last.assign(count - 1)
+        return self.dataset, count
 
 
 def train_dataset(x: tf.Variable | tf.Tensor, perm: np.ndarray, eps: tf.Tensor | np.ndarray, batch_size: int,
@@ -89,10 +102,11 @@ def train_dataset(x: tf.Variable | tf.Tensor, perm: np.ndarray, eps: tf.Tensor |
     shape = block_shape(len(perm), batch_size, batches_per_block)
     blocks = EpochBlocks(x, len(perm), int(np.shape(eps)[1]), shape)
     blocks.set_epoch(perm, eps)
-    return blocks.steps(0, -(-len(perm) // shape[1]))
+    dataset, count = blocks.steps(0, -(-len(perm) // shape[1]))
+    return dataset.take(count)
 
 
-def replica_batches(x: tf.Variable | tf.Tensor, perm: np.ndarray, eps: tf.Tensor, batch_size: int,
+def replica_batches(x: tf.Variable | tf.Tensor | MappedRows, perm: np.ndarray, eps: tf.Tensor, batch_size: int,
                     replicas: int) -> tf.data.Dataset:
     """The global batches of `perm` in order, {"x": (B, D), "eps": (B, L), "share": (B,)}, for a model under a
     tf.distribute strategy of `replicas` replicas: Keras' fit splits each batch between them
@@ -109,7 +123,7 @@ def replica_batches(x: tf.Variable | tf.Tensor, perm: np.ndarray, eps: tf.Tensor
     noise = tf.pad(tf.convert_to_tensor(eps), [[0, pad], [0, 0]])  # (n + pad, L)
 
     def batch(index_b, eps_b, share_b):
-        xb = tf.gather(x, index_b)  # (B, D)
+        xb = gather_rows(x, index_b)  # (B, D)
         if xb.dtype == tf.uint8:
             xb = tf.cast(xb, tf.float32) / 255.0
         return {"x": xb, "eps": eps_b, "share": share_b}

@@ -37,6 +37,7 @@ from backends.tf.pipeline import (BATCHES_PER_BLOCK, CONV_BATCHES_PER_BLOCK, Epo
                                   replica_batches, val_dataset)
 from vae_core.backend import Means, StepsResult, WeightsAdapter
 from vae_core.config import TrainConfig
+from vae_core.mapped import MappedRows
 from vae_core.trainer import EVAL_BATCH_SIZE, check_fit_arguments, check_int, check_precision, run
 from vae_core.training import check_data, eval_noise
 from vae_core.world import SINGLE, World, check_global_batch
@@ -109,12 +110,18 @@ class Trainer(WeightsAdapter):
     def _scope(self):
         return contextlib.nullcontext() if self.strategy is None else self.strategy.scope()
 
-    def set_data(self, train: np.ndarray, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
+    def set_data(self, train: np.ndarray | MappedRows, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
         # A variable, not a constant: tf.data copies a captured constant into every iterator, and reads a
-        # variable in place.
-        self.x_train = tf.Variable(train, trainable=False, name="train_data")  # (N, D)
+        # variable in place. A MappedRows stays on disk; the pipeline reads each block from the file.
+        self.x_train = train if isinstance(train, MappedRows) else \
+            tf.Variable(train, trainable=False, name="train_data")  # (N, D)
         replicas = 1 if self.strategy is None else self.strategy.num_replicas_in_sync
-        self.val = None if val is None else val_dataset(val, val_eps, replicas)
+        # Endless, and evaluated for its number of batches: with a finite dataset Keras makes a second iterator
+        # at the end of every evaluate call (~19 ms).
+        self.val, self.val_steps = None, None
+        if val is not None:
+            batches = val_dataset(val, val_eps, replicas)
+            self.val, self.val_steps = batches.repeat(), int(batches.cardinality())
         per_block = CONV_BATCHES_PER_BLOCK if self.model.spec.architecture == "conv" else BATCHES_PER_BLOCK
         # (K, B) of every block of the fit; under a strategy, one global batch per call (no blocks)
         self.shape = block_shape(len(train), self.config.batch_size, 1 if self.strategy else per_block)
@@ -142,19 +149,19 @@ class Trainer(WeightsAdapter):
             return StepsResult(np.zeros((0, 3)), True)
         counter = _StepCounter(self.step_log, self.optimizer, should_stop, on_steps)
         if self.strategy is None:
-            data = self.blocks.steps(first, stop)
+            data, count = self.blocks.steps(first, stop)
         else:
             rows = slice(first * self.shape[1], stop * self.shape[1])
-            data = replica_batches(self.x_train, self.order[rows], self.eps[rows], self.shape[1],
-                                   self.strategy.num_replicas_in_sync)
-        self.model.fit(data, epochs=self.epoch + 1, initial_epoch=self.epoch, callbacks=[counter], verbose=0,
-                       shuffle=False)
+            data, count = replica_batches(self.x_train, self.order[rows], self.eps[rows], self.shape[1],
+                                          self.strategy.num_replicas_in_sync), None
+        self.model.fit(data, epochs=self.epoch + 1, initial_epoch=self.epoch, steps_per_epoch=count,
+                       callbacks=[counter], verbose=0, shuffle=False)
         losses = np.concatenate(counter.losses) if counter.losses else np.zeros((0, 3))
         finite = bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in self.model.trainable_variables]))
         return StepsResult(losses, finite)
 
     def validate(self) -> Means:
-        logs = self.model.evaluate(self.val, verbose=0, return_dict=True)
+        logs = self.model.evaluate(self.val, steps=self.val_steps, verbose=0, return_dict=True)
         return float(logs["loss"]), float(logs["recon"]), float(logs["kl"])
 
     def set_learning_rate(self, lr: float) -> None:

@@ -1,7 +1,7 @@
 """`fit` and `evaluate` for the torch VAE: the framework half of `vae_core.trainer`.
 
 `Trainer` is this backend's `vae_core.backend.TrainerBackend`: it keeps the data as tensors on the device, gathers
-each epoch's batches there, keeps the per-step losses on the device and synchronises with the host once per run
+each epoch's batches there (a `MappedRows` training set stays on disk: each batch is read, then copied over), keeps the per-step losses on the device and synchronises with the host once per run
 of steps (an epoch, or up to the next step checkpoint); a stop request is seen between any two steps. The epochs,
 resume, checkpoints, the LR plateau, early stopping and progress are `vae_core.trainer.run`'s.
 
@@ -27,6 +27,7 @@ from backends.torch.model import VAE, check_model, eval_mode
 from backends.torch.optim import make_optimizer
 from vae_core.backend import Means, StepsResult, WeightsAdapter
 from vae_core.config import TrainConfig
+from vae_core.mapped import MappedRows
 from vae_core.trainer import (EVAL_BATCH_SIZE, check_device_name, check_fit_arguments, check_flag, check_int,
                                check_precision, run)
 from vae_core.training import check_data, eval_noise
@@ -114,8 +115,9 @@ class Trainer(WeightsAdapter):
 
         return step
 
-    def set_data(self, train: np.ndarray, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
-        self.x_train = _data_to_device(train, self.device, self.dtype)  # (N, D)
+    def set_data(self, train: np.ndarray | MappedRows, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
+        # (N, D) on the device, or on disk (a MappedRows), read a batch at a time by `_batch`
+        self.x_train = train if isinstance(train, MappedRows) else _data_to_device(train, self.device, self.dtype)
         self.n_val = 0 if val is None else len(val)
         if val is not None:  # each rank validates its shard; `validate` adds up the sums
             lo, hi = shard(len(val), self.world.size, self.world.rank)
@@ -129,6 +131,14 @@ class Trainer(WeightsAdapter):
         self.eps_epoch = (_framework_noise(self.config.seed, epoch, n, latent, self.device) if eps is None
                           else to_device(eps, self.device)).to(self.dtype)  # (N, L)
         self.order = torch.from_numpy(order).to(self.device)  # (N,)
+        self.order_host = order  # (N,), for a training set read from disk
+
+    def _batch(self, rows: slice) -> torch.Tensor:
+        """The examples of `rows` of the epoch's order as `self.dtype` values on the device: (b, D)."""
+        if isinstance(self.x_epoch, MappedRows):  # read from the file now, then copied to the device
+            return _as_values(_data_to_device(self.x_epoch.take(self.order_host[rows]), self.device, self.dtype),
+                              self.dtype)
+        return _as_values(self.x_epoch.index_select(0, self.order[rows]), self.dtype)
 
     def train_steps(self, first: int, stop: int, should_stop: Callable[[], bool],
                     on_steps: Callable[[int], object]) -> StepsResult:
@@ -143,7 +153,7 @@ class Trainer(WeightsAdapter):
             b = min(batch, n - s * batch)  # the global batch's examples
             lo, hi = shard(b, world.size, world.rank)  # this rank's rows of it (all of them in one process)
             rows = slice(s * batch + lo, s * batch + hi)
-            xb = _as_values(self.x_epoch.index_select(0, self.order[rows]), self.dtype)  # (b, D)
+            xb = self._batch(rows)  # (b, D)
             step_losses[done] = self.step(xb, self.eps_epoch[rows], world.size / b)
             global_rows.append(b)
             done += 1

@@ -1,0 +1,87 @@
+"""Examples that stay in a memory-mapped file and are read a batch at a time: a training set larger than memory.
+
+`MappedRows(source, index)` is rows `index` of a memory-mapped array (`np.load(path, mmap_mode="r")`), like
+torch's `Subset` of a map-style dataset: nothing is read until `take` asks for a batch, and the pages the OS
+caches are file pages it can drop again. `vae_core.data.load_images` returns the training split of a `.npy` as
+one; a backend's `fit` streams it (and any `np.memmap` it is given) batch by batch instead of copying it to the
+device. Other consumers (`evaluate`, the metrics) read it whole through `np.asarray`.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+
+STORED_DTYPES = (np.uint8, np.float32, np.float64)  # what a map may hold; float64 is delivered as float32
+CHUNK_BYTES = 64 << 20  # `chunks` reads at most this much at a time
+
+
+class MappedRows:
+    """Rows `index` (sorted, unique) of `source`, an (N_source, ...) array that is usually a `np.memmap`.
+
+    shape is (len(index), *source.shape[1:]); dtype is uint8 or float32 (a float64 source is cast per read).
+    `take(positions)` reads the rows at those positions, in that order, as one ndarray: the only read a trainer
+    makes. Indexing with an int, a slice or an int array does the same; `np.asarray` reads every row.
+    """
+
+    def __init__(self, source: np.ndarray, index: np.ndarray | None = None):
+        if not isinstance(source, np.ndarray) or source.ndim < 2 or source.dtype not in STORED_DTYPES:
+            raise TypeError(f"MappedRows: source must be an array of uint8, float32 or float64 examples with at "
+                            f"least 2 dimensions (N, ...); got {type(source).__name__} "
+                            f"{getattr(source, 'dtype', '')} {getattr(source, 'shape', '')}".rstrip())
+        index = np.arange(len(source), dtype=np.int64) if index is None else np.asarray(index, np.int64)
+        if index.ndim != 1 or (index.size and (index.min() < 0 or index.max() >= len(source)
+                                               or np.any(np.diff(index) <= 0))):
+            raise ValueError(f"MappedRows: index must be sorted, unique row numbers in [0, {len(source)}); "
+                             f"got {index.size} values in [{index.min() if index.size else '-'}, "
+                             f"{index.max() if index.size else '-'}]")
+        self.source, self.index = source, index
+        self.dtype = np.dtype(np.float32) if source.dtype == np.float64 else source.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index), *self.source.shape[1:])
+
+    @property
+    def ndim(self) -> int:
+        return self.source.ndim
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __repr__(self) -> str:
+        return f"MappedRows(shape={self.shape}, dtype={self.dtype}, source={type(self.source).__name__})"
+
+    def reshape(self, *shape: Any) -> "MappedRows":
+        """The same rows with each example reshaped (the first dimension stays): (N, H, W, C) -> (N, H*W*C)."""
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], tuple) else shape
+        if not shape or shape[0] not in (len(self), -1):
+            raise ValueError(f"MappedRows.reshape keeps the number of rows {len(self)}; got shape {shape}")
+        return MappedRows(self.source.reshape(len(self.source), *shape[1:]), self.index)
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        """The rows at `positions` (0 <= p < len(self)), in that order: (len(positions), *shape[1:])."""
+        rows = self.source[self.index[np.asarray(positions, np.int64)]]
+        return rows.astype(np.float32) if rows.dtype == np.float64 else np.asarray(rows)
+
+    def __getitem__(self, key: int | slice | np.ndarray) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return self.take(np.array([key]))[0]
+        if isinstance(key, slice):
+            return self.take(np.arange(len(self))[key])
+        return self.take(np.arange(len(self))[np.asarray(key)])
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        """Every row in file order, at most CHUNK_BYTES at a time: a scan that never holds the whole set."""
+        per_row = max(1, int(np.prod(self.shape[1:])) * self.source.dtype.itemsize)
+        step = max(1, CHUNK_BYTES // per_row)
+        for lo in range(0, len(self), step):
+            yield self.take(np.arange(lo, min(lo + step, len(self))))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = np.empty(self.shape, self.dtype)
+        lo = 0
+        for chunk in self.chunks():
+            out[lo:lo + len(chunk)] = chunk
+            lo += len(chunk)
+        return out if dtype is None else out.astype(dtype, copy=False)
