@@ -1,8 +1,8 @@
 """Train on a .npy larger than the memory the process may use: `fit` reads a memory-mapped training set a batch at
 a time (`vae_core.mapped.MappedRows`).
 
-The script writes a uint8 .npy of random 28x28 images (--gib of them), drops its pages from the page cache, and
-runs each variant in a child process inside a Linux cgroup-v1 memory cgroup limited to --limit-gib:
+The script writes a uint8 .npy of random 28x28 images (--gib of them) and runs each variant in a child process
+inside a Linux cgroup-v1 memory cgroup limited to --limit-gib, after dropping the file's pages from the page cache:
 - torch / tf "stream": `load_images(path)` and `fit` on its `x_train`, the memory-mapped split;
 - torch "in memory": the same split read into memory first (`np.asarray`), the control: it cannot fit under the
   limit, so the kernel must kill it.
@@ -43,10 +43,15 @@ def _write_images(path: Path, gib: float) -> int:
         out[lo:lo + step] = rng.integers(0, 256, (min(step, n - lo), SIDE, SIDE), dtype=np.uint8)
     out.flush()
     del out
-    with open(path, "rb") as f:  # so the children read it from disk, charged to their own cgroup
+    return n
+
+
+def _drop_cached(path: Path) -> None:
+    """The file's pages out of the page cache, so a child reads it from disk (charged to its own cgroup) and does
+    not start warm from the one before."""
+    with open(path, "rb") as f:
         os.fsync(f.fileno())
         os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-    return n
 
 
 def _child(args) -> None:
@@ -76,15 +81,19 @@ def _run(backend: str, mode: str, data: Path, group: Path) -> dict:
            "--data", str(data)]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
     procs = group / "cgroup.procs"
+    _drop_cached(data)
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: procs.write_text(str(os.getpid())))  # into the cgroup, then exec
-    peak = {"RssAnon": 0, "VmHWM": 0}
-    while proc.poll() is None:
-        for key, kib in _status_kib(proc.pid).items():
-            peak[key] = max(peak[key], kib)
-        time.sleep(0.05)
-    out, err = proc.communicate()
+    with tempfile.TemporaryFile("w+") as out_file, tempfile.TemporaryFile("w+") as err_file:  # never a full pipe
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out_file, stderr=err_file, text=True,
+                                preexec_fn=lambda: procs.write_text(str(os.getpid())))  # into the cgroup, then exec
+        peak = {"RssAnon": 0, "VmHWM": 0}
+        while proc.poll() is None:
+            for key, kib in _status_kib(proc.pid).items():
+                peak[key] = max(peak[key], kib)
+            time.sleep(0.05)
+        out_file.seek(0)
+        err_file.seek(0)
+        out, err = out_file.read(), err_file.read()
     result = {"backend": backend, "mode": mode, "exit": proc.returncode, "wall_s": time.perf_counter() - start,
               "peak_rss_anon_mib": peak["RssAnon"] / 1024, "peak_rss_mib": peak["VmHWM"] / 1024}
     if proc.returncode == 0:

@@ -38,8 +38,7 @@ class Case:
 def _fit(x: Any, **kwargs: Any) -> None:
     from vae_core import build, fit
 
-    kwargs.setdefault("config", TrainConfig(epochs=1))
-    fit(build("torch", SPEC, seed=0), x, None, progress=False, **kwargs)
+    fit(build("torch", SPEC, seed=0), x, None, TrainConfig(epochs=1), progress=False, **kwargs)
 
 
 def _with(value: float) -> np.ndarray:
@@ -111,11 +110,6 @@ def _a_file(tmp: Path) -> Path:
     return path
 
 
-def _mapped_binarized(tmp: Path) -> Callable[[], None]:
-    np.save(tmp / "x.npy", (X * 255).astype(np.uint8))
-    return lambda: _fit(np.load(tmp / "x.npy", mmap_mode="r"), config=TrainConfig(epochs=1, dynamic_binarization=True))
-
-
 def _resume_other_spec(tmp: Path) -> Callable[[], None]:
     path = _good_checkpoint(tmp, spec=SPEC.replace(latent_dim=3))
     return lambda: _fit(X, resume_from=path)
@@ -157,8 +151,6 @@ CASES: list[Case] = [
          r"float32, float64 or uint8 .* got dtype int32"),
     Case("list", PY, "a Python list instead of an array", lambda t: lambda: _fit(X.tolist()), TypeError,
          r"NumPy array .* np.asarray"),
-    Case("mapped-binarized", PY, "dynamic binarization of a memory-mapped training set", _mapped_binarized,
-         ValueError, r"train is read from disk a batch at a time .* set dynamic_binarization=False"),
     # ------------------------------------------------------------ spec and config fields
     *[Case(f"spec-{field}", PY, f"VAESpec({field}={value!r})", (lambda f, v: lambda t: lambda: VAESpec(**{f: v}))(field, value),
            ValueError, rf"VAESpec\.{field} must be")

@@ -151,6 +151,7 @@ BAD_ARGUMENTS = {
     "images too small for the convs": ["train", "--architecture", "conv", "--conv-channels", "8,8,8,8"],
     "--data and --dataset": ["train", "--data", "images.npy"],
     "--image-size without --data": ["train", "--image-size", "4,4"],
+    "--test-fraction without --data": ["train", "--test-fraction", "0.2"],
     "--image-size not H,W": ["train", "--data", "images", "--image-size", "4"],
 }
 
@@ -241,7 +242,7 @@ def test_train_a_conv_model_on_a_folder_of_rgb_images_then_evaluate_it(backend, 
     folder, out = _rgb_folder(tmp_path / "images", [(12, 10)] * 24), tmp_path / "run"
     assert main(["train", "--backend", backend, "--data", str(folder), "--architecture", "conv", "--conv-channels",
                  "4,8", "--hidden-dims", "16", "--latent-dim", "2", "--epochs", "1", "--batch-size", "8",
-                 "--no-progress", "--out", str(out)]) == 0
+                 "--test-fraction", "0.25", "--no-progress", "--out", str(out)]) == 0
     ckpt = read_checkpoint(out / "last.safetensors")
     assert (ckpt.spec.architecture, ckpt.spec.image_shape, ckpt.spec.conv_channels) == ("conv", (12, 10, 3), (4, 8))
     assert json.loads((out / "run.json").read_text())["data"] == str(folder)
@@ -249,7 +250,7 @@ def test_train_a_conv_model_on_a_folder_of_rgb_images_then_evaluate_it(backend, 
     assert (recon[..., 0] - recon[..., 2]).max() > 100  # the originals' red shows: the plot is in colour
     scores = tmp_path / "scores.json"
     assert main(["evaluate", str(out / "last.safetensors"), "--k", "0", "--json", str(scores)]) == 0
-    assert json.loads(scores.read_text())["n"] == 2  # run.json's images, split as in training: 10% of 24
+    assert json.loads(scores.read_text())["n"] == 6  # run.json's images, split as in training: 25% of 24
 
 
 def test_train_refuses_images_of_mixed_sizes_naming_the_file(tmp_path, capsys):

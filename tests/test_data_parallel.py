@@ -225,18 +225,29 @@ def test_vae_train_nproc_in_tf_builds_the_model_under_a_mirrored_strategy(tmp_pa
     """`vae train --backend tf --nproc 2` asks `mirrored_strategy(2)` for the strategy and builds and trains the
     model under it. In this process TensorFlow has started, so its CPU can no longer be split: the stand-in is a
     MirroredStrategy over the one CPU (the 2-device strategy's losses are test_data_parallel_fit_equals_one_process's
-    concern)."""
+    concern). The images come from a .npy, so the replicas' batches are read from the memory map."""
     tf = pytest.importorskip("tensorflow")
     import backends.tf.distributed as tf_distributed
     import vae_core.registry
     from vae_core.cli import main
+    from vae_core.data import load_dataset
+    from vae_core.mapped import MappedRows
 
     asked, built = [], []
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     monkeypatch.setattr(tf_distributed, "mirrored_strategy", lambda n: asked.append(n) or strategy)
     build = vae_core.registry.build
     monkeypatch.setattr(vae_core.registry, "build", lambda *a, **k: built.append(build(*a, **k)) or built[-1])
-    assert main([*CLI, "--backend", "tf", "--epochs", "1", "--nproc", "2", "--out", str(tmp_path)]) == 0
+    digits = load_dataset("digits")  # float32 in [0, 1]
+    np.save(tmp_path / "digits.npy", np.concatenate([digits.x_train, digits.x_test]).reshape(-1, 8, 8))
+    reads, take = [], MappedRows.take
+    monkeypatch.setattr(MappedRows, "take", lambda self, rows: reads.append(len(rows)) or take(self, rows))
+    argv = [a for a in CLI if a not in ("--dataset", "digits")]
+    assert main([*argv, "--data", str(tmp_path / "digits.npy"), "--backend", "tf", "--epochs", "1", "--nproc", "2",
+                 "--out", str(tmp_path / "run")]) == 0
     assert asked == [2] and tf_distributed.strategy_of(built[-1]) is strategy
-    history = json.loads((tmp_path / "history.json").read_text())
+    # after the checks' chunked scans of the float file, the global batches of 64 are read from it: the 90%
+    # training split, and a few batches more (Keras' fit under a strategy reads ahead and builds on one batch)
+    assert 1617 <= sum(r for r in reads if r <= 64) <= 1617 + 8 * 64
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert np.isfinite(history["val_loss"]).all() and len(history["train_loss"]) == 1

@@ -2,8 +2,9 @@
 
 Each scenario runs in a subprocess, so the segmentation fault it guards against fails this test instead of
 killing the test runner. The suite itself is one more: collecting it imports TensorFlow (tests/test_tf_*.py), and
-its tests then build torch's first Adam (the parity optimizer test was the first to die). The control proves the environment can fail: with the installed triton and TensorFlow,
-`import tensorflow; import triton` crashes when nothing guards it.
+its tests then build torch's first Adam (the parity optimizer test was the first to die). The control proves the
+environment can fail: with the installed triton and TensorFlow, `import tensorflow; import triton` crashes when
+nothing guards it.
 """
 import os
 import platform

@@ -1,10 +1,12 @@
 """vae_core.mapped.MappedRows: rows of a memory-mapped array, read only when asked."""
+import mmap
+
 import numpy as np
 import pytest
 
-from vae_core import VAESpec
-from vae_core.mapped import MappedRows
-from vae_core.training import check_data
+from vae_core import TrainConfig, VAESpec
+from vae_core.mapped import MappedRows, is_mapped
+from vae_core.training import check_data, check_fit_inputs
 
 
 @pytest.fixture
@@ -60,3 +62,41 @@ def test_fit_boundary_keeps_a_map_on_disk_and_checks_it(mapped, tmp_path):
     np.save(tmp_path / "nan.npy", bad / 255)
     with pytest.raises(ValueError, match=r"train holds NaN or inf values in 1 example"):
         check_data(np.load(tmp_path / "nan.npy", mmap_mode="r"), spec, "train", keep_uint8=True, stream=True)
+
+
+def test_only_a_c_contiguous_view_of_a_file_map_is_streamed(mapped):
+    _, source = mapped
+    assert is_mapped(source) and is_mapped(source[3:])
+    assert not is_mapped(source.copy())  # still a np.memmap, but in memory
+    assert not is_mapped(source[::2]) and not is_mapped(np.asfortranarray(source))
+    with pytest.raises(ValueError, match=r"copy=False\) cannot avoid reading"):
+        np.asarray(MappedRows(source), copy=False)
+
+
+def test_a_batch_asks_for_exactly_its_rows_pages_in_merged_runs(tmp_path, monkeypatch):
+    """madvise(WILLNEED) covers every byte of the rows a batch reads, page-aligned, one call per run of pages."""
+    page = mmap.PAGESIZE
+    rows_bytes = 1000  # rows straddle page boundaries
+    np.save(tmp_path / "x.npy", np.zeros((64, rows_bytes), np.uint8))
+    view = np.load(tmp_path / "x.npy", mmap_mode="r")[7:]  # data starts at no page boundary
+    rows = MappedRows(view)
+    calls = []
+    monkeypatch.setattr(rows, "_mapping", type("Recorder", (), {"madvise": lambda self, *a: calls.append(a)})())
+    positions = np.array([40, 3, 4, 20])  # rows 3 and 4 are adjacent: one run
+    rows.take(positions)
+    assert all(option == mmap.MADV_WILLNEED and start % page == 0 for option, start, _ in calls)
+    covered = set().union(*(range(start, start + length) for _, start, length in calls))
+    start = view.__array_interface__["data"][0] - np.frombuffer(view._mmap, np.uint8).__array_interface__["data"][0]
+    for p in positions:
+        assert set(range(start + p * rows_bytes, start + (p + 1) * rows_bytes)) <= covered
+    assert len(calls) == 3 and len(covered) < 6 * page  # 4 rows of 1000 bytes: 3 runs, no more pages than needed
+
+
+def test_dynamic_binarization_reads_a_mapped_training_set_into_memory_with_a_warning(mapped):
+    _, source = mapped
+    spec = VAESpec(input_dim=15, hidden_dims=(4,), latent_dim=2, image_shape=(5, 3))
+    with pytest.warns(UserWarning, match=r"read into memory: TrainConfig.dynamic_binarization .* "
+                                         r"dynamic_binarization=False to read it from disk"):
+        train, _ = check_fit_inputs(spec, source, None, TrainConfig(dynamic_binarization=True))
+    assert type(train) is np.ndarray and train.shape == (40, 15)
+    assert isinstance(check_fit_inputs(spec, source, None, TrainConfig())[0], MappedRows)

@@ -247,3 +247,21 @@ def test_keras_already_imported_on_another_backend_fails_clearly():
     assert proc.returncode != 0
     assert "ImportError" in proc.stderr and "already imported on 'torch'" in proc.stderr
     assert "set KERAS_BACKEND=tensorflow" in proc.stderr
+
+
+def test_iwae_of_a_conv_model_on_cpu_decodes_in_groups_of_images_with_the_same_estimate(monkeypatch):
+    """XLA's CPU convolutions hold ~150 KB per decoder row, so a conv chunk is decoded a few images at a time
+    (backends.tf.metrics.CONV_DECODER_ROWS): the estimate does not change."""
+    import backends.tf.metrics as tfm
+
+    spec = VAESpec(architecture="conv", image_shape=(8, 8), conv_channels=(4, 8), hidden_dims=(16,), latent_dim=3)
+    model = build("tf", spec, seed=0)
+    x = np.random.default_rng(0).random((7, 64), dtype=np.float32)
+    whole = tfm.iwae_nll(model, x, k=12, chunk_size=6, batch_size=7, device="cpu")
+    encode, chunk = tfm._compiled(model)
+    images = []
+    monkeypatch.setitem(tfm._COMPILED, model, (encode, lambda *a: images.append(int(a[0].shape[0])) or chunk(*a)))
+    monkeypatch.setattr(tfm, "CONV_DECODER_ROWS", 12)  # two images of 6 samples per decoder pass
+    grouped = tfm.iwae_nll(model, x, k=12, chunk_size=6, batch_size=7, device="cpu")
+    assert images == [2, 2, 2, 1] * 2  # 7 images in groups of 2, for each of the 2 chunks
+    np.testing.assert_allclose(grouped.log_px, whole.log_px, rtol=1e-6)

@@ -1,8 +1,9 @@
 """The user's own images as a `vae_core.data.Dataset`: a folder of PNG/JPEG files, or a .npy/.npz array.
 
 `load_images(path)` returns uint8 pixels when the source is uint8 (files always are; `fit` and the models read uint8
-as x / 255, 4x smaller than float32), or float32 for float arrays in [0, 1]. The training split of a .npy stays in
-the memory-mapped file (`vae_core.mapped.MappedRows`): a training set larger than memory trains a batch at a time. Rows are (N, H*W*C), channels last,
+as x / 255, 4x smaller than float32), or float32 for float arrays in [0, 1]. The training split of a .npy stays
+in the memory-mapped file (`vae_core.mapped.MappedRows`), so a training set larger than memory trains a batch at a
+time. Rows are (N, H*W*C), channels last,
 with `image_shape` (H, W) for one channel or (H, W, C). The train/test split is a function of `seed` alone.
 Pillow reads the files (`pip install 'vae-core[data]'`); arrays need NumPy only and never unpickle.
 """
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from vae_core.checks import fail
-from vae_core.mapped import MappedRows
+from vae_core.mapped import MappedRows, is_mapped
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -61,7 +62,7 @@ def load_images(path: str | os.PathLike[str], *, image_size: tuple[int, int] | N
     test, train = np.sort(order[:n_test]), np.sort(order[n_test:])  # sorted: a memory map is read in file order
     image_shape = x.shape[1:3] if x.shape[3] == 1 else x.shape[1:]
     rows = x.reshape(n, -1)  # (N, H*W*C), channels last; a view of the memory map for a .npy
-    if isinstance(rows, np.memmap):  # the training split stays in the file; the test split is read into memory
+    if is_mapped(rows):  # the training split stays in the file; the test split is read into memory
         x_train, x_test = MappedRows(rows, train), np.asarray(MappedRows(rows, test))
     else:
         x_train, x_test = np.ascontiguousarray(rows[train]), np.ascontiguousarray(rows[test])

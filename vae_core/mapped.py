@@ -29,26 +29,31 @@ class MappedRows:
         if not isinstance(source, np.ndarray) or source.ndim < 2 or source.dtype not in STORED_DTYPES:
             raise TypeError(f"MappedRows: source must be an array of uint8, float32 or float64 examples with at "
                             f"least 2 dimensions (N, ...); got {type(source).__name__} "
-                            f"{getattr(source, 'dtype', '')} {getattr(source, 'shape', '')}".rstrip())
+                            f"{getattr(source, 'dtype', '')} {getattr(source, 'shape', '')}. Open the file with "
+                            f"np.load(path, mmap_mode='r') and pass that")
         index = np.arange(len(source), dtype=np.int64) if index is None else np.asarray(index, np.int64)
         if index.ndim != 1 or (index.size and (index.min() < 0 or index.max() >= len(source)
                                                or np.any(np.diff(index) <= 0))):
             raise ValueError(f"MappedRows: index must be sorted, unique row numbers in [0, {len(source)}); "
                              f"got {index.size} values in [{index.min() if index.size else '-'}, "
-                             f"{index.max() if index.size else '-'}]")
+                             f"{index.max() if index.size else '-'}]. Pass np.unique(index) of rows that exist")
         self.source, self.index = source, index
         self.dtype = np.dtype(np.float32) if source.dtype == np.float64 else source.dtype
         self._mapping, self._start = _mapping_of(source)
 
     def _will_need(self, rows: np.ndarray) -> None:
-        """Ask the OS to read these source rows' pages now, all at once (madvise WILLNEED): the row copy that
-        follows then waits on reads already under way, instead of one page fault after another."""
-        if self._mapping is None:
+        """Ask the OS to read these source rows' pages now, all at once (madvise WILLNEED, one call per run of
+        adjacent pages): the row copy that follows then waits on reads already under way, instead of one page
+        fault after another."""
+        if self._mapping is None or len(rows) == 0:
             return
-        row_bytes, page = self.source.strides[0], mmap.PAGESIZE
-        starts = self._start + rows * row_bytes  # (k,) byte offsets in the mapping
-        first, last = starts // page, (starts + row_bytes - 1) // page  # (k,) page numbers
-        for lo, hi in zip(first.tolist(), last.tolist()):
+        page = mmap.PAGESIZE
+        starts = self._start + np.sort(rows) * self.source.strides[0]  # (k,) byte offsets in the mapping
+        first, last = starts // page, (starts + self.source[0].nbytes - 1) // page  # (k,) each row's pages
+        # merge the rows' page ranges into runs: a new run where a range starts past every earlier one's end + 1
+        new_run = np.concatenate([[True], first[1:] > np.maximum.accumulate(last)[:-1] + 1])
+        run_first, run_last = first[new_run], np.maximum.reduceat(last, np.flatnonzero(new_run))
+        for lo, hi in zip(run_first.tolist(), run_last.tolist()):
             self._mapping.madvise(mmap.MADV_WILLNEED, lo * page, (hi - lo + 1) * page)
 
     @property
@@ -94,6 +99,9 @@ class MappedRows:
             yield self.take(np.arange(lo, min(lo + step, len(self))))
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if copy is False:  # NumPy 2's protocol: reading the file is always a copy
+            raise ValueError("MappedRows: np.asarray(rows, copy=False) cannot avoid reading the rows into memory; "
+                             "use copy=None (the default) or take(positions) for a batch")
         out = np.empty(self.shape, self.dtype)
         lo = 0
         for chunk in self.chunks():
@@ -102,13 +110,19 @@ class MappedRows:
         return out if dtype is None else out.astype(dtype, copy=False)
 
 
+def is_mapped(x: Any) -> bool:
+    """Whether x is a C-contiguous view of a file memory map: what `fit` streams. A copy of a np.memmap keeps the
+    type but no map, and a Fortran-order or strided view would need a copy to become rows."""
+    return isinstance(x, np.memmap) and getattr(x, "_mmap", None) is not None and x.flags.c_contiguous \
+        and x.ndim >= 2 and x.dtype in STORED_DTYPES
+
+
 def _mapping_of(source: np.ndarray) -> tuple[mmap.mmap | None, int]:
-    """The mmap.mmap behind a C-contiguous np.memmap (or a view of one) and where `source`'s data starts in it, set
-    to random access; (None, 0) for anything else. Batches read scattered rows: with the default read-ahead, each
-    page fault read ~128 KB around a row of a few hundred bytes (an epoch of a file twice the memory limit read
-    hundreds of GB)."""
+    """The mmap.mmap behind a mapped `source` (`is_mapped`) and where its data starts in it, set to random access;
+    (None, 0) for anything else. Batches read scattered rows: with the default read-ahead, each page fault read
+    ~128 KB around a row of a few hundred bytes (an epoch of a file twice the memory limit read hundreds of GB)."""
     mapping = getattr(source, "_mmap", None)
-    if mapping is None or not hasattr(mmap, "MADV_WILLNEED") or not source.flags.c_contiguous:
+    if not is_mapped(source) or not hasattr(mmap, "MADV_WILLNEED"):
         return None, 0
     mapping.madvise(mmap.MADV_RANDOM)
     base = np.frombuffer(mapping, np.uint8).__array_interface__["data"][0]

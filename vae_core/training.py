@@ -1,13 +1,15 @@
 """Backend-neutral pieces of the training loop: input checks, data order, history layout."""
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import numpy as np
 
+from vae_core.checks import caller_stacklevel
 from vae_core.config import TrainConfig
 from vae_core.data import binarize
-from vae_core.mapped import STORED_DTYPES, MappedRows
+from vae_core.mapped import MappedRows, is_mapped
 from vae_core.spec import VAESpec
 
 # Per-epoch lists in the history dict that both backends' `fit` return, in this order.
@@ -58,11 +60,12 @@ def check_data(x: Any, spec: VAESpec, argument: str = "x", *, keep_uint8: bool =
     image_shape, channels last; images become rows without a copy. Accepted dtypes: float32 or float64 (cast to
     float32), and uint8 images (scaled by 1/255: float32 in [0, 1], or kept uint8 with `keep_uint8`, 4x smaller,
     for a trainer that converts per batch). A `vae_core.mapped.MappedRows` is read whole, unless `stream`: then it,
-    and any `np.memmap`, comes back as (N, D) `MappedRows` that a trainer reads a batch at a time (uint8 kept).
+    and a C-contiguous `np.memmap` of a file (`is_mapped`), comes back as (N, D) `MappedRows` that a trainer reads a
+    batch at a time (uint8 kept).
     Rejected with ValueError/TypeError naming `argument`: other dtypes and shapes, empty, NaN/inf, and, for a
     Bernoulli decoder, values outside [0, 1].
     """
-    if stream and isinstance(x, np.memmap) and x.ndim >= 2 and x.dtype in STORED_DTYPES:
+    if stream and is_mapped(x):
         x = MappedRows(x)
     if stream and isinstance(x, MappedRows):
         return _check_mapped(x, spec, argument)
@@ -113,17 +116,19 @@ def _check_mapped(x: MappedRows, spec: VAESpec, argument: str) -> MappedRows:
 def check_fit_inputs(spec: VAESpec, train: Any, val: Any, config: Any
                      ) -> tuple[np.ndarray | MappedRows, np.ndarray | None]:
     """The checks every backend's `fit` makes at its boundary; returns `train` and `val` as (N, D) rows, uint8 kept
-    uint8 (the backends convert per batch), else float32. A `MappedRows` or `np.memmap` train set stays on disk
-    (the backends read it a batch at a time); `val` is read into memory."""
+    uint8 (the backends convert per batch), else float32. A `MappedRows` or mapped `np.memmap` train set stays on
+    disk (the backends read it a batch at a time), except with dynamic binarization (read, with a warning); `val`
+    is read into memory."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f"fit: config must be a vae_core.TrainConfig; got {type(config).__name__}")
     train = check_data(train, spec, "train", keep_uint8=True, stream=True)
     if isinstance(train, MappedRows):
-        if config.dynamic_binarization:
-            raise ValueError(f"train is read from disk a batch at a time ({train!r}), and "
-                             f"TrainConfig.dynamic_binarization draws each epoch's sample of the whole set in "
-                             f"memory; set dynamic_binarization=False, or pass np.asarray(train) if it fits")
-        return train, None if val is None else check_data(val, spec, "val", keep_uint8=True)
+        if not config.dynamic_binarization:
+            return train, None if val is None else check_data(val, spec, "val", keep_uint8=True)
+        warnings.warn(f"train ({train!r}) is read into memory: TrainConfig.dynamic_binarization draws each epoch's "
+                      f"sample of the whole set there. Set dynamic_binarization=False to read it from disk a batch "
+                      f"at a time", UserWarning, stacklevel=caller_stacklevel())
+        train = np.asarray(train)
     if config.dynamic_binarization and train.dtype != np.uint8 and (train.min() < 0.0 or train.max() > 1.0):
         raise ValueError(f"train must lie in [0, 1] with TrainConfig.dynamic_binarization (each pixel is the "
                          f"probability of a 1); got values in [{train.min():.4g}, {train.max():.4g}]. Scale "

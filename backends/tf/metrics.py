@@ -22,9 +22,10 @@ from vae_core.metrics import (ACTIVE_THRESHOLD, DEFAULT_BATCH_SIZE, DEFAULT_CHUN
 from vae_core.training import check_data
 
 _COMPILED: "weakref.WeakKeyDictionary[Any, tuple[Any, Any]]" = weakref.WeakKeyDictionary()
-# A conv model decodes a chunk of samples in groups of images of at most this many decoder rows: XLA's CPU
-# convolutions hold ~150 KB per row of the 28x28 conv model, so the default chunk (100 images x 100 samples)
-# took 1.5 GB above the model (README, "Conv models"). The MLP's rows are a few KB; it decodes a chunk at once.
+# On a CPU, a conv model decodes a chunk of samples in groups of images of at most this many decoder rows (or one
+# image, for chunk_size above it): XLA's CPU convolutions held ~150 KB per row of the 28x28 conv model, so the
+# default chunk (100 images x 100 samples) took 1.5 GB above the model (README, "Conv models"). The MLP's rows are
+# a few KB, and a GPU's memory is another budget: they decode a chunk at once.
 CONV_DECODER_ROWS = 2000
 
 
@@ -73,14 +74,14 @@ def iwae_nll(model, x: np.ndarray, *, k: int = DEFAULT_K, chunk_size: int = DEFA
         xt = tf.constant(xb)  # (B, D)
         return (xt, *encode_fn(xt))  # x (B, D), mu (B, L), log_var (B, L)
 
-    conv = model.spec.architecture == "conv"
+    device_name = resolve_device(device)
+    grouped = model.spec.architecture == "conv" and "CPU" in device_name.upper()
 
     def chunk_logsumexp(state: tuple[tf.Tensor, ...], eps: np.ndarray) -> np.ndarray:
-        group = max(1, CONV_DECODER_ROWS // eps.shape[1]) if conv else len(eps)  # images per decoder pass
+        group = max(1, CONV_DECODER_ROWS // eps.shape[1]) if grouped else len(eps)  # images per decoder pass
         return np.concatenate([chunk_fn(*(t[s:s + group] for t in state), tf.constant(eps[s:s + group])).numpy()
                                for s in range(0, len(eps), group)])  # (B,)
 
-    device_name = resolve_device(device)
     with tf.device(device_name), exact_fp32(device_name):
         return run_iwae(x, model.spec.latent_dim, k=k, chunk_size=chunk_size, batch_size=batch_size, seed=seed,
                         progress=progress, encode=encode, chunk_logsumexp=chunk_logsumexp)

@@ -56,22 +56,25 @@ class EpochBlocks:
         # the example of each slot (padding reads row 0) and its noise; assigned per epoch
         self.index = tf.Variable(tf.zeros(slots, tf.int64), trainable=False, name="epoch_order")  # (slots,)
         self.noise = tf.Variable(tf.zeros((slots, latent_dim), eps_dtype), trainable=False, name="epoch_eps")
-        self.first = tf.Variable(0, dtype=tf.int64, trainable=False, name="first_step")
-        self.stop = tf.Variable(0, dtype=tf.int64, trainable=False, name="stop_step")
-        self.last = tf.Variable(0, dtype=tf.int64, trainable=False, name="last_block")  # of the run of steps
+        # (first step, stop step, last block) of the run of steps, one variable read at once: an iterator that
+        # Keras drops may still be reading ahead while the next run is assigned
+        self.run = tf.Variable(tf.zeros(3, tf.int64), trainable=False, name="run_of_steps")
         rows_t = tf.constant(np.clip(n - b * np.arange(n_steps + k), 0, b).astype(np.int32))  # (n_steps + K,)
         self.shape = shape
 
         def block(j):
-            j = tf.minimum(j, self.last)  # a block read ahead past the run (prefetch) repeats its last one
-            steps = self.first + j * k + tf.range(k, dtype=tf.int64)  # (K,)
+            first, stop, last = tf.unstack(self.run.read_value())
+            j = tf.minimum(j, last)  # a block read ahead past the run (prefetch) repeats its last one
+            steps = first + j * k + tf.range(k, dtype=tf.int64)  # (K,)
             slots_j = tf.reshape(steps[:, None] * b + tf.range(b, dtype=tf.int64)[None], [-1])  # (K * B,)
-            batch = gather_rows(x, tf.gather(self.index, slots_j))  # (K * B, D)
+            # the batches of steps past the run are empty: they read row 0, not examples from the file
+            examples = tf.where(tf.repeat(steps < stop, b), tf.gather(self.index, slots_j), 0)  # (K * B,)
+            batch = gather_rows(x, examples)  # (K * B, D)
             if batch.dtype == tf.uint8:  # images kept uint8 become x / 255 per block, in float32
                 batch = tf.cast(batch, tf.float32) / 255.0
             return {"x": tf.reshape(batch, (k, b, d)),  # (K, B, D)
                     "eps": tf.reshape(tf.gather(self.noise, slots_j), (k, b, latent_dim)),  # (K, B, L)
-                    "rows": tf.where(steps < self.stop, tf.gather(rows_t, steps), 0)}  # (K,)
+                    "rows": tf.where(steps < stop, tf.gather(rows_t, steps), 0)}  # (K,)
 
         # One endless dataset for the whole fit, run for a number of blocks by model.fit(steps_per_epoch=...):
         # given a finite one, Keras makes the next epoch's iterator as each call ends, which costs ~19 ms and
@@ -88,10 +91,10 @@ class EpochBlocks:
     def steps(self, first: int, stop: int) -> tuple[tf.data.Dataset, int]:
         """The blocks of the epoch's steps first, ..., stop - 1 (0-based), and how many blocks that is: iterate
         that many (`model.fit(dataset, steps_per_epoch=count)`) from a new iterator before the next call."""
+        if not 0 <= first < stop:  # Keras reads steps_per_epoch=0 as "until the data ends": never, here
+            raise ValueError(f"EpochBlocks.steps: need 0 <= first < stop; got first={first}, stop={stop}")
         count = -(-(stop - first) // self.shape[0])
-        self.first.assign(first)
-        self.stop.assign(stop)
-        self.last.assign(count - 1)
+        self.run.assign([first, stop, count - 1])
         return self.dataset, count
 
 
@@ -114,7 +117,8 @@ def replica_batches(x: tf.Variable | tf.Tensor | MappedRows, perm: np.ndarray, e
     part of the loss needs no knowledge of the split (`VAE._train_shard`). A last batch that does not split evenly
     is padded with share-0 rows up to a multiple of `replicas`: Keras' fit reduces its first batch elementwise
     across the replicas, and any batch may come first (a run of steps can start anywhere in an epoch).
-    x: (N, D) float32, or uint8 images (x / 255 per batch); eps: (len(perm), L), row i for perm[i]."""
+    x: (N, D) float32, or uint8 images (x / 255 per batch), in memory or on disk (`MappedRows`); eps: (len(perm),
+    L), row i for perm[i]."""
     n = len(perm)
     sizes = np.minimum(batch_size, n - batch_size * np.arange(-(-n // batch_size)))  # (steps,) examples per batch
     pad = -sizes[-1] % replicas  # rows that make the last batch split evenly

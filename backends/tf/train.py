@@ -168,14 +168,17 @@ class Trainer(WeightsAdapter):
         self.optimizer.learning_rate.assign(lr)
 
 
-def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: TrainConfig = TrainConfig(), *,
-        out_dir: str | os.PathLike | None = None, resume_from: str | os.PathLike | None = None,
-        shared_noise: bool = False, device: str = "auto", precision: str = "fp32",
-        progress: bool = True) -> dict[str, list[float]]:
+def fit(model: VAE, train: np.ndarray | MappedRows, val: np.ndarray | None = None,
+        config: TrainConfig = TrainConfig(), *, out_dir: str | os.PathLike | None = None,
+        resume_from: str | os.PathLike | None = None, shared_noise: bool = False, device: str = "auto",
+        precision: str = "fp32", progress: bool = True) -> dict[str, list[float]]:
     """Train `model` with Adam on the negative ELBO (`vae_core.trainer.run`) through Keras; returns the history.
 
     train, val: (N, D) rows or (N, H, W[, C]) images of the spec's image_shape, channels last: float32/float64 (in
         [0, 1] for Bernoulli) or uint8 (x / 255; uint8 training data stays uint8 and is converted per block).
+        `train` may stay on disk: a `vae_core.mapped.MappedRows` or a file's `np.memmap` is read a block at a time
+        (tf.numpy_function, one block prefetched), except under dynamic binarization, which reads it with a
+        warning.
     out_dir: `last.safetensors` every epoch and `best.safetensors` when the monitored loss (val_loss, or
         train_loss without val) improves, with Adam and the loop state. resume_from: a checkpoint of either
         backend; training continues up to `config.epochs` epochs in total.

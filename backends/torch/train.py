@@ -1,9 +1,10 @@
 """`fit` and `evaluate` for the torch VAE: the framework half of `vae_core.trainer`.
 
-`Trainer` is this backend's `vae_core.backend.TrainerBackend`: it keeps the data as tensors on the device, gathers
-each epoch's batches there (a `MappedRows` training set stays on disk: each batch is read, then copied over), keeps the per-step losses on the device and synchronises with the host once per run
-of steps (an epoch, or up to the next step checkpoint); a stop request is seen between any two steps. The epochs,
-resume, checkpoints, the LR plateau, early stopping and progress are `vae_core.trainer.run`'s.
+`Trainer` is this backend's `vae_core.backend.TrainerBackend`: it keeps the data as tensors on the device and
+gathers each epoch's batches there (a `MappedRows` training set stays on disk: each batch is read one ahead, then
+copied over). It keeps the per-step losses on the device and synchronises with the host once per run of steps (an
+epoch, or up to the next step checkpoint); a stop request is seen between any two steps. The epochs, resume,
+checkpoints, the LR plateau, early stopping and progress are `vae_core.trainer.run`'s.
 
 Under torchrun (`backends.torch.distributed`) each rank keeps the whole data set, takes its shard of every global
 batch (`vae_core.world.shard`) with the same noise rows one process would give those examples, and steps the model
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -133,37 +135,56 @@ class Trainer(WeightsAdapter):
         self.order = torch.from_numpy(order).to(self.device)  # (N,)
         self.order_host = order  # (N,), for a training set read from disk
 
-    def _batch(self, rows: slice) -> torch.Tensor:
-        """The examples of `rows` of the epoch's order as `self.dtype` values on the device: (b, D)."""
-        if isinstance(self.x_epoch, MappedRows):  # read from the file now, then copied to the device
-            return _as_values(_data_to_device(self.x_epoch.take(self.order_host[rows]), self.device, self.dtype),
-                              self.dtype)
-        return _as_values(self.x_epoch.index_select(0, self.order[rows]), self.dtype)
+    def _rows(self, s: int) -> tuple[slice, int]:
+        """Step s's rows of the epoch's order on this rank, and the examples of its global batch."""
+        batch, n = self.config.batch_size, len(self.order_host)
+        b = min(batch, n - s * batch)  # the global batch's examples
+        lo, hi = shard(b, self.world.size, self.world.rank)  # this rank's rows of it (all of them in one process)
+        return slice(s * batch + lo, s * batch + hi), b
+
+    def _read(self, rows: slice) -> torch.Tensor:
+        """The examples of `rows` of the epoch's order, read from the file and copied to the device as stored."""
+        host = torch.from_numpy(self.x_epoch.take(self.order_host[rows]))  # (b, D)
+        cuda = self.device.type == "cuda"
+        return (host.pin_memory() if cuda else host).to(self.device, non_blocking=cuda)
+
+    def _batches(self, first: int, stop: int) -> Iterator[torch.Tensor]:
+        """This rank's (b, D) batch of each step first, ..., stop - 1, as `self.dtype` values on the device. A
+        training set on disk is read one batch ahead in a background thread, so the read overlaps the step before
+        (as TF's tf.data pipeline prefetches a block)."""
+        if not isinstance(self.x_epoch, MappedRows):
+            for s in range(first, stop):
+                yield _as_values(self.x_epoch.index_select(0, self.order[self._rows(s)[0]]), self.dtype)
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="vae-read") as reader:
+            ahead = reader.submit(self._read, self._rows(first)[0])
+            for s in range(first, stop):
+                xb = ahead.result()
+                if s + 1 < stop:
+                    ahead = reader.submit(self._read, self._rows(s + 1)[0])
+                yield _as_values(xb, self.dtype)
 
     def train_steps(self, first: int, stop: int, should_stop: Callable[[], bool],
                     on_steps: Callable[[int], object]) -> StepsResult:
-        batch, n, world = self.config.batch_size, len(self.order), self.world
         step_losses = torch.empty(stop - first, 3, device=self.device, dtype=self.dtype)  # per-step batch means
         global_rows = []  # examples in each global batch
         self.model.train()
-        done = 0
+        done, batches = 0, self._batches(first, stop)
         for s in range(first, stop):
             if should_stop():
                 break
-            b = min(batch, n - s * batch)  # the global batch's examples
-            lo, hi = shard(b, world.size, world.rank)  # this rank's rows of it (all of them in one process)
-            rows = slice(s * batch + lo, s * batch + hi)
-            xb = self._batch(rows)  # (b, D)
-            step_losses[done] = self.step(xb, self.eps_epoch[rows], world.size / b)
+            rows, b = self._rows(s)
+            step_losses[done] = self.step(next(batches), self.eps_epoch[rows], self.world.size / b)  # (b, D) batch
             global_rows.append(b)
             done += 1
             on_steps(1)
+        batches.close()  # a stop leaves the batch read ahead unused
         # What the host needs from these steps, in one transfer: the losses, then whether every weight is finite.
         finite = torch.stack([p.isfinite().all() for p in self.model.parameters()]).all()
         host = torch.cat([step_losses[:done].double().flatten(), finite.double()[None]]).cpu().numpy()
         losses = host[:-1].reshape(done, 3)
-        if world.size > 1:  # the ranks' sums -> the global batches' means (the weights are the same on every rank)
-            losses = world.sum(losses) / np.asarray(global_rows, np.float64)[:, None]
+        if self.world.size > 1:  # the ranks' sums -> the global batches' means (the weights are the same everywhere)
+            losses = self.world.sum(losses) / np.asarray(global_rows, np.float64)[:, None]
         return StepsResult(losses, bool(host[-1] == 1.0))
 
     def validate(self) -> Means:
@@ -188,14 +209,16 @@ def _float64_weights(model: VAE, enabled: bool) -> Iterator[None]:
             model.to(dtype)
 
 
-def fit(model: VAE, train: np.ndarray, val: np.ndarray | None = None, config: TrainConfig = TrainConfig(), *,
-        out_dir: str | os.PathLike | None = None, resume_from: str | os.PathLike | None = None,
-        shared_noise: bool = False, device: str = "auto", precision: str = "fp32", progress: bool = True,
-        compile: bool = False) -> dict[str, list[float]]:
+def fit(model: VAE, train: np.ndarray | MappedRows, val: np.ndarray | None = None,
+        config: TrainConfig = TrainConfig(), *, out_dir: str | os.PathLike | None = None,
+        resume_from: str | os.PathLike | None = None, shared_noise: bool = False, device: str = "auto",
+        precision: str = "fp32", progress: bool = True, compile: bool = False) -> dict[str, list[float]]:
     """Train `model` with Adam on the negative ELBO (`vae_core.trainer.run`); returns the history.
 
     train, val: (N, D) rows or (N, H, W[, C]) images of the spec's image_shape, channels last: float32/float64 (in
         [0, 1] for Bernoulli) or uint8 (x / 255; uint8 training data stays uint8 on the device, converted per batch).
+        `train` may stay on disk: a `vae_core.mapped.MappedRows` or a file's `np.memmap` is read a batch at a time
+        (one ahead, in a background thread), except under dynamic binarization, which reads it with a warning.
     out_dir: `last.safetensors` every epoch and `best.safetensors` when the monitored loss (val_loss, or
         train_loss without val) improves, with Adam and the loop state. resume_from: a checkpoint of either
         backend; training continues up to `config.epochs` epochs in total.

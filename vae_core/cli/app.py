@@ -72,11 +72,14 @@ def _add_data_flags(p: argparse.ArgumentParser, *, default: str | None, own_imag
         return
     p.add_argument("--data", type=Path, default=None, metavar="PATH",
                    help="your own images instead of --dataset: a folder of PNG/JPEG files, or a .npy/.npz array "
-                        "(N, H, W[, C]), split 90/10 by --seed (vae_core.data.load_images)")
+                        "(N, H, W[, C]), split 90/10 (--test-fraction) by --seed (vae_core.data.load_images)")
     p.add_argument("--image-size", type=image_size, default=None, metavar="H,W",
                    help="with --data: resize every image file to H x W (otherwise mixed sizes are refused)")
     p.add_argument("--image-mode", choices=("L", "RGB"), default=None,
                    help="with --data: convert every image file to grey levels (L) or colour (RGB)")
+    p.add_argument("--test-fraction", type=float, default=None, metavar="F",
+                   help="with --data: the share of images held out for testing (default 0.1); it is read into "
+                        "memory, while a .npy's training split stays on disk")
 
 
 def _add_device_flag(p: argparse.ArgumentParser) -> None:
@@ -233,14 +236,14 @@ def check_images_fit(spec, data, argument: str) -> None:
 
 
 def load_data(opts: dict[str, Any], *, download: bool = False, seed: int = 0):
-    """The run's images: `opts["data"]` through `load_images` (with its image_size and image_mode), or the built-in
-    `opts["dataset"]` through `load_dataset`."""
+    """The run's images: `opts["data"]` through `load_images` (with its image_size, image_mode and test_fraction),
+    or the built-in `opts["dataset"]` through `load_dataset`."""
     from vae_core.data import load_dataset, load_images
 
     if opts.get("data") is not None:
-        size = opts.get("image_size")
-        return load_images(opts["data"], image_size=None if size is None else tuple(size),
-                           mode=opts.get("image_mode"), seed=seed)
+        size, fraction = opts.get("image_size"), opts.get("test_fraction")
+        return load_images(opts["data"], image_size=None if size is None else tuple(size), mode=opts.get("image_mode"),
+                           test_fraction=0.1 if fraction is None else fraction, seed=seed)
     return load_dataset(opts["dataset"], data_dir=opts.get("data_dir"), download=download,
                         binarize=opts.get("binarize"), seed=seed)
 
@@ -249,8 +252,8 @@ def _load_data(args: argparse.Namespace, info: dict[str, Any], spec=None):
     from vae_core.data import load_dataset
 
     if args.data is not None or (args.dataset is None and info.get("data") is not None):
-        own = {"data": args.data, "image_size": args.image_size, "image_mode": args.image_mode} \
-            if args.data is not None else info
+        own = {"data": args.data, "image_size": args.image_size, "image_mode": args.image_mode,
+               "test_fraction": args.test_fraction} if args.data is not None else info
         data = load_data(own, seed=info.get("seed", 0))
         if spec is not None:
             check_images_fit(spec, data, f"--data {str(own['data'])!r}")
@@ -296,7 +299,8 @@ def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
                          f"{str(explicit['data'])!r}")
     given = {**{k: v for k, v in previous.items() if k in RUN_KEYS}, **run_file, **explicit}
     if "dataset" in explicit or "data" in explicit:  # one source: the one asked for now replaces the other's keys
-        other = ("data", "image_size", "image_mode") if "dataset" in explicit else ("dataset", "binarize", "data_dir")
+        other = ("data", "image_size", "image_mode", "test_fraction") if "dataset" in explicit else \
+            ("dataset", "binarize", "data_dir")
         for key in other:
             if key not in explicit:
                 given.pop(key, None)
@@ -304,15 +308,16 @@ def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"pass --dataset or --data, not both; got --dataset {given['dataset']!r} and --data "
                          f"{str(given['data'])!r}")
     opts = {"backend": "torch", "dataset": None if given.get("data") else "mnist-5k", "data": None,
-            "image_size": None, "image_mode": None, "data_dir": None, "binarize": None, "device": "auto",
+            "image_size": None, "image_mode": None, "test_fraction": None, "data_dir": None, "binarize": None,
+            "device": "auto",
             "precision": "fp32", **given}
     if opts["data"] is not None:
         opts["data"] = os.path.abspath(opts["data"])  # run.json's path works from any folder
         if opts["binarize"] is not None:
             raise ValueError("--binarize applies to --dataset; binarize your own images before passing --data")
-    elif opts["image_size"] is not None or opts["image_mode"] is not None:
-        raise ValueError("--image-size and --image-mode apply to --data (your own image files); drop them for "
-                         f"--dataset {opts['dataset']!r}")
+    elif opts["image_size"] is not None or opts["image_mode"] is not None or opts["test_fraction"] is not None:
+        raise ValueError("--image-size, --image-mode and --test-fraction apply to --data (your own image files); "
+                         f"drop them for --dataset {opts['dataset']!r}")
     if not str(out):
         source = opts["dataset"] or Path(opts["data"]).stem or "data"
         out = Path("runs") / f"{source}-{opts['backend']}"
@@ -466,6 +471,8 @@ def _plots(model: Any, data: Any, folder: Path, history: dict[str, list[float]] 
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from vae_core.registry import evaluate
 
     _positive("--k", args.k, 0)
@@ -475,7 +482,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _check_output_file(args.json, "--json", ".json")
     model, ckpt, _, data = _load_model(args, with_data=True)
     x = data.x_test if args.split == "test" else data.x_train
-    x = x[:args.limit] if args.limit else x
+    x = np.asarray(x[:args.limit] if args.limit else x)  # a training split still in its .npy is read here, once
     device = args.device or "auto"
     result: dict[str, Any] = {"checkpoint": str(args.checkpoint), "backend": model.backend_name,
                               "dataset": data.name, "split": args.split, "n": len(x), "epoch": ckpt.epoch}

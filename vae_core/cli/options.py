@@ -111,9 +111,8 @@ def flag_values(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     """A TOML (.toml) or YAML (.yaml/.yml) file with `[spec]` and `[train]` tables, and optionally `[run]`.
 
-    `[run]` holds the non-field options (backend, dataset or data, image_size, image_mode, data_dir, device,
-    precision, out). Unknown
-    sections or keys are errors, so a typo never passes silently.
+    `[run]` holds the non-field options (backend, dataset or data, image_size, image_mode, test_fraction, data_dir,
+    device, precision, out). Unknown sections or keys are errors, so a typo never passes silently.
     """
     path = Path(path)
     if not path.is_file():
@@ -156,8 +155,8 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
 
 
 # Keys of a config file's [run] table: the train command's options that are not spec or config fields.
-RUN_KEYS = ("backend", "dataset", "data", "image_size", "image_mode", "data_dir", "binarize", "device", "precision",
-            "out")
+RUN_KEYS = ("backend", "dataset", "data", "image_size", "image_mode", "test_fraction", "data_dir", "binarize", "device",
+            "precision", "out")
 
 
 def image_size(text: str) -> tuple[int, int]:
