@@ -2,7 +2,8 @@
 
 Each scenario runs in a subprocess, so the segmentation fault it guards against fails this test instead of
 killing the test runner. The suite itself is one more: collecting it imports TensorFlow (tests/test_tf_*.py), and
-its tests then build torch's first Adam (the parity optimizer test was the first to die). The control proves the
+its tests then build torch's first Adam (the parity optimizer test was the first to die), and run `vae compare`
+with both backends in one process (tests/test_cli.py). The control proves the
 environment can fail: with the installed triton and TensorFlow, `import tensorflow; import triton` crashes when
 nothing guards it.
 """
@@ -33,8 +34,6 @@ SCENARIOS = {
         "x = np.random.default_rng(0).random((64, 16), dtype=np.float32)\n"
         "vae_core.fit(m, x, config=vae_core.TrainConfig(epochs=1, batch_size=32), progress=False)"),
     "user imports tensorflow, then vae_core": f"import tensorflow; import vae_core; vae_core.build('torch'); {ADAM}",
-    "user imports torch and tensorflow, then vae_core": (
-        f"import torch, tensorflow; import vae_core; vae_core.build('torch', {TINY}); {ADAM}"),
     "import vae_core, then the user imports tensorflow, then build torch": (
         f"import vae_core; import tensorflow; vae_core.build('torch', {TINY}); {ADAM}"),
     "build torch, then the user imports tensorflow": (
@@ -77,13 +76,6 @@ def test_the_unguarded_order_crashes(affected_environment):
 def test_torch_and_tensorflow_coexist(affected_environment, scenario):
     result = _run(SCENARIOS[scenario] + "\nprint('survived')")
     assert result.returncode == 0 and "survived" in result.stdout, f"{scenario}: {_explain(result)}"
-
-
-def test_vae_compare_runs_both_backends(affected_environment, tmp_path):
-    result = _run("", "-m", "vae_core.cli", "compare", "--dataset", "digits", "--epochs", "1", "--hidden-dims",
-                  "16", "--latent-dim", "2", "--no-progress", "--out", str(tmp_path / "compare"))
-    assert result.returncode == 0, _explain(result)
-    assert (tmp_path / "compare" / "compare.json").is_file()
 
 
 @pytest.mark.parametrize("triton, tensorflow, expected", [
