@@ -21,8 +21,8 @@ import numpy as np
 
 from scripts.benchlib import cpu_name
 from vae_core import AdamState, Checkpoint, TrainConfig, VAESpec, init_weights, read_checkpoint
-from vae_core.atomic import atomic_write
-from vae_core.checkpoint import METADATA_KEY, tensor_checksum, write_checkpoint
+from vae_core.io.atomic import atomic_write
+from vae_core.io.checkpoint import METADATA_KEY, tensor_checksum, write_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

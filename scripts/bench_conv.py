@@ -150,7 +150,7 @@ def _run_ours(backend: str, args) -> dict:
 def _score(model, x_test, args) -> dict:
     """Test -ELBO and IWAE of the trained model, which is also saved for `vae plot` (git-ignored runs/)."""
     from vae_core import evaluate
-    from vae_core.checkpoint import save_checkpoint
+    from vae_core.registry import save_checkpoint
     from vae_core.metrics import iwae_nll
 
     saved = ROOT / "runs" / "bench_conv" / "-".join(map(str, (*args.conv_channels, "h", *args.hidden_dims))) / \

@@ -1,5 +1,5 @@
 """Train on a .npy larger than the memory the process may use: `fit` reads a memory-mapped training set a batch at
-a time (`vae_core.mapped.MappedRows`).
+a time (`vae_core.data.mapped.MappedRows`).
 
 The script writes a uint8 .npy of random 28x28 images (--gib of them) and runs each variant in a child process
 inside a Linux cgroup-v1 memory cgroup limited to --limit-gib, after dropping the file's pages from the page cache:

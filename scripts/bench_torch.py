@@ -80,7 +80,7 @@ def run_reference(x_train: np.ndarray, spec, args, device, minimal: bool):
 
     from scripts import seed_style
     from vae_core import init_weights
-    from vae_core.training import epoch_noise, epoch_permutation
+    from vae_core.train.schedule import epoch_noise, epoch_permutation
 
     torch.manual_seed(args.seed)
     n = len(x_train)

@@ -31,7 +31,7 @@ Guarantees that hold:
   resumed ends with the same weights, Adam state and history, bit for bit (tests/test_kill_resume.py, both
   backends).
 - **Accepted conversions.** `fit`, `evaluate` and the plots take float32 pixels, cast float64 to float32, and
-  scale uint8 images by 1/255 (documented in `vae_core.training.check_data`); every other dtype is refused.
+  scale uint8 images by 1/255 (documented in `vae_core.data.rows.check_data`); every other dtype is refused.
 
 | case | where | input | error | message |
 |---|---|---|---|---|

@@ -1,4 +1,4 @@
-"""Write tests/parity/fixtures/losses.safetensors: fixed float32 inputs and the float64 values of vae_core.losses.
+"""Write tests/parity/fixtures/losses.safetensors: fixed float32 inputs and the float64 values of vae_core.model.losses.
 
 Reproducible: the inputs come from np.random.default_rng(SEED), and the references are computed in float64
 from the exact float32 inputs. Run: python -m scripts.make_parity_fixture (it rewrites the committed file).
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_core import losses
-from vae_core.spec import LIKELIHOODS
+from vae_core.model import losses
+from vae_core.model.spec import LIKELIHOODS
 
 SEED = 20261123
 D, L = 784, 20

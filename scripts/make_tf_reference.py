@@ -22,8 +22,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from backends.parity.drivers import (FORWARD_SEED, GRADIENT_SEED, TF_REFERENCE, batch, build_shared,  # noqa: E402
-                                   forward, gradients, lockstep_config, lockstep_data, lockstep_losses)
+from tests.parity.drivers import (FORWARD_SEED, GRADIENT_SEED, TF_REFERENCE, batch, build_shared, forward, gradients,
+                                  lockstep_config, lockstep_data, lockstep_losses)
 from vae_core import LIKELIHOODS, VAESpec  # noqa: E402
 
 

@@ -57,8 +57,8 @@ class Child:
         import numpy as np
         import torch
 
-        from backends.parity import drivers as B
-        from backends.parity import tolerances as T
+        from tests.parity import drivers as B
+        from tests.parity import tolerances as T
 
         self.np, self.torch, self.B, self.T = np, torch, B, T
         self.cache, self.baselines = cache, baselines
@@ -152,7 +152,7 @@ class Child:
         if not self.have_tf:
             return
         from vae_core import VAESpec
-        from vae_core.init import init_weights
+        from vae_core.model.init import init_weights
         np, B, T = self.np, self.B, self.T
         spec = VAESpec()
         weights = init_weights(spec, 0)
@@ -192,7 +192,7 @@ class Child:
 
     def lockstep(self):
         from vae_core import LIKELIHOODS, VAESpec
-        from vae_core.training import NonFiniteLossError
+        from vae_core.train.history import NonFiniteLossError
         np, B, T = self.np, self.B, self.T
         x, config = B.lockstep_data(), B.lockstep_config()
         curves = {}
@@ -239,7 +239,7 @@ class Child:
         """Check 4 in float64 (`fit(precision="fp64")`, both backends on the CPU): the tests' bound over 200 steps (50
         for gaussian_learned, whose runs part after ~100 steps even in float64), and the issue's 1e-4 over 200."""
         from vae_core import LIKELIHOODS, VAESpec
-        from vae_core.training import NonFiniteLossError
+        from vae_core.train.history import NonFiniteLossError
         np, B, T = self.np, self.B, self.T
         for likelihood in LIKELIHOODS:
             spec = VAESpec(likelihood=likelihood)
@@ -318,7 +318,7 @@ class Child:
             return
         from vae_core import TrainConfig, VAESpec, losses
         from vae_core.data import load_dataset
-        from vae_core.init import init_weights
+        from vae_core.model.init import init_weights
         np, B, T = self.np, self.B, self.T
         for case, fields in B.CONV_SPECS.items():
             spec = VAESpec(**fields)
@@ -333,7 +333,7 @@ class Child:
                 self.rows.append(_row("6 conv forward", "decoder_out, mu, log_var", label,
                                       f"{name} cpu vs NumPy float64", *worst, "FORWARD_ATOL", T.FORWARD_ATOL,
                                       on="max_abs", cmp="<=", note="16 uniform inputs; the reference pads and crops "
-                                                                  "by vae_core.architecture's amounts"))
+                                                                  "by vae_core.model.architecture's amounts"))
                 got = losses.negative_elbo(x, out["decoder_out"].astype(np.float64), out["mu"], out["log_var"],
                                            likelihood=spec.likelihood, beta=spec.beta).total
                 self.rows.append(_row("6 conv loss", "negative ELBO of the outputs", label,

@@ -91,7 +91,7 @@ def _score(weights: dict, spec, x_test, seed: int) -> dict:
 
 def child(variant: str, seed: int, epochs: int, limit: int | None, result: Path) -> None:
     from vae_core import VAESpec
-    from vae_core.atomic import atomic_write
+    from vae_core.io.atomic import atomic_write
 
     x_train, x_test = fashion_mnist(limit)
     spec = VAESpec(input_dim=x_train.shape[1])

@@ -63,7 +63,7 @@ def _float64_checkpoint(tmp: Path) -> Path:
     from safetensors.numpy import save_file
 
     from vae_core import init_weights
-    from vae_core.checkpoint import METADATA_KEY
+    from vae_core.io.checkpoint import METADATA_KEY
 
     weights = {k: v.astype(np.float64) for k, v in init_weights(SPEC, 0).items()}
     path = tmp / "f64.safetensors"

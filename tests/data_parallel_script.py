@@ -43,7 +43,7 @@ def train(backend: str, out: Path, resume_from: Path | None, strategy=None, epoc
     """Every run of RUNS (with `epochs`: the fp32 run alone, that long; `extra_epochs`: the fp32 run that much
     longer, to compare a continuation with); returns this process's record."""
     import vae_core
-    import vae_core.trainer as trainer
+    import vae_core.train.loop as trainer
     from vae_core import TrainConfig, VAESpec
 
     rank = int(os.environ.get("RANK", "0"))

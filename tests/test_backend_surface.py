@@ -85,7 +85,7 @@ def test_backends_hold_the_same_modules():
 
 
 def test_each_trainer_satisfies_the_backend_protocol():
-    from vae_core.backend import TrainerBackend
+    from vae_core.train.backend import TrainerBackend
 
     for backend in ("torch", "tf"):
         trainer = _module(backend, "train").Trainer

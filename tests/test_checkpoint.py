@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vae_core import AdamState, Checkpoint, CheckpointError, TrainConfig, VAESpec, init_weights
-from vae_core.checkpoint import read_checkpoint, write_checkpoint
+from vae_core.io.checkpoint import read_checkpoint, write_checkpoint
 
 SPEC = VAESpec(input_dim=16, hidden_dims=(8,), latent_dim=2)
 

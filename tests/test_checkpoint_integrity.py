@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vae_core import AdamState, Checkpoint, CheckpointError, TrainConfig, VAESpec, init_weights, read_checkpoint
-from vae_core.checkpoint import METADATA_KEY, write_checkpoint
+from vae_core.io.checkpoint import METADATA_KEY, write_checkpoint
 
 SPEC = VAESpec(input_dim=12, hidden_dims=(6,), latent_dim=2, image_shape=(3, 4))
 FLIPS = 2000  # random single-bit flips, over the whole file

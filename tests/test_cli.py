@@ -207,10 +207,10 @@ def test_divergence_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_c
 def test_ctrl_c_while_training_exits_130_with_one_line_and_a_step_checkpoint(backend, tmp_path, capsys, monkeypatch):
     import signal
 
-    import vae_core.trainer
+    import vae_core.train.loop
 
     out = tmp_path / "run"
-    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: StopAfterChecks(3, signal.SIGINT))
+    monkeypatch.setattr(vae_core.train.loop, "StopSignals", lambda: StopAfterChecks(3, signal.SIGINT))
     status = main(["train", "--backend", backend, "--dataset", "digits", "--hidden-dims", "16", "--latent-dim", "2",
                    "--batch-size", "8",  # 180 steps an epoch: several TF blocks, so the stop lands mid-epoch
                    "--epochs", "2", "--out", str(out), "--device", "cpu", "--no-plots", "--no-progress"])

@@ -94,7 +94,7 @@ def test_the_model_class_holds_the_shared_initial_weights(backend):
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
-# ---------------------------------------------------------------- resume (vae_core.resume, one policy)
+# ---------------------------------------------------------------- resume (vae_core.train.resume, one policy)
 
 def _x(n: int = 64) -> np.ndarray:
     return np.random.default_rng(1).random((n, SPEC.input_dim), dtype=np.float32)  # (n, D)
@@ -183,9 +183,9 @@ def test_the_progress_bar_counts_optimizer_steps_on_stderr(backend, capfd):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_stop_mid_epoch_writes_a_step_checkpoint_and_the_resume_is_bit_identical(backend, spec, tmp_path,
                                                                                    monkeypatch):
-    import vae_core.trainer
+    import vae_core.train.loop
     from vae_core import TrainConfig, fit, read_checkpoint
-    from vae_core.interrupt import StopSignals, TrainingInterrupted
+    from vae_core.train.interrupt import StopSignals, TrainingInterrupted
 
     x, val = _x(100), _x(20)[::-1].copy()
     config = TrainConfig(epochs=3, batch_size=8, checkpoint_every_steps=5, reduce_lr_on_plateau=True,
@@ -194,10 +194,10 @@ def test_a_stop_mid_epoch_writes_a_step_checkpoint_and_the_resume_is_bit_identic
     # a resume from a step checkpoint must take from best.safetensors, not from the step checkpoint itself
     whole = fit(_model(backend, spec), x, val, config, out_dir=tmp_path / "whole", progress=False)
     checks = {"torch": 25, "tf": 27}[backend]  # torch checks before every step, TF before and after every block
-    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: StopAfterChecks(checks))  # mid-epoch 2 or 3
+    monkeypatch.setattr(vae_core.train.loop, "StopSignals", lambda: StopAfterChecks(checks))  # mid-epoch 2 or 3
     with pytest.raises(TrainingInterrupted) as stop:
         fit(_model(backend, spec), x, val, config, out_dir=tmp_path / "cut", progress=False)
-    monkeypatch.setattr(vae_core.trainer, "StopSignals", StopSignals)
+    monkeypatch.setattr(vae_core.train.loop, "StopSignals", StopSignals)
     cut = tmp_path / "cut" / "last.safetensors"
     position = read_checkpoint(cut).trainer_state["position"]
     assert (stop.value.exit_status, stop.value.checkpoint) == (143, str(cut))
@@ -214,12 +214,12 @@ def test_a_stop_mid_epoch_writes_a_step_checkpoint_and_the_resume_is_bit_identic
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_step_checkpoint_of_other_data_is_refused(backend, tmp_path, monkeypatch):
-    import vae_core.trainer
+    import vae_core.train.loop
     from vae_core import CheckpointError, TrainConfig, fit
-    from vae_core.interrupt import TrainingInterrupted
+    from vae_core.train.interrupt import TrainingInterrupted
 
     config = TrainConfig(epochs=2, batch_size=8, checkpoint_every_steps=5)
-    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: StopAfterChecks(2))
+    monkeypatch.setattr(vae_core.train.loop, "StopSignals", lambda: StopAfterChecks(2))
     with pytest.raises(TrainingInterrupted):
         fit(_model(backend), _x(100), None, config, out_dir=tmp_path, progress=False)
     monkeypatch.undo()
@@ -230,11 +230,11 @@ def test_a_step_checkpoint_of_other_data_is_refused(backend, tmp_path, monkeypat
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_stop_before_the_first_step_saves_nothing_and_says_so(backend, tmp_path, monkeypatch):
-    import vae_core.trainer
+    import vae_core.train.loop
     from vae_core import TrainConfig, fit
-    from vae_core.interrupt import TrainingInterrupted
+    from vae_core.train.interrupt import TrainingInterrupted
 
-    monkeypatch.setattr(vae_core.trainer, "StopSignals", lambda: StopAfterChecks(0))
+    monkeypatch.setattr(vae_core.train.loop, "StopSignals", lambda: StopAfterChecks(0))
     with pytest.raises(TrainingInterrupted, match=r"at epoch 0, step 0 .* nothing was saved") as stop:
         fit(_model(backend), _x(40), None, TrainConfig(epochs=2, batch_size=8), out_dir=tmp_path, progress=False)
     assert stop.value.checkpoint is None and not (tmp_path / "last.safetensors").exists()
@@ -264,7 +264,7 @@ def test_a_memory_mapped_training_set_is_read_a_batch_at_a_time(backend, tmp_pat
     batches (TF) at a time, never the whole set, and trains exactly as on the same rows in memory."""
     from vae_core import TrainConfig, fit
     from vae_core.data import load_images
-    from vae_core.mapped import MappedRows
+    from vae_core.data.mapped import MappedRows
 
     images = np.random.default_rng(0).integers(0, 256, (660, 8, 8), dtype=np.uint8)
     np.save(tmp_path / "x.npy", images)

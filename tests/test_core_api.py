@@ -8,7 +8,9 @@ import pytest
 
 import vae_core
 from vae_core import VAESpec, build, init_weights
-from vae_core.training import HISTORY_KEYS, check_data, empty_history, epoch_noise, epoch_permutation
+from vae_core.train.history import HISTORY_KEYS, empty_history
+from vae_core.data.rows import check_data
+from vae_core.train.schedule import epoch_noise, epoch_permutation
 
 
 def test_import_needs_numpy_alone():

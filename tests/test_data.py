@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vae_core import data
+from vae_core.data import idx as data
 from vae_core.data import DATASETS, Dataset, binarize, load_dataset, read_idx
 
 DEBIAN_FILES = [data.DEBIAN_FASHION_DIR / f"{stem}.gz" for stem in data.IDX_NAMES]
@@ -352,7 +352,7 @@ def test_bad_arguments(kwargs, match):
 def test_dynamic_binarization_of_uint8_images_is_the_float_sample_as_0_and_255():
     """uint8 training data is binarized to uint8 0/255, the same draws as for its float32 values x / 255, so the
     per-batch x / 255 of the trainers gives exactly the 0/1 images of float data."""
-    from vae_core.training import epoch_binarized
+    from vae_core.train.schedule import epoch_binarized
 
     images = np.random.default_rng(0).integers(0, 256, (50, 64), dtype=np.uint8)
     floats = images.astype(np.float32) / np.float32(255.0)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import vae_core.trainer
+import vae_core.train.loop
 from tests import data_parallel_script as script
 from tests.stop_signals import StopAfterChecks
 
@@ -57,12 +57,12 @@ def step_checkpoint(backend: str, folder: Path) -> Path:
     torch checks before each step, TF before and after each run of steps up to a step checkpoint)."""
     import vae_core
     from vae_core import TrainConfig, VAESpec
-    from vae_core.interrupt import TrainingInterrupted
+    from vae_core.train.interrupt import TrainingInterrupted
 
     x, val = script.data()
     model = vae_core.build(backend, VAESpec(**script.SPEC), seed=0)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(vae_core.trainer, "StopSignals", lambda: StopAfterChecks(16))
+        patch.setattr(vae_core.train.loop, "StopSignals", lambda: StopAfterChecks(16))
         with pytest.raises(TrainingInterrupted) as stop:
             vae_core.fit(model, x, val, TrainConfig(**{**script.CONFIG, "checkpoint_every_steps": 4}),
                          out_dir=folder, progress=False, device="cpu")
@@ -134,7 +134,7 @@ def test_data_parallel_fit_equals_one_process(backend, tmp_path):
     assert len(weights) == len(records)
     assert all(np.array_equal(weights[0][k], other[k]) for other in weights[1:] for k in weights[0])
     if backend == "torch":  # each rank's shard of every global batch, exactly
-        from vae_core.world import shard
+        from vae_core.train.world import shard
 
         batch = script.CONFIG["batch_size"]
         sizes = [min(batch, script.EXAMPLES - s) for s in range(0, script.EXAMPLES, batch)]
@@ -231,7 +231,7 @@ def test_vae_train_nproc_in_tf_builds_the_model_under_a_mirrored_strategy(tmp_pa
     import vae_core.registry
     from vae_core.cli import main
     from vae_core.data import load_dataset
-    from vae_core.mapped import MappedRows
+    from vae_core.data.mapped import MappedRows
 
     asked, built = [], []
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from vae_core.data import load_images
-from vae_core.mapped import MappedRows
+from vae_core.data.mapped import MappedRows
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -115,9 +115,9 @@ def test_bad_arguments_name_the_argument(tmp_path):
 
 
 def test_importing_the_images_module_first_works():
-    """vae_core.data re-exports load_images; vae_core.images imported first, in a fresh process, has no cycle."""
+    """vae_core.data re-exports load_images; vae_core.data.images imported first, in a fresh process, has no cycle."""
     import subprocess
     import sys
 
-    subprocess.run([sys.executable, "-c", "from vae_core.images import load_images; import vae_core.data"],
+    subprocess.run([sys.executable, "-c", "from vae_core.data.images import load_images; import vae_core.data"],
                    check=True)

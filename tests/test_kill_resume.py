@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from vae_core import read_checkpoint
-from vae_core.atomic import SLOW_WRITE_ENV
+from vae_core.io.atomic import SLOW_WRITE_ENV
 from vae_core.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

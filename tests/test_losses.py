@@ -1,4 +1,4 @@
-"""vae_core.losses: golden values worked out by hand, and properties against scipy."""
+"""vae_core.model.losses: golden values worked out by hand, and properties against scipy."""
 import math
 
 import numpy as np
@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import norm
 
-from vae_core import losses
+from vae_core.model import losses
 
 LOG2 = math.log(2.0)
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)

@@ -1,12 +1,13 @@
-"""vae_core.mapped.MappedRows: rows of a memory-mapped array, read only when asked."""
+"""vae_core.data.mapped.MappedRows: rows of a memory-mapped array, read only when asked."""
 import mmap
 
 import numpy as np
 import pytest
 
 from vae_core import TrainConfig, VAESpec
-from vae_core.mapped import MappedRows, is_mapped
-from vae_core.training import check_data, check_fit_inputs
+from vae_core.data.mapped import MappedRows, is_mapped
+from vae_core.data.rows import check_data
+from vae_core.train.arguments import check_fit_inputs
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def test_rows_are_read_by_position_in_the_index(mapped, monkeypatch):
     flat = rows.reshape(4, 15)
     assert flat.shape == (4, 15) and np.shares_memory(flat.source, source)  # still the map, not a copy
     np.testing.assert_array_equal(flat.take(np.array([2])), images[[9]].reshape(1, 15))
-    monkeypatch.setattr("vae_core.mapped.CHUNK_BYTES", 2 * 15)  # two rows per chunk
+    monkeypatch.setattr("vae_core.data.mapped.CHUNK_BYTES", 2 * 15)  # two rows per chunk
     assert [len(c) for c in flat.chunks()] == [2, 2]
     np.testing.assert_array_equal(np.concatenate(list(flat.chunks())), images[index].reshape(4, 15))
 

@@ -14,11 +14,11 @@ from scipy.stats import multivariate_normal
 from backends.torch import build_model, evaluate, fit, weights
 from backends.torch.losses import per_example
 from vae_core import TrainConfig, VAESpec, build, read_checkpoint
-from vae_core import losses as ref
+from vae_core.model import losses as ref
 from vae_core.data import load_dataset
 from vae_core.metrics import (ActiveUnits, active_units, count_active_units, iwae_noise, iwae_nll,
                               log_diag_normal, log_standard_normal, posterior_means)
-from vae_core.training import epoch_binarized, epoch_noise, epoch_permutation, eval_noise
+from vae_core.train.schedule import epoch_binarized, epoch_noise, epoch_permutation, eval_noise
 
 SPEC = VAESpec(input_dim=64, hidden_dims=(32,), latent_dim=4)  # for scikit-learn's 8x8 digits
 BACKENDS = ("torch", "tf")

@@ -1,6 +1,6 @@
 """Hypothesis properties of the loss math in both backends, and of the config round trip.
 
-The reference (`vae_core.losses`, float64) has its own properties in tests/test_losses.py; here each backend's
+The reference (`vae_core.model.losses`, float64) has its own properties in tests/test_losses.py; here each backend's
 float32 loss is checked against it on random inputs, extreme ones included: values are finite, KL >= 0, and the
 terms agree with the reference to float32 accuracy.
 """
@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
 from vae_core import TrainConfig
-from vae_core import losses as ref
+from vae_core.model import losses as ref
 
 f32 = dict(width=32, allow_nan=False, allow_infinity=False)
 SHAPE = (3, 8)

@@ -1,4 +1,4 @@
-"""One run per output folder (`vae_core.run_lock`): a second run is refused at once and told who holds the folder,
+"""One run per output folder (`vae_core.io.run_lock`): a second run is refused at once and told who holds the folder,
 a lock left by a dead process is taken over with a warning, and `vae train` into a busy folder exits 2."""
 import json
 import os
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from vae_core.cli import main
-from vae_core.run_lock import LOCK_FILE, RunLockedError, run_lock
+from vae_core.io.run_lock import LOCK_FILE, RunLockedError, run_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = [pytest.param("torch", id="torch"), pytest.param("tf", id="tf")]
-HOLD = "import sys, time\nfrom vae_core.run_lock import run_lock\nwith run_lock(sys.argv[1]):\n" \
+HOLD = "import sys, time\nfrom vae_core.io.run_lock import run_lock\nwith run_lock(sys.argv[1]):\n" \
        "    print('held', flush=True)\n    time.sleep(120)\n"
 
 
@@ -53,7 +53,7 @@ def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_warning(tmp_path):
 
 
 def test_the_lock_is_reentrant_in_one_process_and_exclusive_across_processes(tmp_path):
-    probe = "import sys\nfrom vae_core.run_lock import run_lock\nwith run_lock(sys.argv[1]):\n    pass\n"
+    probe = "import sys\nfrom vae_core.io.run_lock import run_lock\nwith run_lock(sys.argv[1]):\n    pass\n"
     with run_lock(tmp_path):
         with run_lock(tmp_path):  # the CLI holds the folder, the trainer inside takes it again
             pass

@@ -12,7 +12,7 @@ from scripts import seed_style
 from backends.torch import build_model, evaluate, fit  # noqa: E402
 from backends.torch.weights import export_weights, import_weights  # noqa: E402
 from vae_core import TrainConfig, VAESpec, init_weights  # noqa: E402
-from vae_core.training import epoch_noise, epoch_permutation  # noqa: E402
+from vae_core.train.schedule import epoch_noise, epoch_permutation
 
 
 @pytest.fixture(scope="module")

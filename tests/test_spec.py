@@ -19,8 +19,8 @@ def test_spec_defaults_are_the_seeds():
 
 @pytest.mark.parametrize("field, value, expected", [
     ("input_dim", 0, "an int >= 1"),
-    ("input_dim", 784.0, "an int"),
-    ("input_dim", True, "an int"),
+    ("input_dim", 784.0, "an int >= 1"),
+    ("input_dim", True, "an int >= 1"),
     ("hidden_dims", "400", "a sequence of positive ints"),
     ("hidden_dims", (400, 0), "positive ints"),
     ("hidden_dims", (400, 2.5), "positive ints"),
@@ -102,7 +102,7 @@ def test_config_defaults_are_the_seeds():
 
 @pytest.mark.parametrize("field, value, expected", [
     ("batch_size", 0, "an int >= 1"),
-    ("batch_size", 12.0, "an int"),
+    ("batch_size", 12.0, "an int >= 1"),
     ("epochs", 0, "an int >= 1"),
     ("learning_rate", 0.0, r"a number in \(0.0, inf\)"),
     ("learning_rate", float("inf"), "a finite number"),
@@ -117,7 +117,7 @@ def test_config_defaults_are_the_seeds():
     ("early_stopping", "yes", "True or False"),
     ("early_stopping_patience", 0, "an int >= 1"),
     ("checkpoint_every_steps", 0, "an int >= 1"),
-    ("checkpoint_every_steps", 2.5, "an int"),
+    ("checkpoint_every_steps", 2.5, "an int >= 1"),
 ])
 def test_config_rejects_bad_fields(field, value, expected):
     with pytest.raises(ValueError, match=rf"TrainConfig\.{field} must be {expected}; got"):

@@ -14,7 +14,7 @@ import backends.tf as tfb  # noqa: E402  (sets KERAS_BACKEND before keras is imp
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import vae_core.losses as ref  # noqa: E402
+import vae_core.model.losses as ref  # noqa: E402
 from vae_core import CheckpointError, VAESpec, build, init_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

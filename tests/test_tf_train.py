@@ -11,11 +11,11 @@ import backends.tf as tfb  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import vae_core.losses as ref  # noqa: E402
-from vae_core.training import eval_noise  # noqa: E402
+import vae_core.model.losses as ref  # noqa: E402
+from vae_core.train.schedule import eval_noise
 from vae_core import (CheckpointError, TrainConfig, VAESpec, build, load_checkpoint, read_checkpoint,  # noqa: E402
                       save_checkpoint, write_checkpoint)
-from vae_core.training import HISTORY_KEYS, NonFiniteLossError  # noqa: E402
+from vae_core.train.history import HISTORY_KEYS, NonFiniteLossError
 
 SPEC = VAESpec(input_dim=16, hidden_dims=(8,), latent_dim=2, likelihood="gaussian")
 

@@ -1,4 +1,4 @@
-"""The torch objective against the NumPy float64 reference (vae_core.losses), in float32."""
+"""The torch objective against the NumPy float64 reference (vae_core.model.losses), in float32."""
 import numpy as np
 import pytest
 import torch
@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
 from backends.torch import losses as tl
-from vae_core import losses as ref
+from vae_core.model import losses as ref
 
 RTOL = 1e-6  # float32 against float64: the sums over 784 pixels keep ~7 significant digits
 B, D, L = 32, 784, 20

@@ -6,7 +6,7 @@ import torch
 from backends.torch import VAE, build_model, weights
 from vae_core import (CheckpointError, VAESpec, build, init_weights, load_checkpoint, read_checkpoint,
                       save_checkpoint)
-from vae_core import losses as ref
+from vae_core.model import losses as ref
 
 LIKELIHOODS = ["bernoulli", "gaussian", "gaussian_learned"]
 SMALL = VAESpec(input_dim=12, hidden_dims=(9, 7), latent_dim=3)

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from backends.torch import build_model, evaluate, fit, weights
-from vae_core.training import eval_noise
+from vae_core.train.schedule import eval_noise
 from vae_core import TrainConfig, VAESpec, read_checkpoint, write_checkpoint
-from vae_core import losses as ref
+from vae_core.model import losses as ref
 from vae_core.data import load_dataset
-from vae_core.training import HISTORY_KEYS, NonFiniteLossError, epoch_noise, epoch_permutation
+from vae_core.train.history import HISTORY_KEYS, NonFiniteLossError
+from vae_core.train.schedule import epoch_noise, epoch_permutation
 
 SPEC = VAESpec(input_dim=64, hidden_dims=(32,), latent_dim=4)  # for scikit-learn's 8x8 digits
 

@@ -3,7 +3,7 @@ their JSON round trip. Framework-free; torch's ReduceLROnPlateau serves as an in
 import pytest
 
 from vae_core import TrainConfig
-from vae_core.trainer_state import TrainerState
+from vae_core.train.state import TrainerState
 
 
 def _scripted(losses, config):
@@ -107,7 +107,7 @@ def test_plateau_and_early_stopping_follow_torch_semantics():
 ])
 def test_a_damaged_step_position_is_a_checkpoint_error(position, expected):
     from vae_core import CheckpointError
-    from vae_core.trainer import check_position
+    from vae_core.train.loop import check_position
 
     with pytest.raises(CheckpointError, match=expected):
         check_position(position, 1, 100, 8, "ck.safetensors")

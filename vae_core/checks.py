@@ -1,6 +1,8 @@
-"""Argument checks shared by the spec, the config and the public API.
+"""The argument checks of the whole library: one checker per kind, one message format.
 
-Every error names the argument, what was expected, what was received, and how to fix it.
+Every error reads "<owner>.<name> must be <expected>; got <value>[. <fix>]": it names the argument, what was
+expected, what was received, and, where one helps, how to fix it. Each checker returns the value as a plain Python
+number or bool, so a NumPy scalar that passes is stored as a plain number.
 """
 from __future__ import annotations
 
@@ -9,23 +11,29 @@ import math
 import os
 import sys
 from numbers import Integral, Real
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NoReturn
+
+import numpy as np
 
 
-def fail(owner: str, name: str, expected: str, got: Any, fix: str = "") -> None:
+def fail(owner: str, name: str, expected: str, got: Any, fix: str = "") -> NoReturn:
+    """Raise the ValueError of the one message format."""
     msg = f"{owner}.{name} must be {expected}; got {got!r}"
     raise ValueError(msg + (f". {fix}" if fix else ""))
 
 
-def check_int(owner: str, name: str, value: Any, *, minimum: int | None = None) -> None:
+def check_int(owner: str, name: str, value: Any, *, minimum: int | None = None, fix: str = "") -> int:
+    """`value` as an int: an int or NumPy integer (not a bool), at least `minimum`."""
     if isinstance(value, bool) or not isinstance(value, Integral):
-        fail(owner, name, "an int", value)
+        fail(owner, name, "an int" if minimum is None else f"an int >= {minimum}", value, fix)
     if minimum is not None and value < minimum:
-        fail(owner, name, f"an int >= {minimum}", value)
+        fail(owner, name, f"an int >= {minimum}", value, fix)
+    return int(value)
 
 
 def check_float(owner: str, name: str, value: Any, *, low: float | None = None, high: float | None = None,
-                low_open: bool = False, high_open: bool = False) -> None:
+                low_open: bool = False, high_open: bool = False) -> float:
+    """`value` as a float: a finite real number (not a bool) inside the interval the bounds give."""
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
         fail(owner, name, "a finite number", value)
     bad_low = low is not None and (value <= low if low_open else value < low)
@@ -35,17 +43,22 @@ def check_float(owner: str, name: str, value: Any, *, low: float | None = None, 
         hi = "inf" if high is None else f"{high}"
         interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
         fail(owner, name, f"a number in {interval}", value)
+    return float(value)
 
 
-def check_choice(owner: str, name: str, value: Any, choices: Iterable[str]) -> None:
+def check_choice(owner: str, name: str, value: Any, choices: Iterable[str]) -> str:
+    """`value`, one of `choices`."""
     choices = tuple(choices)
     if value not in choices:
         fail(owner, name, f"one of {', '.join(repr(c) for c in choices)}", value)
+    return value
 
 
-def check_bool(owner: str, name: str, value: Any) -> None:
-    if not isinstance(value, bool):
+def check_bool(owner: str, name: str, value: Any) -> bool:
+    """`value`, True or False (a NumPy bool too)."""
+    if not isinstance(value, (bool, np.bool_)):
         fail(owner, name, "True or False", value)
+    return bool(value)
 
 
 _LIBRARY_ROOTS = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), package) + os.sep

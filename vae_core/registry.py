@@ -1,11 +1,20 @@
-"""Backends by name, imported only when asked for, and `build`."""
+"""Backends by name, imported only when asked for: the one place where the NumPy core reaches a framework.
+
+`build`, `fit`, `evaluate`, `save_checkpoint` and `load_checkpoint` take a backend name or a native model and hand
+off to that backend's package (`backends.<name>`), whose modules have the same names and signatures in every
+backend (`model`, `train`, `weights`, `metrics`, `device`, ...).
+"""
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from vae_core.spec import VAESpec
+from vae_core.config import TrainConfig
+from vae_core.io.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
+from vae_core.model.spec import VAESpec
 
 # backend name -> (module, the frameworks it imports, the pip extra that installs them)
 BACKENDS: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -60,11 +69,30 @@ def build(backend: str, spec: VAESpec | None = None, *, seed: int | None = None,
 
 def fit(model: Any, train: Any, val: Any = None, config: Any = None, **kwargs: Any) -> dict[str, list[float]]:
     """Train a model of either backend: forwards to `backends.<name>.fit` (see its keyword arguments)."""
-    from vae_core.config import TrainConfig
-
     return backend_of(model)[1].fit(model, train, val, TrainConfig() if config is None else config, **kwargs)
 
 
 def evaluate(model: Any, x: Any, **kwargs: Any) -> dict[str, float]:
     """Test -ELBO, recon and KL (exact means over `x`) for a model of either backend."""
     return backend_of(model)[1].evaluate(model, x, **kwargs)
+
+
+def save_checkpoint(path: str | os.PathLike, model: Any, *, train_config: TrainConfig | None = None,
+                    epoch: int = 0, history: dict[str, list[float]] | None = None, optimizer: Any = None,
+                    trainer_state: dict[str, Any] | None = None) -> Path:
+    """Save a backend model (and optionally its Adam optimizer) as a checkpoint of the current schema."""
+    name, module = backend_of(model)
+    adam = None if optimizer is None else module.weights.export_adam(model, optimizer)
+    ckpt = Checkpoint(spec=model.spec, weights=module.weights.export_weights(model), train_config=train_config,
+                      epoch=epoch, history=history or {}, adam=adam, trainer_state=trainer_state or {},
+                      backend=name)
+    return write_checkpoint(path, ckpt)
+
+
+def load_checkpoint(path: str | os.PathLike, backend: str) -> Any:
+    """Rebuild the model a checkpoint describes in `backend` ("torch" or "tf"), with its weights loaded."""
+    module = backend_module(backend)
+    ckpt = read_checkpoint(path)
+    model = module.build_model(ckpt.spec, seed=0)
+    module.weights.import_weights(model, ckpt.weights)
+    return model

@@ -5,12 +5,12 @@ The torch backend's `device` module has the same functions and signatures.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
 
-from vae_core.trainer import check_device_name
+from vae_core.train.arguments import check_device_name
 
 
 def resolve_device(device: Any, argument: str = "device") -> str:
@@ -47,3 +47,15 @@ def to_device(x: np.ndarray, device: str, dtype: Any = "float32") -> tf.Tensor:
     """A copy of the array `x` on `device`, in `dtype` (a name such as "float64", or a tf.DType)."""
     with tf.device(device):
         return tf.identity(tf.convert_to_tensor(x, dtype=dtype))
+
+
+def model_device(model: Any) -> str:
+    """The device name the plots compute the model on: "auto", TensorFlow's default placement."""
+    return "auto"
+
+
+@contextlib.contextmanager
+def inference(model: Any) -> Iterator[Callable[[np.ndarray], np.ndarray]]:
+    """Yields the function that puts a NumPy batch where `model` computes (a Keras model takes float32 arrays;
+    nothing records gradients outside a GradientTape)."""
+    yield lambda a: np.ascontiguousarray(a, dtype=np.float32)

@@ -3,7 +3,7 @@
 A model built inside `strategy.scope()`, the Keras way, keeps that strategy; `backends.tf.fit` then trains it
 under the strategy: Keras' `fit` splits each global batch between the replicas, `VAE._train_shard` weights each
 example by 1 / the global batch, and `TorchAdam` clips the global norm of the summed gradient. A strategy's
-replicas live in one process, so to `vae_core.trainer` the run is one process (`vae_core.world.SINGLE`).
+replicas live in one process, so to `vae_core.train.loop` the run is one process (`vae_core.train.world.SINGLE`).
 
 The torch backend's `distributed` module has the same role for torch.distributed.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from vae_core.world import SINGLE, World, launched_world_size
+from vae_core.train.world import SINGLE, World, launched_world_size
 
 
 def rank_device(device: str) -> str:

@@ -1,7 +1,7 @@
-"""The VAE objective on TensorFlow tensors: the same math and reduction as `vae_core.losses`.
+"""The VAE objective on TensorFlow tensors: the same math and reduction as `vae_core.model.losses`.
 
 Reduction: sum over features (pixels, latent dims), mean over the batch. The per-example functions have the
-names of `vae_core.losses` and return (B,) tensors; `negative_elbo` returns scalar tensors (total, recon, kl).
+names of `vae_core.model.losses` and return (B,) tensors; `negative_elbo` returns scalar tensors (total, recon, kl).
 Inputs may be NumPy arrays or tensors; they are computed in the decoder output's float dtype (float32 for
 bfloat16/float16 outputs, so mixed precision keeps a float32 loss).
 """
@@ -12,7 +12,7 @@ import math
 
 import tensorflow as tf
 
-from vae_core.spec import LIKELIHOODS
+from vae_core.model.spec import LIKELIHOODS
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 

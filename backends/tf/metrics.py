@@ -13,13 +13,23 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from backends.tf.losses import HALF_LOG_2PI, reconstruction_nll
 from backends.tf.device import exact_fp32, resolve_device
+from backends.tf.losses import HALF_LOG_2PI, reconstruction_nll
 from backends.tf.model import check_model
-from vae_core.metrics import (ACTIVE_THRESHOLD, DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, DEFAULT_K, ActiveUnits,
-                              IWAEResult, check_active_args, check_batch_size, check_iwae_args,
-                              count_active_units, run_iwae)
-from vae_core.training import check_data
+from vae_core.data.rows import check_data
+from vae_core.metrics.estimators import (
+    ACTIVE_THRESHOLD,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_K,
+    ActiveUnits,
+    IWAEResult,
+    check_active_args,
+    check_batch_size,
+    check_iwae_args,
+    count_active_units,
+    run_iwae,
+)
 
 _COMPILED: "weakref.WeakKeyDictionary[Any, tuple[Any, Any]]" = weakref.WeakKeyDictionary()
 # On a CPU, a conv model decodes a chunk of samples in groups of images of at most this many decoder rows (or one

@@ -1,6 +1,6 @@
 """The vae_core VAE as a Keras 3 model on TensorFlow.
 
-Layers follow `spec.layers()` (`vae_core.architecture`): for "conv", stride-2 Conv2D+ReLU layers first, each
+Layers follow `spec.layers()` (`vae_core.model.architecture`): for "conv", stride-2 Conv2D+ReLU layers first, each
 reading its input zero-padded by the spec's explicit amounts ("valid" convs, never "same"); an encoder Dense+ReLU
 stack over `hidden_dims`; Dense heads `mu` and `log_var`; a decoder Dense+ReLU stack over reversed `hidden_dims`
 (and, for "conv", to the last conv map, then Conv2DTranspose+ReLU layers, each cropped by the spec's amounts); and
@@ -30,11 +30,11 @@ import tensorflow as tf
 
 from backends.tf.losses import negative_elbo, per_example
 from backends.tf.weights import import_weights
-from vae_core.architecture import CONV, CONV_TRANSPOSE, Layer
-from vae_core.init import init_weights
-from vae_core.model_attributes import SpecAttributes
-from vae_core.spec import VAESpec
-from vae_core.training import rows_shape
+from vae_core.data.rows import rows_shape
+from vae_core.model.architecture import CONV, CONV_TRANSPOSE, Layer
+from vae_core.model.attributes import SpecAttributes
+from vae_core.model.init import init_weights
+from vae_core.model.spec import VAESpec
 
 
 @keras.saving.register_keras_serializable(package="vae_core")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from vae_core.mapped import MappedRows
-from vae_core.trainer import EVAL_BATCH_SIZE
+from vae_core.data.mapped import MappedRows
+from vae_core.train.arguments import EVAL_BATCH_SIZE
 
 BATCHES_PER_BLOCK = 32  # batches per call into the compiled train step
 # Conv models take one batch per call: inside XLA's while loop, TF 2.21's CPU convolutions run an order of magnitude

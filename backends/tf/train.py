@@ -1,6 +1,6 @@
-"""`fit` and `evaluate` for the TF/Keras VAE: the framework half of `vae_core.trainer`.
+"""`fit` and `evaluate` for the TF/Keras VAE: the framework half of `vae_core.train.loop`.
 
-`Trainer` is this backend's `vae_core.backend.TrainerBackend`. Each run of steps (an epoch, or the part of one up
+`Trainer` is this backend's `vae_core.train.backend.TrainerBackend`. Each run of steps (an epoch, or the part of one up
 to the next step checkpoint) is one Keras `model.fit(..., epochs=e + 1, initial_epoch=e)` call on a tf.data
 pipeline (`backends.tf.pipeline`) that gathers the batches in the trainer's order, in blocks of the same shape
 all fit long, which `VAE.train_step` runs as one XLA loop (`jit_compile=True`, compiled once per fit; the first
@@ -33,14 +33,23 @@ from backends.tf.device import exact_fp32, resolve_device
 from backends.tf.losses import kl_to_standard_normal, reconstruction_nll
 from backends.tf.model import VAE, check_model
 from backends.tf.optim import make_optimizer
-from backends.tf.pipeline import (BATCHES_PER_BLOCK, CONV_BATCHES_PER_BLOCK, EpochBlocks, block_shape,
-                                  replica_batches, val_dataset)
-from vae_core.backend import Means, StepsResult, WeightsAdapter
+from backends.tf.pipeline import (
+    BATCHES_PER_BLOCK,
+    CONV_BATCHES_PER_BLOCK,
+    EpochBlocks,
+    block_shape,
+    replica_batches,
+    val_dataset,
+)
+from vae_core.checks import check_int
 from vae_core.config import TrainConfig
-from vae_core.mapped import MappedRows
-from vae_core.trainer import EVAL_BATCH_SIZE, check_fit_arguments, check_int, check_precision, run
-from vae_core.training import check_data, eval_noise
-from vae_core.world import SINGLE, World, check_global_batch
+from vae_core.data.mapped import MappedRows
+from vae_core.data.rows import check_data
+from vae_core.train.arguments import EVAL_BATCH_SIZE, check_fit_arguments, check_precision
+from vae_core.train.backend import Means, StepsResult, WeightsAdapter
+from vae_core.train.loop import run
+from vae_core.train.schedule import eval_noise
+from vae_core.train.world import SINGLE, World, check_global_batch
 
 
 def _framework_noise(seed: int, epoch: int, n: int, latent_dim: int) -> tf.Tensor:
@@ -93,7 +102,7 @@ class _MixedPrecision:
 
 
 class Trainer(WeightsAdapter):
-    """One VAE and its TorchAdam on one tf.device, stepped by `vae_core.trainer.run`."""
+    """One VAE and its TorchAdam on one tf.device, stepped by `vae_core.train.loop.run`."""
 
     name = "tf"
     weights_module = weights
@@ -172,17 +181,17 @@ def fit(model: VAE, train: np.ndarray | MappedRows, val: np.ndarray | None = Non
         config: TrainConfig = TrainConfig(), *, out_dir: str | os.PathLike | None = None,
         resume_from: str | os.PathLike | None = None, shared_noise: bool = False, device: str = "auto",
         precision: str = "fp32", progress: bool = True) -> dict[str, list[float]]:
-    """Train `model` with Adam on the negative ELBO (`vae_core.trainer.run`) through Keras; returns the history.
+    """Train `model` with Adam on the negative ELBO (`vae_core.train.loop.run`) through Keras; returns the history.
 
     train, val: (N, D) rows or (N, H, W[, C]) images of the spec's image_shape, channels last: float32/float64 (in
         [0, 1] for Bernoulli) or uint8 (x / 255; uint8 training data stays uint8 and is converted per block).
-        `train` may stay on disk: a `vae_core.mapped.MappedRows` or a file's `np.memmap` is read a block at a time
+        `train` may stay on disk: a `vae_core.data.mapped.MappedRows` or a file's `np.memmap` is read a block at a time
         (tf.numpy_function, one block prefetched), except under dynamic binarization, which reads it with a
         warning.
     out_dir: `last.safetensors` every epoch and `best.safetensors` when the monitored loss (val_loss, or
         train_loss without val) improves, with Adam and the loop state. resume_from: a checkpoint of either
         backend; training continues up to `config.epochs` epochs in total.
-    shared_noise: eps from `vae_core.training.epoch_noise`, the same in every backend.
+    shared_noise: eps from `vae_core.train.schedule.epoch_noise`, the same in every backend.
     device: "auto" | "cpu" | "cuda" (or "cuda:N"): the tf.device the steps run on (TF32 off on GPUs).
     precision: "fp32"; "bf16" (Keras mixed_bfloat16 on the model's layers: float32 weights, loss and Adam); or
         "fp64", a numerical check: a float64 copy of the model trains (weights, activations, loss and Adam in
@@ -190,7 +199,7 @@ def fit(model: VAE, train: np.ndarray | MappedRows, val: np.ndarray | None = Non
         float32; it takes no out_dir or resume_from. A model built with dtype="float64" trains itself and takes
         only "fp64".
 
-    History lists are per epoch (`vae_core.training.HISTORY_KEYS`), exact means over the examples. Raises
+    History lists are per epoch (`vae_core.train.history.HISTORY_KEYS`), exact means over the examples. Raises
     NonFiniteLossError at the first NaN/inf loss, before any checkpoint after the last finite step is written.
     """
     check_model(model, "fit")
@@ -256,8 +265,8 @@ def evaluate(model: VAE, x: np.ndarray, *, batch_size: int = EVAL_BATCH_SIZE, se
     """
     check_model(model, "evaluate")
     x = check_data(x, model.spec, "x", keep_uint8=True)  # uint8 stays uint8: x / 255 per batch, below
-    check_int("evaluate", "batch_size", batch_size, 1)
-    check_int("evaluate", "seed", seed, 0)
+    batch_size = check_int("evaluate", "batch_size", batch_size, minimum=1)
+    seed = check_int("evaluate", "seed", seed, minimum=0)
     device_name = resolve_device(device)
     eps = eval_noise(int(seed), len(x), model.spec.latent_dim)  # (N, L)
     fn, beta, sums = _eval_fn(model), float(model.spec.beta), np.zeros(3)

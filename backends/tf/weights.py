@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vae_core.checkpoint import AdamState, validate_weights
+from vae_core.io.checkpoint import AdamState, validate_weights
 
 
 def native_parameters(model) -> dict:

@@ -5,12 +5,12 @@ The TF backend's `device` module has the same functions and signatures.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
-from vae_core.trainer import check_device_name
+from vae_core.train.arguments import check_device_name
 
 
 def resolve_device(device: Any, argument: str = "device") -> torch.device:
@@ -48,3 +48,15 @@ def to_device(x: np.ndarray, device: torch.device, dtype: Any = "float32") -> to
     if not x.flags.writeable:  # torch.from_numpy warns on read-only arrays; copy rather than share them
         x = x.copy()
     return torch.from_numpy(x).to(device=device, dtype=dtype)
+
+
+def model_device(model: Any) -> str:
+    """The device name the model's weights are on ("cpu", "cuda:0"): where the plots compute with it."""
+    return str(model.device)
+
+
+@contextlib.contextmanager
+def inference(model: Any) -> Iterator[Callable[[np.ndarray], torch.Tensor]]:
+    """Autograd off while the block runs; yields the function that puts a NumPy batch where `model` computes."""
+    with torch.no_grad():
+        yield lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(model.device)

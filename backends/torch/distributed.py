@@ -2,7 +2,7 @@
 
 Under torchrun (or any launcher that sets the env:// variables WORLD_SIZE, RANK, MASTER_ADDR and MASTER_PORT),
 `fit` joins the process group the user's script started, or starts one itself: gloo for CPU tensors, NCCL for
-CUDA. Each rank then trains on its shard of every global batch (`vae_core.world.shard`) inside
+CUDA. Each rank then trains on its shard of every global batch (`vae_core.train.world.shard`) inside
 `DistributedDataParallel`, which averages the ranks' gradients during the backward pass.
 
 The TF backend's `distributed` module has the same role for tf.distribute strategies.
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from vae_core.world import SINGLE, World, launched_world_size
+from vae_core.train.world import SINGLE, World, launched_world_size
 
 
 def rank_device(device: str) -> str:
@@ -64,7 +64,7 @@ def _leave() -> None:
 
 
 class ProcessGroup:
-    """The default process group as a `vae_core.world.World`: its collectives run on `device` for NCCL, on the
+    """The default process group as a `vae_core.train.world.World`: its collectives run on `device` for NCCL, on the
     CPU for gloo."""
 
     def __init__(self, device: torch.device):

@@ -1,4 +1,4 @@
-"""The VAE objective on torch tensors: the math and reduction of `vae_core.losses`, op for op.
+"""The VAE objective on torch tensors: the math and reduction of `vae_core.model.losses`, op for op.
 
 Sum over features, mean over the batch. Per-example functions return (B,) tensors; `negative_elbo`
 returns scalar tensors (total, recon, kl). Gaussian terms keep 0.5 * log(2 pi) per pixel.
@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import torch
 
-from vae_core.spec import LIKELIHOODS
+from vae_core.model.spec import LIKELIHOODS
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -24,7 +24,7 @@ class NegativeELBO(NamedTuple):
 def bernoulli_nll(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """-log Bernoulli(x | sigmoid(logits)), summed over features: (B, D) -> (B,). Stable for any finite logit.
 
-    Per pixel max(l, 0) - x * l + log1p(exp(-|l|)), the formula of vae_core.losses and of TF's
+    Per pixel max(l, 0) - x * l + log1p(exp(-|l|)), the formula of vae_core.model.losses and of TF's
     sigmoid_cross_entropy_with_logits. F.binary_cross_entropy_with_logits takes log(1 + exp(-|l|)) instead, which
     loses the small term in float32 when the loss is small (x = 0 with a large negative logit).
     """

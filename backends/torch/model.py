@@ -1,4 +1,4 @@
-"""The VAE of a `VAESpec` as a `torch.nn.Module`, built by walking `spec.layers()` (`vae_core.architecture`).
+"""The VAE of a `VAESpec` as a `torch.nn.Module`, built by walking `spec.layers()` (`vae_core.model.architecture`).
 
 Layers, by neutral name:
     encoder.conv.0 .. (conv only)  Conv2d + ReLU, stride 2, the spec's explicit padding
@@ -23,10 +23,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vae_core.architecture import CONV, CONV_TRANSPOSE, Layer
-from vae_core.model_attributes import SpecAttributes
-from vae_core.spec import VAESpec
-from vae_core.training import rows_shape
+from vae_core.data.rows import rows_shape
+from vae_core.model.architecture import CONV, CONV_TRANSPOSE, Layer
+from vae_core.model.attributes import SpecAttributes
+from vae_core.model.spec import VAESpec
 
 
 class VAE(SpecAttributes, nn.Module):
@@ -61,7 +61,7 @@ class VAE(SpecAttributes, nn.Module):
         self.to_empty(device="cpu")
 
         from backends.torch.weights import import_weights
-        from vae_core.init import init_weights
+        from vae_core.model.init import init_weights
 
         import_weights(self, init_weights(spec, seed))
 

@@ -1,13 +1,13 @@
-"""`fit` and `evaluate` for the torch VAE: the framework half of `vae_core.trainer`.
+"""`fit` and `evaluate` for the torch VAE: the framework half of `vae_core.train.loop`.
 
-`Trainer` is this backend's `vae_core.backend.TrainerBackend`: it keeps the data as tensors on the device and
+`Trainer` is this backend's `vae_core.train.backend.TrainerBackend`: it keeps the data as tensors on the device and
 gathers each epoch's batches there (a `MappedRows` training set stays on disk: each batch is read one ahead, then
 copied over). It keeps the per-step losses on the device and synchronises with the host once per run of steps (an
 epoch, or up to the next step checkpoint); a stop request is seen between any two steps. The epochs, resume,
-checkpoints, the LR plateau, early stopping and progress are `vae_core.trainer.run`'s.
+checkpoints, the LR plateau, early stopping and progress are `vae_core.train.loop.run`'s.
 
 Under torchrun (`backends.torch.distributed`) each rank keeps the whole data set, takes its shard of every global
-batch (`vae_core.world.shard`) with the same noise rows one process would give those examples, and steps the model
+batch (`vae_core.train.world.shard`) with the same noise rows one process would give those examples, and steps the model
 inside DistributedDataParallel. Its loss is the sum of its examples' losses times world_size / global batch, so
 DDP's gradient average is the gradient of the global batch's mean loss, whatever the split; the batch means the
 trainer records are all-reduced sums over the global batch, once per run of steps.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -27,13 +27,15 @@ from backends.torch.device import exact_fp32, resolve_device, to_device
 from backends.torch.losses import negative_elbo, per_example
 from backends.torch.model import VAE, check_model, eval_mode
 from backends.torch.optim import make_optimizer
-from vae_core.backend import Means, StepsResult, WeightsAdapter
+from vae_core.checks import check_bool, check_int
 from vae_core.config import TrainConfig
-from vae_core.mapped import MappedRows
-from vae_core.trainer import (EVAL_BATCH_SIZE, check_device_name, check_fit_arguments, check_flag, check_int,
-                               check_precision, run)
-from vae_core.training import check_data, eval_noise
-from vae_core.world import SINGLE, World, check_global_batch, shard
+from vae_core.data.mapped import MappedRows
+from vae_core.data.rows import check_data
+from vae_core.train.arguments import EVAL_BATCH_SIZE, check_device_name, check_fit_arguments, check_precision
+from vae_core.train.backend import Means, StepsResult, WeightsAdapter
+from vae_core.train.loop import run
+from vae_core.train.schedule import eval_noise
+from vae_core.train.world import SINGLE, World, check_global_batch, shard
 
 
 def _compute_dtype(model: VAE) -> torch.dtype:
@@ -44,7 +46,7 @@ def _compute_dtype(model: VAE) -> torch.dtype:
 
 def _as_values(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """A batch of examples as `dtype` values: uint8 images become x / 255 in float32 first (the values
-    `vae_core.training.check_data` gives), then widened; float batches are cast."""
+    `vae_core.data.rows.check_data` gives), then widened; float batches are cast."""
     if x.dtype == torch.uint8:
         return (x.to(torch.float32) / 255.0).to(dtype)
     return x.to(dtype)
@@ -64,7 +66,7 @@ def _framework_noise(seed: int, epoch: int, n: int, latent_dim: int, device: tor
 
 
 class Trainer(WeightsAdapter):
-    """One VAE and its fused Adam on one device, stepped by `vae_core.trainer.run`."""
+    """One VAE and its fused Adam on one device, stepped by `vae_core.train.loop.run`."""
 
     name = "torch"
     weights_module = weights
@@ -213,16 +215,16 @@ def fit(model: VAE, train: np.ndarray | MappedRows, val: np.ndarray | None = Non
         config: TrainConfig = TrainConfig(), *, out_dir: str | os.PathLike | None = None,
         resume_from: str | os.PathLike | None = None, shared_noise: bool = False, device: str = "auto",
         precision: str = "fp32", progress: bool = True, compile: bool = False) -> dict[str, list[float]]:
-    """Train `model` with Adam on the negative ELBO (`vae_core.trainer.run`); returns the history.
+    """Train `model` with Adam on the negative ELBO (`vae_core.train.loop.run`); returns the history.
 
     train, val: (N, D) rows or (N, H, W[, C]) images of the spec's image_shape, channels last: float32/float64 (in
         [0, 1] for Bernoulli) or uint8 (x / 255; uint8 training data stays uint8 on the device, converted per batch).
-        `train` may stay on disk: a `vae_core.mapped.MappedRows` or a file's `np.memmap` is read a batch at a time
+        `train` may stay on disk: a `vae_core.data.mapped.MappedRows` or a file's `np.memmap` is read a batch at a time
         (one ahead, in a background thread), except under dynamic binarization, which reads it with a warning.
     out_dir: `last.safetensors` every epoch and `best.safetensors` when the monitored loss (val_loss, or
         train_loss without val) improves, with Adam and the loop state. resume_from: a checkpoint of either
         backend; training continues up to `config.epochs` epochs in total.
-    shared_noise: eps from `vae_core.training.epoch_noise`, the same in every backend.
+    shared_noise: eps from `vae_core.train.schedule.epoch_noise`, the same in every backend.
     device: "auto" | "cpu" | "cuda" (or "cuda:N"); the model is moved there and stays there.
     precision: "fp32" (TF32 off on CUDA); "bf16" (torch.autocast; loss, weights and Adam stay float32); or
         "fp64", a numerical check: weights, activations, loss and Adam in float64 (the data and noise are the
@@ -231,13 +233,13 @@ def fit(model: VAE, train: np.ndarray | MappedRows, val: np.ndarray | None = Non
     compile: torch.compile the forward pass and loss of full batches (static shapes; a partial last batch runs
         eagerly). Costs seconds once and needs a C++ compiler on the CPU (scripts/results/bench_torch_cpu.md).
 
-    History lists are per epoch (`vae_core.training.HISTORY_KEYS`), exact means over the examples. Raises
+    History lists are per epoch (`vae_core.train.history.HISTORY_KEYS`), exact means over the examples. Raises
     NonFiniteLossError at the first NaN/inf loss, before any checkpoint after the last finite step is written.
     """
     check_model(model, "fit")
     dev = resolve_device(distributed.rank_device(check_device_name(device)))
     check_precision(precision)
-    check_flag("fit", "compile", compile)
+    check_bool("fit", "compile", compile)
     dtype = next(model.parameters()).dtype
     if dtype != torch.float32 and not (precision == "fp64" and dtype == torch.float64):
         fix = "pass precision='fp64', or call model.float()" if dtype == torch.float64 else "call model.float()"
@@ -282,8 +284,8 @@ def evaluate(model: VAE, x: np.ndarray, *, batch_size: int = EVAL_BATCH_SIZE, se
     """
     check_model(model, "evaluate")
     x = check_data(x, model.spec, "x", keep_uint8=True)  # uint8 stays uint8 on the device: x / 255 per batch
-    check_int("evaluate", "batch_size", batch_size, 1)
-    check_int("evaluate", "seed", seed, 0)
+    batch_size = check_int("evaluate", "batch_size", batch_size, minimum=1)
+    seed = check_int("evaluate", "seed", seed, minimum=0)
     dev = resolve_device(device)
     dtype = _compute_dtype(model)
     with exact_fp32(dev):

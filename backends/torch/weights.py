@@ -1,6 +1,6 @@
 """Neutral NumPy weights and Adam state <-> the torch VAE and torch.optim.Adam.
 
-Neutral layout (`vae_core.architecture`): `spec.weight_shapes()` names, float32, dense kernels (in, out), conv
+Neutral layout (`vae_core.model.architecture`): `spec.weight_shapes()` names, float32, dense kernels (in, out), conv
 kernels (kh, kw, in, out), transposed-conv kernels (kh, kw, out, in), flattened conv maps in (h, w, c) order.
 Every conversion to and from torch's layouts is in `_Layout`, here and nowhere else:
 - Linear.weight is (out, in): the neutral kernel transposed;
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vae_core.architecture import CONV, CONV_TRANSPOSE
-from vae_core.checkpoint import AdamState, validate_weights
+from vae_core.io.checkpoint import AdamState, validate_weights
+from vae_core.model.architecture import CONV, CONV_TRANSPOSE
 
 _TO_TORCH_CONV, _TO_NEUTRAL_CONV = (3, 2, 0, 1), (2, 3, 1, 0)  # neutral (kh, kw, a, b) <-> torch (b, a, kh, kw)
 

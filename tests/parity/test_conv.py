@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from vae_core import TrainConfig, VAESpec, fit, losses, read_checkpoint
-from vae_core.init import init_weights
+from vae_core.model.init import init_weights
 
-from backends.parity.drivers import (BACKENDS, CONV_SPECS, backend, batch, build_shared, checkpoint_round_trip,
-                                     forward, gradient_rel_diffs, gradients, reference_forward, relative_gaps)
-from backends.parity.tolerances import FORWARD_ATOL, GRAD_RTOL, LOCKSTEP_FP64_RTOL, LOSS_RTOL
+from tests.parity.drivers import (BACKENDS, CONV_SPECS, backend, batch, build_shared, checkpoint_round_trip, forward,
+                                  gradient_rel_diffs, gradients, reference_forward, relative_gaps)
+from tests.parity.tolerances import FORWARD_ATOL, GRAD_RTOL, LOCKSTEP_FP64_RTOL, LOSS_RTOL
 
 CASES = list(CONV_SPECS)
 
@@ -37,7 +37,7 @@ def test_the_reference_tells_a_one_pixel_padding_shift():
     """A conv whose padding is moved by one pixel ((1, 2) -> (2, 1): the extra row at the start instead of the end,
     the kind of shift that "same" in one framework against explicit padding in the other produces) gives outputs
     far outside FORWARD_ATOL: the checks above would catch a backend that did that."""
-    from backends.parity import drivers
+    from tests.parity import drivers
 
     spec = VAESpec(**CONV_SPECS["27x29x3"])
     level = spec.layers()[0].level
@@ -113,7 +113,7 @@ def test_conv_lockstep_training_in_float64_agrees():
     """30 optimizer steps of fit(precision="fp64", shared_noise=True), one batch of 28 x 28 digits per epoch, with
     gradient clipping on: the per-step losses agree within LOCKSTEP_FP64_RTOL (the parity report runs 50 steps of
     a wider model)."""
-    from backends.parity.drivers import lockstep_data, lockstep_losses
+    from tests.parity.drivers import lockstep_data, lockstep_losses
 
     backend("tf")
     spec = VAESpec(architecture="conv", image_shape=(28, 28), conv_channels=(4, 8), hidden_dims=(32,))

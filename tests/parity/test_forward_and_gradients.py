@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from vae_core import LIKELIHOODS, VAESpec
-from vae_core.init import init_weights
+from vae_core.model.init import init_weights
 
-from backends.parity.drivers import (FORWARD_SEED, GRADIENT_CASES, GRADIENT_SEED, adam_steps, batch, build_shared, forward,
-                       gradient_rel_diffs, gradients, ulp_distance)
-from backends.parity.tolerances import ADAM_MAX_ULP, ADAM_MISMATCH_FRACTION, FORWARD_ATOL, GRAD_RTOL
+from tests.parity.drivers import (FORWARD_SEED, GRADIENT_CASES, GRADIENT_SEED, adam_steps, batch, build_shared,
+                                  forward, gradient_rel_diffs, gradients, ulp_distance)
+from tests.parity.tolerances import ADAM_MAX_ULP, ADAM_MISMATCH_FRACTION, FORWARD_ATOL, GRAD_RTOL
 
 
 @pytest.mark.parametrize("likelihood", LIKELIHOODS)

@@ -16,9 +16,10 @@ import pytest
 
 from vae_core import LIKELIHOODS, VAESpec
 
-from backends.parity.drivers import (loss_fixture, loss_inputs, FORWARD_SEED, GRADIENT_SEED, batch, build_shared, forward, gradient_rel_diffs, gradients,
-                       lockstep_config, lockstep_data, lockstep_losses, per_example, relative_gaps, tf_reference)
-from backends.parity.tolerances import FORWARD_ATOL, GRAD_RTOL, LOCKSTEP_RTOL, LOCKSTEP_RTOL_200, LOCKSTEP_STEPS, LOSS_RTOL
+from tests.parity.drivers import (loss_fixture, loss_inputs, FORWARD_SEED, GRADIENT_SEED, batch, build_shared, forward,
+                                  gradient_rel_diffs, gradients, lockstep_config, lockstep_data, lockstep_losses,
+                                  per_example, relative_gaps, tf_reference)
+from tests.parity.tolerances import FORWARD_ATOL, GRAD_RTOL, LOCKSTEP_RTOL, LOCKSTEP_RTOL_200, LOCKSTEP_STEPS, LOSS_RTOL
 
 _META, TENSORS = loss_fixture()
 CASES = [c["case"] for c in _META["cases"]]

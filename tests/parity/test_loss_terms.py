@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends.parity.drivers import BACKENDS, loss_fixture, loss_inputs, negative_elbo, per_example
-from backends.parity.tolerances import LOSS_RTOL
+from tests.parity.drivers import BACKENDS, loss_fixture, loss_inputs, negative_elbo, per_example
+from tests.parity.tolerances import LOSS_RTOL
 
 META, TENSORS = loss_fixture()
 CASES = [c["case"] for c in META["cases"]]
@@ -45,7 +45,7 @@ def test_loss_terms_match_reference(name, case):
 def test_kl_of_near_collapsed_posteriors_matches_reference(name, scale):
     """The inactive latent units of every trained model have mu ~ 0 and log_var ~ 0, where expm1(v) - v cancels:
     the float32 KL must still be within LOSS_RTOL of the float64 reference there."""
-    from vae_core.losses import kl_to_standard_normal
+    from vae_core.model.losses import kl_to_standard_normal
 
     rng = np.random.default_rng(int(-np.log10(scale)))
     mu = (scale * rng.standard_normal((64, 20))).astype(np.float32)  # (B, L)

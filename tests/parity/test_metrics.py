@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 
 from vae_core import TrainConfig, VAESpec, fit
-from vae_core import losses as ref
+from vae_core.model import losses as ref
 from vae_core.data import load_dataset
-from vae_core.init import init_weights
+from vae_core.model.init import init_weights
 from vae_core.metrics import active_units, iwae_nll, posterior_means
 from vae_core.registry import backend_module
-from vae_core.training import epoch_binarized, epoch_noise, epoch_permutation
+from vae_core.train.schedule import epoch_binarized, epoch_noise, epoch_permutation
 
-from backends.parity.drivers import BACKENDS, build_shared, forward
-from backends.parity.tolerances import FORWARD_ATOL, IWAE_RTOL, LOSS_RTOL
+from tests.parity.drivers import BACKENDS, build_shared, forward
+from tests.parity.tolerances import FORWARD_ATOL, IWAE_RTOL, LOSS_RTOL
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -7,11 +7,12 @@ import pytest
 from vae_core import TrainConfig, VAESpec, evaluate, fit, read_checkpoint
 from vae_core.data import load_dataset
 
-from backends.parity.drivers import (BACKENDS, RESYNC_STARTS, RESYNC_STEPS, backend, build_shared, checkpoint_round_trip,
-                       lockstep_config, lockstep_data, lockstep_losses, reference_forward, relative_gaps,
-                       resynced_lockstep, tf_reference, torch_lockstep_in_segments)
-from backends.parity.tolerances import (FORWARD_ATOL, LOCKSTEP_FP64_RTOL, LOCKSTEP_RESYNC_RTOL, LOCKSTEP_RESYNC_WEIGHT_FLIP_RTOL,
-                         LOCKSTEP_RESYNC_WEIGHT_RTOL, LOCKSTEP_RTOL, LOCKSTEP_RTOL_200, LOCKSTEP_STEPS)
+from tests.parity.drivers import (BACKENDS, RESYNC_STARTS, RESYNC_STEPS, backend, build_shared, checkpoint_round_trip,
+                                  lockstep_config, lockstep_data, lockstep_losses, reference_forward, relative_gaps,
+                                  resynced_lockstep, tf_reference, torch_lockstep_in_segments)
+from tests.parity.tolerances import (FORWARD_ATOL, LOCKSTEP_FP64_RTOL, LOCKSTEP_RESYNC_RTOL,
+                                     LOCKSTEP_RESYNC_WEIGHT_FLIP_RTOL, LOCKSTEP_RESYNC_WEIGHT_RTOL, LOCKSTEP_RTOL,
+                                     LOCKSTEP_RTOL_200, LOCKSTEP_STEPS)
 
 STEPS = 200
 
@@ -48,7 +49,7 @@ def test_fp64_fit_starts_from_the_float64_reference_loss(name):
     """fit(precision="fp64") really computes in float64: its first step's loss (one batch per epoch) equals the
     float64 NumPy forward pass and loss at the initial weights, far closer than float32 could."""
     from vae_core import init_weights, losses
-    from vae_core.training import epoch_noise, epoch_permutation
+    from vae_core.train.schedule import epoch_noise, epoch_permutation
 
     spec, x, config = VAESpec(), lockstep_data(), lockstep_config(1)
     perm, eps = epoch_permutation(0, 0, len(x)), epoch_noise(0, 0, len(x), spec.latent_dim)

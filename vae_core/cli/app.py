@@ -28,14 +28,13 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from vae_core.atomic import atomic_write
-from vae_core.checkpoint import LAST_FILE, CheckpointError
 from vae_core.cli.options import RUN_KEYS, add_field_flags, flag_values, image_size, read_config_file
+from vae_core.io.atomic import WriteError, atomic_write
+from vae_core.io.checkpoint import LAST_FILE, CheckpointError
+from vae_core.io.out_dir import prepare_out_dir
+from vae_core.io.run_lock import RunLockedError, run_lock
 from vae_core.registry import BACKENDS
-from vae_core.atomic import WriteError
-from vae_core.run_lock import RunLockedError, run_lock
-from vae_core.training import prepare_out_dir
-from vae_core.world import launched_rank, launched_world_size
+from vae_core.train.world import launched_rank, launched_world_size
 
 DEBUG_ENV = "VAE_CORE_DEBUG"  # set to 1 to get the traceback instead of the one-line error
 RUN_FILE = "run.json"  # the options of a `vae train` run, beside its checkpoints
@@ -172,7 +171,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _history_csv(history: dict[str, list[float]]) -> bytes:
-    from vae_core.training import HISTORY_KEYS
+    from vae_core.train.history import HISTORY_KEYS
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -209,7 +208,7 @@ def _load_model(args: argparse.Namespace, *, with_data: bool = False):
     The checkpoint and the dataset are read and checked before the backend's framework is imported, so a bad
     argument fails fast and on one line.
     """
-    from vae_core.checkpoint import read_checkpoint
+    from vae_core.io.checkpoint import read_checkpoint
     from vae_core.registry import backend_module
 
     ckpt = read_checkpoint(args.checkpoint)
@@ -238,7 +237,8 @@ def check_images_fit(spec, data, argument: str) -> None:
 def load_data(opts: dict[str, Any], *, download: bool = False, seed: int = 0):
     """The run's images: `opts["data"]` through `load_images` (with its image_size, image_mode and test_fraction),
     or the built-in `opts["dataset"]` through `load_dataset`."""
-    from vae_core.data import load_dataset, load_images
+    from vae_core.data.datasets import load_dataset
+    from vae_core.data.images import load_images
 
     if opts.get("data") is not None:
         size, fraction = opts.get("image_size"), opts.get("test_fraction")
@@ -249,7 +249,7 @@ def load_data(opts: dict[str, Any], *, download: bool = False, seed: int = 0):
 
 
 def _load_data(args: argparse.Namespace, info: dict[str, Any], spec=None):
-    from vae_core.data import load_dataset
+    from vae_core.data.datasets import load_dataset
 
     if args.data is not None or (args.dataset is None and info.get("data") is not None):
         own = {"data": args.data, "image_size": args.image_size, "image_mode": args.image_mode,
@@ -276,9 +276,8 @@ def _load_data(args: argparse.Namespace, info: dict[str, Any], spec=None):
 
 def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
     """Merge defaults, run.json (with --resume), --config and flags into the run's options, spec and config."""
-    from vae_core.checkpoint import read_checkpoint
     from vae_core.config import TrainConfig
-    from vae_core.spec import VAESpec
+    from vae_core.io.checkpoint import read_checkpoint
 
     file = read_config_file(args.config) if args.config else {}
     flags = flag_values(args)
@@ -345,8 +344,8 @@ def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from vae_core.model.spec import VAESpec
     from vae_core.registry import backend_module, build, fit
-    from vae_core.spec import VAESpec
 
     _positive("--nproc", args.nproc)
     plan = resolve_train(args)
@@ -417,14 +416,14 @@ def _launch_torchrun(nproc: int, argv: Sequence[str], out: Path) -> int:
     the module behind torchrun, with a local rendezvous); returns the exit status.
 
     The arguments were checked here first, so a bad one is one line and status 2 before any process starts. This
-    process holds the folder's run lock for the job (`vae_core.run_lock.HELD_ENV`). SIGTERM and SIGINT are passed
+    process holds the folder's run lock for the job (`vae_core.io.run_lock.HELD_ENV`). SIGTERM and SIGINT are passed
     on to the launcher, which passes them to every rank: they stop at the same step with one checkpoint, rank 0
     prints the line that says how to resume, and the status is 128 + the signal. A failed rank makes the launcher
     stop the others (status 1, with its report).
     """
     import subprocess
 
-    from vae_core.run_lock import HELD_ENV
+    from vae_core.io.run_lock import HELD_ENV
 
     rest, skip = [], False
     for arg in argv:  # the same command line without --nproc
@@ -584,8 +583,8 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `vae` console script; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up notices, not its errors
-    from vae_core.interrupt import TrainingInterrupted
-    from vae_core.training import NonFiniteLossError
+    from vae_core.train.history import NonFiniteLossError
+    from vae_core.train.interrupt import TrainingInterrupted
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vae_core.atomic import atomic_write
+from vae_core.io.atomic import atomic_write
 
 ORDER = ("torch", "tf")
 TERMS = ("loss", "recon", "kl")
@@ -30,12 +30,11 @@ def compare_backends(*, dataset: str = "mnist-5k", data_dir: str | Path | None =
 
     command: the command line that ran this, written at the top of compare.md and into compare.json.
     """
-    from vae_core.checkpoint import load_checkpoint, save_checkpoint
     from vae_core.config import TrainConfig
-    from vae_core.data import load_dataset
+    from vae_core.data.datasets import load_dataset
+    from vae_core.model.spec import VAESpec
+    from vae_core.registry import build, fit, load_checkpoint, save_checkpoint
     from vae_core.viz.curves import plot_backend_comparison
-    from vae_core.registry import build, fit
-    from vae_core.spec import VAESpec
 
     data = load_dataset(dataset, data_dir=data_dir, download=download)
     changes = dict(spec_changes or {})

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vae_core.config import TrainConfig
-from vae_core.spec import ARCHITECTURES, LIKELIHOODS, VAESpec
+from vae_core.model.spec import ARCHITECTURES, LIKELIHOODS, VAESpec
 
 SECTIONS = {"spec": VAESpec, "train": TrainConfig}
 # Fields the data decides; a flag or config value for them is checked against the dataset.

@@ -11,8 +11,7 @@ size times `dpi` pixels.
 """
 from vae_core.viz.curves import plot_backend_comparison, plot_history
 from vae_core.viz.gallery import plot_all
-from vae_core.viz.grids import (plot_image_grid, plot_interpolation, plot_reconstructions, plot_samples,
-                                plot_traversals)
+from vae_core.viz.grids import plot_image_grid, plot_interpolation, plot_reconstructions, plot_samples, plot_traversals
 from vae_core.viz.latent import plot_latent_scatter, plot_tsne
 
 __all__ = ["plot_all", "plot_backend_comparison", "plot_history", "plot_image_grid", "plot_interpolation",

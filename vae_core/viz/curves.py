@@ -9,8 +9,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from vae_core.viz.figures import DPI, check_dpi, check_path, pyplot, save
 from vae_core.checks import fail
+from vae_core.viz.figures import DPI, check_dpi, check_path, pyplot, save
 
 History = Mapping[str, Sequence[float]]
 TERMS = (("loss", "-ELBO (nats)"), ("recon", "reconstruction NLL (nats)"), ("kl", "KL(q(z|x) || p(z)) (nats)"))

@@ -12,12 +12,13 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from vae_core.viz import curves, grids, latent
-from vae_core.viz.figures import DPI, check_dpi, check_labels, check_positive
 from vae_core.checks import fail
-from vae_core.viz.curves import check_history
+from vae_core.data.rows import check_data
+from vae_core.metrics.api import posterior_means
 from vae_core.registry import backend_of
-from vae_core.training import check_data
+from vae_core.viz import curves, grids, latent
+from vae_core.viz.curves import check_history
+from vae_core.viz.figures import DPI, check_dpi, check_labels, check_positive
 
 # File names written by plot_all (keys of its result), for the CLI (`vae plot`) and the README.
 RECONSTRUCTIONS_PNG = "reconstructions.png"
@@ -46,15 +47,9 @@ def to_numpy(tensor: Any) -> np.ndarray:
 
 @contextlib.contextmanager
 def _native(model: Any) -> Iterator[Any]:
-    """Yields a function NumPy float32 -> the model's input type, with autograd off for torch."""
-    name, _ = backend_of(model)
-    if name == "torch":
-        import torch
-
-        with torch.no_grad():
-            yield lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(model.device)
-    else:
-        yield lambda a: np.ascontiguousarray(a, dtype=np.float32)
+    """Yields a function NumPy float32 -> the model's input type, with autograd off (the backend's `inference`)."""
+    with backend_of(model)[1].device.inference(model) as native:
+        yield native
 
 
 def _data_mean(model: Any, out: np.ndarray) -> np.ndarray:
@@ -67,12 +62,9 @@ def _data_mean(model: Any, out: np.ndarray) -> np.ndarray:
 
 def encode_mean(model: Any, x: Any, *, batch_size: int = ENCODE_BATCH) -> np.ndarray:
     """Encoder means mu(x) (N, latent_dim) float32, `batch_size` examples at a time."""
-    from vae_core.metrics import posterior_means
-
     batch_size = check_positive("encode_mean", "batch_size", batch_size)
     # The model stays where it is: a torch model on its own device, TF on its default placement.
-    device = str(model.device) if backend_of(model)[0] == "torch" else "auto"
-    return posterior_means(model, x, batch_size, device=device)
+    return posterior_means(model, x, batch_size, device=backend_of(model)[1].device.model_device(model))
 
 
 def traversal_grid(model: Any, *, dims: Sequence[int] | None = None,

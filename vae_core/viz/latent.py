@@ -7,8 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vae_core.viz.figures import DPI, check_dpi, check_labels, check_path, check_positive, pyplot, save
 from vae_core.checks import check_float, fail
+from vae_core.viz.figures import DPI, check_dpi, check_labels, check_path, check_positive, pyplot, save
 
 SCATTER_SIZE = (6.4, 5.0)  # inches, plot_latent_scatter and plot_tsne
 MAX_LEGEND_CLASSES = 20  # more distinct labels than this get a colorbar instead of a legend

@@ -1,6 +1,6 @@
 """Preemption: SIGTERM (a cluster's "stop now, or be killed") and SIGINT (Ctrl-C) stop training cleanly.
 
-While `vae_core.trainer.run` trains, `StopSignals` replaces the handlers of both signals with one that only
+While `vae_core.train.loop.run` trains, `StopSignals` replaces the handlers of both signals with one that only
 records the signal. The trainer looks at it at every step boundary (the TF backend: after each compiled block of
 up to 32 steps), writes a resumable checkpoint of that step, and raises `TrainingInterrupted`. A signal that
 arrives while a checkpoint is being written changes nothing: the write completes (and is atomic regardless). The

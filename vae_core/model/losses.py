@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from vae_core.spec import LIKELIHOODS
+from vae_core.model.spec import LIKELIHOODS
 
 HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 

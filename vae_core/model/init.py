@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from vae_core.spec import VAESpec
+from vae_core.model.spec import VAESpec
 
 
 def init_weights(spec: VAESpec, seed: int | None = None) -> dict[str, np.ndarray]:
     """Neutral float32 weights with PyTorch's default for nn.Linear, nn.Conv2d and nn.ConvTranspose2d: kernel and
-    bias ~ U(-1/sqrt(fan_in), +), with each layer's `fan_in` as torch computes it (`vae_core.architecture.Layer`).
+    bias ~ U(-1/sqrt(fan_in), +), with each layer's `fan_in` as torch computes it (`vae_core.model.architecture.Layer`).
 
     That is the scheme of the seed's PyTorch model, whose 20-epoch results are our baseline.
     `seed=None` draws fresh entropy, like a framework's own initialisers.

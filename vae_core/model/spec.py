@@ -7,7 +7,7 @@ architecture="conv":
     Encoder: x (H, W, C) -> one stride-2 k x k conv per entry of conv_channels (ReLU) -> flatten (h, w, c) ->
     hidden_dims (ReLU) -> mu, log_var. Decoder mirrors it: z -> reversed(hidden_dims) (ReLU) -> the last conv map
     (ReLU) -> transposed convs (ReLU) -> out, a transposed conv to C (or 2C) channels of exactly H x W.
-    Padding and cropping are explicit amounts (`vae_core.architecture`).
+    Padding and cropping are explicit amounts (`vae_core.model.architecture`).
 The decoder output is a flat (D) row in channels-last order for either architecture: logits for "bernoulli",
 means for "gaussian", and (2D) for "gaussian_learned": the first D columns are means, the last D are per-pixel
 log-variances.
@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from vae_core.architecture import Layer, layer_plan
 from vae_core.checks import check_choice, check_float, check_int, fail, known_fields
+from vae_core.model.architecture import Layer, layer_plan
 
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")
 ARCHITECTURES = ("mlp", "conv")
@@ -97,7 +97,7 @@ class VAESpec:
         return self.image_shape[2] if self.image_shape is not None and len(self.image_shape) == 3 else 1
 
     def layers(self) -> tuple[Layer, ...]:
-        """The model's layers in order (`vae_core.architecture`): what every backend builds."""
+        """The model's layers in order (`vae_core.model.architecture`): what every backend builds."""
         return layer_plan(input_dim=self.input_dim, hidden_dims=self.hidden_dims, latent_dim=self.latent_dim,
                           output_channels_factor=2 if self.likelihood == "gaussian_learned" else 1,
                           image_shape=self.image_shape, kernel_size=self.kernel_size,

@@ -1,11 +1,11 @@
-"""The contract between the neutral trainer (`vae_core.trainer`) and a framework.
+"""The contract between the neutral trainer (`vae_core.train.loop`) and a framework.
 
 A backend's `fit` checks its framework-specific arguments, builds an object that satisfies `TrainerBackend` for
-one model, one optimizer and one device, and hands it to `vae_core.trainer.run`. Everything else (epochs, data
+one model, one optimizer and one device, and hands it to `vae_core.train.loop.run`. Everything else (epochs, data
 order and noise, history, checkpoints, resume, the LR plateau and early stopping, the non-finite stop, progress
 and messages) is the trainer's, and is the same in every backend.
 
-Arrays cross this boundary as NumPy, in the neutral layouts of `vae_core.checkpoint`; tensors stay inside.
+Arrays cross this boundary as NumPy, in the neutral layouts of `vae_core.io.checkpoint`; tensors stay inside.
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from vae_core.checkpoint import AdamState
-from vae_core.mapped import MappedRows
-from vae_core.world import World
+from vae_core.data.mapped import MappedRows
+from vae_core.io.checkpoint import AdamState
+from vae_core.train.world import World
 
 Means = tuple[float, float, float]  # (loss, recon, kl): exact means over examples, nats per example
 
@@ -32,10 +32,10 @@ class StepsResult:
 
 @runtime_checkable
 class TrainerBackend(Protocol):
-    """One model and its optimizer on one device, driven by `vae_core.trainer.run`."""
+    """One model and its optimizer on one device, driven by `vae_core.train.loop.run`."""
 
     name: str  # the backend's registry name, written into checkpoints ("torch", "tf")
-    world: World  # the processes of the run (`vae_core.world.SINGLE` for one); the data is split between them
+    world: World  # the processes of the run (`vae_core.train.world.SINGLE` for one); the data is split between them
 
     def set_data(self, train: np.ndarray | MappedRows, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
         """Keep the (N, D) training set (float32, or uint8 images to turn into x / 255 per batch; the same for the

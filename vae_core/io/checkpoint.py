@@ -2,7 +2,7 @@
 
 Layout of the file:
 - tensors: the weights under the neutral names of `VAESpec.weight_shapes()` (float32, in the layouts of
-  `vae_core.architecture`: dense (in, out), conv (kh, kw, in, out), transposed conv (kh, kw, out, in)),
+  `vae_core.model.architecture`: dense (in, out), conv (kh, kw, in, out), transposed conv (kh, kw, out, in)),
   and, when an optimizer is saved, Adam's moments as `adam.m.<name>` and `adam.v.<name>` in the same layout;
 - header metadata, key "vae_core": a JSON object with `schema_version`, `spec`, `train_config`, `epoch`
   (epochs completed), `history`, `adam_step`, `trainer_state` (scheduler, early stopping, the position inside
@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from vae_core.atomic import atomic_write
 from vae_core.checks import caller_stacklevel
 from vae_core.config import TrainConfig
-from vae_core.spec import VAESpec
+from vae_core.io.atomic import atomic_write
+from vae_core.model.spec import VAESpec
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # schema 1: the same layout without checksums
@@ -210,28 +210,3 @@ def _parse_metadata(path: Path, raw_meta: dict[str, str]) -> dict[str, Any]:
     if not isinstance(meta.get("spec"), dict):
         raise CheckpointError(f"{str(path)!r}: metadata has no 'spec' object to rebuild the model from")
     return meta
-
-
-def save_checkpoint(path: str | os.PathLike, model: Any, *, train_config: TrainConfig | None = None,
-                    epoch: int = 0, history: dict[str, list[float]] | None = None, optimizer: Any = None,
-                    trainer_state: dict[str, Any] | None = None) -> Path:
-    """Save a backend model (and optionally its Adam optimizer) as a checkpoint of the current schema."""
-    from vae_core.registry import backend_of
-
-    name, module = backend_of(model)
-    adam = None if optimizer is None else module.weights.export_adam(model, optimizer)
-    ckpt = Checkpoint(spec=model.spec, weights=module.weights.export_weights(model), train_config=train_config,
-                      epoch=epoch, history=history or {}, adam=adam, trainer_state=trainer_state or {},
-                      backend=name)
-    return write_checkpoint(path, ckpt)
-
-
-def load_checkpoint(path: str | os.PathLike, backend: str) -> Any:
-    """Rebuild the model a checkpoint describes in `backend` ("torch" or "tf"), with its weights loaded."""
-    from vae_core.registry import backend_module
-
-    module = backend_module(backend)
-    ckpt = read_checkpoint(path)
-    model = module.build_model(ckpt.spec, seed=0)
-    module.weights.import_weights(model, ckpt.weights)
-    return model

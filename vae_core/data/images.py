@@ -2,7 +2,7 @@
 
 `load_images(path)` returns uint8 pixels when the source is uint8 (files always are; `fit` and the models read uint8
 as x / 255, 4x smaller than float32), or float32 for float arrays in [0, 1]. The training split of a .npy stays
-in the memory-mapped file (`vae_core.mapped.MappedRows`), so a training set larger than memory trains a batch at a
+in the memory-mapped file (`vae_core.data.mapped.MappedRows`), so a training set larger than memory trains a batch at a
 time. Rows are (N, H*W*C), channels last,
 with `image_shape` (H, W) for one channel or (H, W, C). The train/test split is a function of `seed` alone.
 Pillow reads the files (`pip install 'vae-core[data]'`); arrays need NumPy only and never unpickle.
@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from vae_core.checks import fail
-from vae_core.mapped import MappedRows, is_mapped
+from vae_core.data.dataset import DATA_EXTRA, Dataset
+from vae_core.data.mapped import MappedRows, is_mapped
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -33,7 +34,7 @@ def load_images(path: str | os.PathLike[str], *, image_size: tuple[int, int] | N
         the sorted folders that hold images, 0 when all lie in one folder), or a .npy/.npz array of shape (N, H, W)
         or (N, H, W, C) with C 1 or 3, uint8 or float in [0, 1] (a .npz holding one array, or one named "images"
         or "x"; `y` is 0). A .npy is memory-mapped: its training split stays in the file (`x_train` is a
-        `vae_core.mapped.MappedRows`, which `fit` reads a batch at a time), and its test split is read into memory
+        `vae_core.data.mapped.MappedRows`, which `fit` reads a batch at a time), and its test split is read into memory
         (float64 is cast to float32 as it is read).
     image_size: (H, W) to resize every file to (Pillow, bilinear); without it every file must have the size of
         the first, and a file that does not is refused by name.
@@ -42,8 +43,6 @@ def load_images(path: str | os.PathLike[str], *, image_size: tuple[int, int] | N
     test_fraction: the share of images held out for testing, in (0, 1); at least one image each side.
     seed: the split is `np.random.default_rng(seed).permutation(N)`: the first `round(N * test_fraction)` go to test.
     """
-    from vae_core.data import Dataset  # here, not at the top: vae_core.data re-exports this function
-
     path = _check_arguments(path, image_size, mode, test_fraction, seed)
     if path.is_dir():
         x, y = _read_folder(path, image_size, mode)
@@ -94,8 +93,6 @@ def _check_arguments(path: Any, image_size: Any, mode: Any, test_fraction: Any, 
 
 def _read_folder(folder: Path, image_size: tuple[int, int] | None, mode: str | None) -> tuple[np.ndarray, np.ndarray]:
     """(N, H, W, C) uint8 and (N,) folder labels of every image file under `folder`, in sorted path order."""
-    from vae_core.data import DATA_EXTRA
-
     try:
         from PIL import Image
     except ModuleNotFoundError:

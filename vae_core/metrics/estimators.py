@@ -16,24 +16,22 @@ lower is better; for binary data it is positive.
 """
 from __future__ import annotations
 
-import importlib
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from numbers import Integral
 from typing import Any, Callable
 
 import numpy as np
 
-from vae_core.checks import check_bool, check_float, fail
-from vae_core.losses import HALF_LOG_2PI
+from vae_core.checks import check_bool, check_float, check_int
+from vae_core.model.losses import HALF_LOG_2PI
 
 DEFAULT_K = 1000  # importance samples per image (Burda et al. report k = 5000)
 DEFAULT_CHUNK_SIZE = 100  # samples per image pushed through the decoder at once
 DEFAULT_BATCH_SIZE = 100  # images per batch; one decoder pass holds batch_size * chunk_size rows
 ACTIVE_THRESHOLD = 0.01  # Burda et al.: a unit is active when Cov_x(E_q[z_u | x]) > 0.01
-_NOISE_STREAM = 4  # spawn key of the IWAE noise, apart from the streams of vae_core.training (0-3)
+_NOISE_STREAM = 4  # spawn key of the IWAE noise, apart from the streams of vae_core.train.schedule (0-3)
 
 
 @dataclass(frozen=True)
@@ -60,23 +58,18 @@ class ActiveUnits:
 # ---------------------------------------------------------------- checks
 
 
-def _check_count(owner: str, name: str, value: Any, minimum: int, fix: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        fail(owner, name, f"an int >= {minimum}", value, fix)
-
-
 def check_iwae_args(k: Any, chunk_size: Any, batch_size: Any, seed: Any, progress: Any) -> None:
     """ValueError naming the argument, unless k, chunk_size, batch_size >= 1, seed >= 0 and progress a bool."""
-    _check_count("iwae_nll", "k", k, 1, "Pass the number of importance samples per image, e.g. k=1000")
-    _check_count("iwae_nll", "chunk_size", chunk_size, 1,
-                 "Pass the samples per decoder pass, e.g. chunk_size=100 (lower it if memory runs out)")
-    _check_count("iwae_nll", "batch_size", batch_size, 1, "Pass the images per batch, e.g. batch_size=100")
-    _check_count("iwae_nll", "seed", seed, 0, "Pass e.g. seed=0")
+    check_int("iwae_nll", "k", k, minimum=1, fix="Pass the number of importance samples per image, e.g. k=1000")
+    check_int("iwae_nll", "chunk_size", chunk_size, minimum=1,
+              fix="Pass the samples per decoder pass, e.g. chunk_size=100 (lower it if memory runs out)")
+    check_int("iwae_nll", "batch_size", batch_size, minimum=1, fix="Pass the images per batch, e.g. batch_size=100")
+    check_int("iwae_nll", "seed", seed, minimum=0, fix="Pass e.g. seed=0")
     check_bool("iwae_nll", "progress", progress)
 
 
 def check_batch_size(owner: str, batch_size: Any) -> None:
-    _check_count(owner, "batch_size", batch_size, 1, "Pass the images per batch, e.g. batch_size=1000")
+    check_int(owner, "batch_size", batch_size, minimum=1, fix="Pass the images per batch, e.g. batch_size=1000")
 
 
 def check_active_args(threshold: Any, batch_size: Any) -> None:
@@ -198,35 +191,3 @@ def count_active_units(mu: np.ndarray, threshold: float = ACTIVE_THRESHOLD) -> A
     check_float("count_active_units", "threshold", threshold, low=0.0)
     variances = np.asarray(mu, dtype=np.float64).var(axis=0)  # (L,)
     return ActiveUnits(count=int((variances > threshold).sum()), variances=variances, threshold=float(threshold))
-
-
-# ---------------------------------------------------------------- dispatchers (either backend)
-
-
-def _metrics_module(model: Any):
-    from vae_core.registry import backend_of
-
-    return importlib.import_module(backend_of(model)[1].__name__ + ".metrics")
-
-
-def iwae_nll(model: Any, x: np.ndarray, *, k: int = DEFAULT_K, chunk_size: int = DEFAULT_CHUNK_SIZE,
-             batch_size: int = DEFAULT_BATCH_SIZE, seed: int = 0, progress: bool = False,
-             device: str = "auto") -> IWAEResult:
-    """IWAE negative log-likelihood NLL = −log p̂(x) (nats, mean over the images of x) for either backend.
-
-    x: (N, D) float32/float64 or uint8 images. k: samples per image; chunk_size: samples per decoder pass;
-    batch_size: images per batch; seed: the noise (see `iwae_noise`); progress: a tqdm bar.
-    """
-    return _metrics_module(model).iwae_nll(model, x, k=k, chunk_size=chunk_size, batch_size=batch_size, seed=seed,
-                                           progress=progress, device=device)
-
-
-def posterior_means(model: Any, x: np.ndarray, batch_size: int = 1000, *, device: str = "auto") -> np.ndarray:
-    """E_q[z|x] = the encoder's mu for every image of x: (N, latent_dim) float32, for either backend."""
-    return _metrics_module(model).posterior_means(model, x, batch_size, device=device)
-
-
-def active_units(model: Any, x: np.ndarray, *, threshold: float = ACTIVE_THRESHOLD, batch_size: int = 1000,
-                 device: str = "auto") -> ActiveUnits:
-    """Active latent units of a model of either backend on x (see `count_active_units`)."""
-    return _metrics_module(model).active_units(model, x, threshold=threshold, batch_size=batch_size, device=device)

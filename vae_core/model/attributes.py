@@ -1,7 +1,7 @@
 """Attributes every backend's model derives from its spec, written once: both `VAE` classes inherit them."""
 from __future__ import annotations
 
-from vae_core.spec import VAESpec
+from vae_core.model.spec import VAESpec
 
 
 class SpecAttributes:

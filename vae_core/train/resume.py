@@ -1,6 +1,6 @@
 """Resuming a run from a checkpoint, the same in every backend: what is restored, what is trimmed, what is refused.
 
-`open_resume` reads the checkpoint and decides everything that needs no framework; `vae_core.trainer.run` then
+`open_resume` reads the checkpoint and decides everything that needs no framework; `vae_core.train.loop.run` then
 hands `point.checkpoint.weights` (and `.adam`, when present) to the backend's model and optimizer.
 
 - A checkpoint of another spec is refused (`CheckpointError`): the model must be built from the checkpoint's spec.
@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from vae_core.checks import caller_stacklevel
-from vae_core.checkpoint import BEST_FILE, Checkpoint, CheckpointError, read_checkpoint
 from vae_core.config import TrainConfig
-from vae_core.spec import VAESpec
-from vae_core.trainer_state import TrainerState
-from vae_core.training import HISTORY_KEYS, resumed_learning_rate
-
+from vae_core.io.checkpoint import BEST_FILE, Checkpoint, CheckpointError, read_checkpoint
+from vae_core.model.spec import VAESpec
+from vae_core.train.history import HISTORY_KEYS
+from vae_core.train.state import TrainerState
 
 
 @dataclass(frozen=True)
@@ -80,3 +79,12 @@ def _best_weights(path: Path, ckpt: Checkpoint, spec: VAESpec, best_epoch: int) 
                   f"can only restore the best weights of the epochs still to run", UserWarning,
                   stacklevel=caller_stacklevel())
     return None
+
+
+def resumed_learning_rate(saved: TrainConfig | None, config: TrainConfig, state_lr: float) -> float:
+    """The LR a resumed run continues with: the checkpoint's current LR (which plateaus may have lowered),
+    unless `config.learning_rate` differs from the learning_rate of the run that wrote the checkpoint; an
+    explicitly changed learning rate wins (`vae train --resume --learning-rate ...`)."""
+    if saved is not None and config.learning_rate != saved.learning_rate:
+        return float(config.learning_rate)
+    return float(state_lr)

@@ -1,0 +1,10 @@
+"""Data in: built-in datasets, the user's own images, rows that stay in a memory-mapped file, and the checks that
+turn any of them into (N, D) rows."""
+from vae_core.data.dataset import DATA_EXTRA, Dataset, binarize
+from vae_core.data.datasets import BINARIZE_MODES, DATASETS, load_dataset
+from vae_core.data.idx import read_idx
+from vae_core.data.images import load_images
+from vae_core.data.mapped import MappedRows
+
+__all__ = ["BINARIZE_MODES", "DATASETS", "DATA_EXTRA", "Dataset", "MappedRows", "binarize", "load_dataset",
+           "load_images", "read_idx"]

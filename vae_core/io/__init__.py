@@ -1,0 +1,1 @@
+"""Files: the checkpoint schema, atomic writes, a run's output folder and its lock."""

@@ -1,0 +1,92 @@
+"""`fit`'s arguments, checked at its boundary the same way in every backend."""
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vae_core.checks import caller_stacklevel, check_bool
+from vae_core.config import TrainConfig
+from vae_core.data.mapped import MappedRows
+from vae_core.data.rows import check_data
+from vae_core.io.out_dir import prepare_out_dir
+from vae_core.model.spec import VAESpec
+
+DEVICES = ("auto", "cpu", "cuda")  # and "cuda:N"
+
+PRECISIONS = ("fp32", "bf16", "fp64")
+
+EVAL_BATCH_SIZE = 1000  # batch size of the validation pass inside fit, and evaluate's default
+
+def check_device_name(device: Any, argument: str = "device") -> str:
+    """`device` as given, if it is one of DEVICES or 'cuda:N'; whether it exists is the backend's check."""
+    if not isinstance(device, str) or not (device in DEVICES or re.fullmatch(r"cuda:\d+", device)):
+        raise ValueError(f"{argument} must be one of 'auto', 'cpu', 'cuda' (or 'cuda:N'); got {device!r}")
+    return device
+
+def check_precision(precision: Any) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}; got {precision!r}")
+    return precision
+
+@dataclass(frozen=True)
+class FitArguments:
+    """`fit`'s arguments after the boundary checks."""
+
+    train: np.ndarray | MappedRows  # (N, D) rows: float32, or uint8 images turned into x / 255 per batch; on disk
+    val: np.ndarray | None  # (M, D) rows as `train`, or None
+    config: TrainConfig
+    out: Path | None  # the run's folder, created and writable, or None for no checkpoints
+    resume_from: Path | None  # the checkpoint to continue from
+    shared_noise: bool  # eps from `epoch_noise`, identical in every backend (lockstep comparisons)
+    precision: str  # one of PRECISIONS
+    progress: bool  # the progress bar and the early-stopping line, on stderr
+
+def check_fit_arguments(spec: VAESpec, train: Any, val: Any, config: Any, *, out_dir: Any, resume_from: Any,
+                        shared_noise: Any, precision: str, progress: Any) -> FitArguments:
+    """The checks of `fit`'s neutral arguments; creates `out_dir` last, once everything else has passed."""
+    train, val = check_fit_inputs(spec, train, val, config)
+    check_fp64_run(precision, out_dir, resume_from)
+    check_bool("fit", "shared_noise", shared_noise)
+    check_bool("fit", "progress", progress)
+    if resume_from is not None and not isinstance(resume_from, (str, os.PathLike)):
+        raise TypeError(f"fit: resume_from must be a checkpoint path (str or os.PathLike) or None; "
+                        f"got {type(resume_from).__name__}")
+    out = prepare_out_dir(out_dir)
+    return FitArguments(train, val, config, out, None if resume_from is None else Path(resume_from), shared_noise,
+                        precision, progress)
+
+def check_fit_inputs(spec: VAESpec, train: Any, val: Any, config: Any
+                     ) -> tuple[np.ndarray | MappedRows, np.ndarray | None]:
+    """The checks every backend's `fit` makes at its boundary; returns `train` and `val` as (N, D) rows, uint8 kept
+    uint8 (the backends convert per batch), else float32. A `MappedRows` or mapped `np.memmap` train set stays on
+    disk (the backends read it a batch at a time), except with dynamic binarization (read, with a warning); `val`
+    is read into memory."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"fit: config must be a vae_core.TrainConfig; got {type(config).__name__}")
+    train = check_data(train, spec, "train", keep_uint8=True, stream=True)
+    if isinstance(train, MappedRows):
+        if not config.dynamic_binarization:
+            return train, None if val is None else check_data(val, spec, "val", keep_uint8=True)
+        warnings.warn(f"train ({train!r}) is read into memory: TrainConfig.dynamic_binarization draws each epoch's "
+                      f"sample of the whole set there. Set dynamic_binarization=False to read it from disk a batch "
+                      f"at a time", UserWarning, stacklevel=caller_stacklevel())
+        train = np.asarray(train)
+    if config.dynamic_binarization and train.dtype != np.uint8 and (train.min() < 0.0 or train.max() > 1.0):
+        raise ValueError(f"train must lie in [0, 1] with TrainConfig.dynamic_binarization (each pixel is the "
+                         f"probability of a 1); got values in [{train.min():.4g}, {train.max():.4g}]. Scale "
+                         f"pixels to [0, 1] or set dynamic_binarization=False")
+    return train, None if val is None else check_data(val, spec, "val", keep_uint8=True)
+
+def check_fp64_run(precision: str, out_dir: Any, resume_from: Any) -> None:
+    """`fit(precision="fp64")` trains float64 weights and hands them back rounded to float32; checkpoints hold
+    float32, so such a run takes neither out_dir nor resume_from."""
+    if precision == "fp64" and (out_dir is not None or resume_from is not None):
+        raise ValueError(f"precision='fp64' takes no out_dir or resume_from (got out_dir={out_dir!r}, "
+                         f"resume_from={resume_from!r}): checkpoints hold float32 weights, so they would not carry "
+                         f"an fp64 run. Use fp64 for numerical checks, and fp32 for runs you keep")
