@@ -21,6 +21,6 @@ if "tensorflow" in sys.modules:  # imported before vae_core: load triton now, be
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdamState", "BACKENDS", "Checkpoint", "CheckpointError", "LIKELIHOODS", "TrainConfig", "VAESpec",
-    "build", "evaluate", "fit", "init_weights", "load_checkpoint", "read_checkpoint", "save_checkpoint", "write_checkpoint",
+    "AdamState", "BACKENDS", "Checkpoint", "CheckpointError", "LIKELIHOODS", "TrainConfig", "VAESpec", "build",
+    "evaluate", "fit", "init_weights", "load_checkpoint", "read_checkpoint", "save_checkpoint", "write_checkpoint",
 ]

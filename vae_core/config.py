@@ -10,6 +10,12 @@ from vae_core.checks import check_bool, check_float, check_int, known_fields
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The optimisation hyperparameters of `fit`, the same in every backend (a frozen dataclass, checked on creation).
+
+    `TrainConfig.batch_size` is the global batch: the examples of one optimizer step, over all processes of a
+    data-parallel run.
+    """
+
     batch_size: int = 128  # examples per optimisation step
     epochs: int = 20  # passes over the training set
     learning_rate: float = 1e-3  # Adam's initial step size

@@ -16,11 +16,18 @@ from vae_core.config import TrainConfig
 from vae_core.io.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from vae_core.model.spec import VAESpec
 
-# backend name -> (module, the frameworks it imports, the pip extra that installs them)
+# backend name -> (its package, the frameworks it imports (the first one is the framework), the pip extra that
+# installs them). Adding a backend is one line here and one folder backends/<name>/ with the contract below.
 BACKENDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "torch": ("backends.torch", ("torch",), "torch"),
     "tf": ("backends.tf", ("tensorflow", "keras", "tf_keras"), "tf"),
 }
+
+# The contract of a backend package: these modules, each with the same public functions and signatures in every
+# backend (tests/test_backend_surface.py checks it), and these functions at the package's top level. Its
+# `train.Trainer` is a `vae_core.train.backend.TrainerBackend`, driven by the one training loop.
+BACKEND_MODULES = ("model", "device", "losses", "weights", "optim", "steps", "train", "metrics", "distributed")
+BACKEND_FUNCTIONS = ("build_model", "fit", "evaluate")
 
 
 def _check_name(backend: Any) -> None:

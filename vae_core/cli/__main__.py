@@ -1,6 +1,6 @@
 """`python -m vae_core.cli ...` is the `vae` command."""
 import sys
 
-from vae_core.cli.app import main
+from vae_core.cli import main
 
 sys.exit(main())

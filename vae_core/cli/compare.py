@@ -1,25 +1,47 @@
-"""Train the torch and tf backends side by side and compare their curves (`vae compare`,
-`python -m scripts.compare_backends`).
+"""`vae compare`: train the torch and tf backends side by side and compare their curves (`compare_backends`).
 
-Both backends get the same spec, config, data and seed. Since `vae_core.init_weights` is shared, the same seed
-already gives both the same initial weights; `same_init` makes that explicit by writing one neutral checkpoint
-(`init.safetensors`) and loading it into both. Data order is shared too (`epoch_permutation`); the
-reparameterisation noise is each backend's own stream unless `lockstep`, which feeds both the parity suite's
-shared eps, so the two runs differ only by float32 rounding.
+`python -m scripts.compare_backends` runs it too. Both backends get the same spec, config, data and seed. Since
+`vae_core.init_weights` is shared, the same seed already gives both the same initial weights; `same_init` makes that
+explicit by writing one neutral checkpoint (`init.safetensors`) and loading it into both. Data order is shared too
+(`epoch_permutation`); the reparameterisation noise is each backend's own stream unless `lockstep`, which feeds both
+the parity suite's shared eps, so the two runs differ only by float32 rounding.
 
 Writes into `out`: torch/ and tf/ (checkpoints), compare.png (curves and their per-epoch difference),
 compare.md and compare.json (final numbers and per-epoch wall time).
 """
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
 
+from vae_core.cli.options import flag_values, read_config_file
+from vae_core.config import TrainConfig
+from vae_core.data.datasets import load_dataset
 from vae_core.io.atomic import atomic_write
+from vae_core.io.out_dir import prepare_out_dir
+from vae_core.model.spec import VAESpec
+from vae_core.registry import build, fit, load_checkpoint, save_checkpoint
+from vae_core.viz.curves import plot_backend_comparison
 
 ORDER = ("torch", "tf")
 TERMS = ("loss", "recon", "kl")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`vae compare`: the spec and config from --config and the flags, then `compare_backends` into --out."""
+    file = read_config_file(args.config) if args.config else {}
+    flags = flag_values(args)
+    out = prepare_out_dir(args.out, "--out")
+    result = compare_backends(dataset=args.dataset, data_dir=args.data_dir, download=args.download,
+                              spec_changes={**file.get("spec", {}), **flags["spec"]},
+                              config_changes={**file.get("train", {}), **flags["train"]},
+                              same_init=args.same_init or args.lockstep, lockstep=args.lockstep, out=out,
+                              device=args.device or "auto", progress=not args.no_progress,
+                              command=args.command_line)
+    print(result["markdown"])
+    return 0
 
 
 def compare_backends(*, dataset: str = "mnist-5k", data_dir: str | Path | None = None, download: bool = False,
@@ -30,11 +52,6 @@ def compare_backends(*, dataset: str = "mnist-5k", data_dir: str | Path | None =
 
     command: the command line that ran this, written at the top of compare.md and into compare.json.
     """
-    from vae_core.config import TrainConfig
-    from vae_core.data.datasets import load_dataset
-    from vae_core.model.spec import VAESpec
-    from vae_core.registry import build, fit, load_checkpoint, save_checkpoint
-    from vae_core.viz.curves import plot_backend_comparison
 
     data = load_dataset(dataset, data_dir=data_dir, download=download)
     changes = dict(spec_changes or {})

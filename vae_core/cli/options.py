@@ -1,23 +1,32 @@
-"""Command-line flags for every `VAESpec` and `TrainConfig` field, and `--config` files (TOML or YAML).
+"""The options of the `vae` commands: spec and config fields as flags, `--config` files, run.json, their merging.
 
 The flags are generated from the dataclasses, so a new field gets a flag and its one-line comment becomes
 the help text. Precedence, lowest first: the dataclass defaults (or a resumed checkpoint's values), the
-config file, the flags given on the command line.
+config file, the flags given on the command line (`resolve_train` merges them for `vae train`).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import inspect
+import json
+import os
 import re
+import sys
 import typing
 from pathlib import Path
 from typing import Any
 
 from vae_core.config import TrainConfig
+from vae_core.io.checkpoint import LAST_FILE, read_checkpoint
 from vae_core.model.spec import ARCHITECTURES, LIKELIHOODS, VAESpec
+from vae_core.registry import BACKENDS
 
 SECTIONS = {"spec": VAESpec, "train": TrainConfig}
+RUN_FILE = "run.json"  # the options of a `vae train` run, beside its checkpoints
+DATASETS = ("mnist-5k", "digits", "fashion-mnist", "mnist")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")
 # Fields the data decides; a flag or config value for them is checked against the dataset.
 DATA_FIELDS = ("input_dim", "image_shape")
 
@@ -165,3 +174,79 @@ def image_size(text: str) -> tuple[int, int]:
     if len(values) != 2 or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected two positive ints H,W such as 28,28; got {text!r}")
     return values
+
+
+def run_info(checkpoint: Path) -> dict[str, Any]:
+    """run.json beside a checkpoint, if `vae train` wrote one; {} otherwise."""
+    path = checkpoint.parent / RUN_FILE
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
+    """Merge defaults, run.json (with --resume), --config and flags into the run's options, spec and config."""
+
+    file = read_config_file(args.config) if args.config else {}
+    flags = flag_values(args)
+    run_file = file.get("run", {})
+    explicit = {k: getattr(args, k) for k in RUN_KEYS if getattr(args, k, None) is not None}
+    out = Path(explicit.get("out") or run_file.get("out") or "")
+    resume_from, previous = None, {}
+    if args.resume:
+        if not str(out):
+            raise ValueError("--resume needs --out: the folder of the run to continue")
+        previous = run_info(out / LAST_FILE)
+        if (out / LAST_FILE).is_file():
+            resume_from = out / LAST_FILE
+        else:
+            print(f"vae train: no {LAST_FILE} in {str(out)!r} yet; starting from scratch", file=sys.stderr)
+    if explicit.get("dataset") is not None and explicit.get("data") is not None:
+        raise ValueError(f"pass --dataset or --data, not both; got --dataset {explicit['dataset']!r} and --data "
+                         f"{str(explicit['data'])!r}")
+    given = {**{k: v for k, v in previous.items() if k in RUN_KEYS}, **run_file, **explicit}
+    if "dataset" in explicit or "data" in explicit:  # one source: the one asked for now replaces the other's keys
+        other = ("data", "image_size", "image_mode", "test_fraction") if "dataset" in explicit else \
+            ("dataset", "binarize", "data_dir")
+        for key in other:
+            if key not in explicit:
+                given.pop(key, None)
+    if given.get("data") is not None and given.get("dataset") is not None:
+        raise ValueError(f"pass --dataset or --data, not both; got --dataset {given['dataset']!r} and --data "
+                         f"{str(given['data'])!r}")
+    opts = {"backend": "torch", "dataset": None if given.get("data") else "mnist-5k", "data": None,
+            "image_size": None, "image_mode": None, "test_fraction": None, "data_dir": None, "binarize": None,
+            "device": "auto",
+            "precision": "fp32", **given}
+    if opts["data"] is not None:
+        opts["data"] = os.path.abspath(opts["data"])  # run.json's path works from any folder
+        if opts["binarize"] is not None:
+            raise ValueError("--binarize applies to --dataset; binarize your own images before passing --data")
+    elif opts["image_size"] is not None or opts["image_mode"] is not None or opts["test_fraction"] is not None:
+        raise ValueError("--image-size, --image-mode and --test-fraction apply to --data (your own image files); "
+                         f"drop them for --dataset {opts['dataset']!r}")
+    if not str(out):
+        source = opts["dataset"] or Path(opts["data"]).stem or "data"
+        out = Path("runs") / f"{source}-{opts['backend']}"
+    opts["out"] = str(out)
+    for key, choices in (("backend", sorted(BACKENDS)), ("dataset", (*DATASETS, None)), ("device", DEVICES),
+                         ("precision", PRECISIONS)):
+        if opts[key] not in choices:
+            raise ValueError(f"{key} must be one of {', '.join(c for c in choices if c)}; got {opts[key]!r} "
+                             f"(from --config)")
+
+    spec_changes = {**file.get("spec", {}), **flags["spec"]}
+    config_changes = {**file.get("train", {}), **flags["train"]}
+    if resume_from is not None:
+        ckpt = read_checkpoint(resume_from)
+        differs = {k: v for k, v in spec_changes.items() if getattr(ckpt.spec, k) != v}
+        if differs:
+            raise ValueError(f"--resume: {str(resume_from)!r} holds a model with {ckpt.spec.to_dict()}; the spec "
+                             f"cannot change on resume, but {differs} was asked for. Drop those flags or use a "
+                             f"new --out")
+        spec = ckpt.spec
+        config = (ckpt.train_config or TrainConfig()).replace(**config_changes)
+    else:
+        spec, config = None, TrainConfig(**config_changes)
+    return {"opts": opts, "spec": spec, "spec_changes": spec_changes, "config": config, "resume_from": resume_from}

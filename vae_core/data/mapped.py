@@ -119,8 +119,9 @@ def is_mapped(x: Any) -> bool:
 
 def _mapping_of(source: np.ndarray) -> tuple[mmap.mmap | None, int]:
     """The mmap.mmap behind a mapped `source` (`is_mapped`) and where its data starts in it, set to random access;
-    (None, 0) for anything else. Batches read scattered rows: with the default read-ahead, each page fault read
-    ~128 KB around a row of a few hundred bytes (an epoch of a file twice the memory limit read hundreds of GB)."""
+    (None, 0) for anything else. Batches read scattered rows: with the kernel's default read-ahead, each page fault
+    reads far more than the row it needs, and an epoch of a file larger than memory reads the file many times over
+    (docs: data, streaming)."""
     mapping = getattr(source, "_mmap", None)
     if not is_mapped(source) or not hasattr(mmap, "MADV_WILLNEED"):
         return None, 0

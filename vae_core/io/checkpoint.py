@@ -51,6 +51,8 @@ class CheckpointError(ValueError):
 
 @dataclass
 class AdamState:
+    """Adam's state in the neutral layouts: the step count and both moments of every weight."""
+
     step: int  # optimizer steps taken (Adam's t)
     m: dict[str, np.ndarray]  # first moments, neutral names and layouts
     v: dict[str, np.ndarray]  # second moments, neutral names and layouts
@@ -58,6 +60,8 @@ class AdamState:
 
 @dataclass
 class Checkpoint:
+    """What a checkpoint file holds: the spec, the weights, and what a run needs to resume (see the module docstring)."""
+
     spec: VAESpec  # rebuilds the model
     weights: dict[str, np.ndarray]  # neutral name -> float32 array
     train_config: TrainConfig | None = None  # the config of the run that wrote it

@@ -25,12 +25,14 @@ def iwae_nll(model: Any, x: np.ndarray, *, k: int = DEFAULT_K, chunk_size: int =
     x: (N, D) float32/float64 or uint8 images. k: samples per image; chunk_size: samples per decoder pass;
     batch_size: images per batch; seed: the noise (see `iwae_noise`); progress: a tqdm bar.
     """
-    return backend_of(model)[1].metrics.iwae_nll(model, x, k=k, chunk_size=chunk_size, batch_size=batch_size, seed=seed,
-                                           progress=progress, device=device)
+    return backend_of(model)[1].metrics.iwae_nll(model, x, k=k, chunk_size=chunk_size, batch_size=batch_size,
+                                                 seed=seed, progress=progress, device=device)
+
 
 def posterior_means(model: Any, x: np.ndarray, batch_size: int = 1000, *, device: str = "auto") -> np.ndarray:
     """E_q[z|x] = the encoder's mu for every image of x: (N, latent_dim) float32, for either backend."""
     return backend_of(model)[1].metrics.posterior_means(model, x, batch_size, device=device)
+
 
 def active_units(model: Any, x: np.ndarray, *, threshold: float = ACTIVE_THRESHOLD, batch_size: int = 1000,
                  device: str = "auto") -> ActiveUnits:

@@ -47,8 +47,9 @@ class TrainerBackend(Protocol):
         """Prepare the 0-based `epoch`: its batches are `order` (N,) in turn.
 
         images: this epoch's (N, D) training set when it differs from `set_data`'s (dynamic binarization: 0/1 in
-            float32, or 0/255 in uint8 for uint8 data), else None. eps: (N, L) noise, row i for the i-th example in `order`; None means the backend draws its own
-            framework noise as a function of (config.seed, epoch) alone.
+            float32, or 0/255 in uint8 for uint8 data), else None.
+        eps: (N, L) noise, row i for the i-th example in `order`; None means the backend draws its own framework
+            noise as a function of (config.seed, epoch) alone.
         """
 
     def train_steps(self, first: int, stop: int, should_stop: Callable[[], bool],

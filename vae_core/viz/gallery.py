@@ -134,8 +134,8 @@ def plot_all(model: Any, x: Any, labels: Sequence | np.ndarray | None, out_dir: 
     """Write the gallery of `model` on `x` (N, D) with class `labels` into `out_dir`; returns {file name: path}.
 
     Files: RECONSTRUCTIONS_PNG (n examples chosen by `seed`), SAMPLES_PNG (n*n prior samples), LATENT_SCATTER_PNG,
-    LATENT_TSNE_PNG (at most `tsne_points` points; left out for fewer than latent.TSNE_MIN_POINTS), TRAVERSALS_PNG (the up-to-MAX_TRAVERSAL_DIMS dims whose
-    means vary most over x), INTERPOLATION_PNG (n steps between two examples), and HISTORY_PNG if `history`.
+    LATENT_TSNE_PNG (at most `tsne_points` points; left out for fewer than latent.TSNE_MIN_POINTS), TRAVERSALS_PNG
+    (the up-to-MAX_TRAVERSAL_DIMS dims whose means vary most over x), INTERPOLATION_PNG (n steps between two examples), and HISTORY_PNG if `history`.
     """
     x, labels, shape = _check_plot_all_args(model, x, labels, history, n, seed, tsne_points, dpi)
     out = Path(out_dir)

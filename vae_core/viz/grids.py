@@ -1,8 +1,8 @@
 """Image plots: grids of samples, reconstructions, latent traversals and interpolations, NumPy in, PNG out.
 
 Images are flat (N, H*W*C) rows, or (N, H, W) / (N, H, W, C) arrays, in [0, 1] (or uint8), shaped by
-`image_shape` (a spec's or dataset's, e.g. (28, 28), (8, 8) or (27, 29, 3): grey levels or RGB, any aspect). Every function writes `path` and returns it as
-a Path; figures have a fixed size in inches (see each docstring), so the PNG is that size times `dpi` pixels.
+`image_shape` (a spec's or dataset's, e.g. (28, 28), (8, 8) or (27, 29, 3): grey levels or RGB, any aspect).
+Every function writes `path` and returns it as a Path; figures have a fixed size in inches (see each docstring), so the PNG is that size times `dpi` pixels.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def plot_image_grid(images: np.ndarray, image_shape: tuple[int, ...], path: str 
                     ncols: int = 10, title: str | None = None, dpi: int = DPI) -> Path:
     """A grid of images, `ncols` per row.
 
-    Size: (ncols * CELL + 2 * PAD) x (rows * CELL + 2 * PAD [+ TITLE if title]) inches.
+    Size: (ncols * CELL + 2 * PAD) x (rows * CELL + 2 * PAD (+ TITLE if title)) inches.
     """
     owner = "plot_image_grid"
     check_path(owner, path)
@@ -51,7 +51,7 @@ def plot_reconstructions(originals: np.ndarray, reconstructions: np.ndarray, ima
                          title: str | None = None, dpi: int = DPI) -> Path:
     """The first `n` originals (top row) above their reconstructions, class labels as column titles.
 
-    Size: (k * CELL + 2 * PAD + ROW_LABEL) x (2 * CELL + 2 * PAD [+ COL_TITLE if labels] [+ TITLE if title])
+    Size: (k * CELL + 2 * PAD + ROW_LABEL) x (2 * CELL + 2 * PAD (+ COL_TITLE if labels) (+ TITLE if title))
     inches, k = min(n, N).
     """
     owner = "plot_reconstructions"
@@ -76,7 +76,7 @@ def plot_traversals(grid: np.ndarray, image_shape: tuple[int, ...], path: str | 
     """Latent traversals: grid (n_dims, n_values, H*W*C), one row per latent dim, one column per value.
 
     `dims` label the rows (z0, z1, ... by default), `values` the columns. Size: (n_values * CELL + 2 * PAD +
-    ROW_LABEL) x (n_dims * CELL + 2 * PAD [+ COL_TITLE if values] [+ TITLE if title]) inches.
+    ROW_LABEL) x (n_dims * CELL + 2 * PAD (+ COL_TITLE if values) (+ TITLE if title)) inches.
     """
     owner = "plot_traversals"
     check_path(owner, path)
@@ -100,7 +100,7 @@ def plot_interpolation(images: np.ndarray, image_shape: tuple[int, ...], path: s
                        dpi: int = DPI) -> Path:
     """A row of images decoded along the line from x1's latent mean to x2's, ends titled `start` and `end`.
 
-    Size: (k * CELL + 2 * PAD) x (CELL + 2 * PAD + COL_TITLE [+ TITLE if title]) inches, k images.
+    Size: (k * CELL + 2 * PAD) x (CELL + 2 * PAD + COL_TITLE (+ TITLE if title)) inches, k images.
     """
     owner = "plot_interpolation"
     check_path(owner, path)

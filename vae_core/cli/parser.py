@@ -1,0 +1,136 @@
+"""The argument parser of the `vae` command (`build_parser`), with the flags several commands share."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vae_core.cli.options import DATASETS, DEVICES, PRECISIONS, add_field_flags, image_size
+from vae_core.registry import BACKENDS
+
+# `vae --help`'s description
+DESCRIPTION = """The `vae` command: train, evaluate, sample, reconstruct, plot and compare, in either backend.
+
+    vae train --backend torch --dataset mnist-5k --epochs 10 --out runs/mnist
+    vae train --out runs/mnist --resume --epochs 20 --backend tf   # continue that run in the other backend
+    vae evaluate runs/mnist/last.safetensors
+    vae sample runs/mnist/last.safetensors -n 100 -o samples.png --npy samples.npy
+    vae plot runs/mnist/best.safetensors --out runs/mnist/plots
+    vae compare --dataset fashion-mnist --epochs 20 --same-init --out runs/compare
+    vae train --nproc 2 --dataset fashion-mnist --out runs/fm   # data-parallel: torchrun, or tf's MirroredStrategy
+
+A bad argument exits with status 2 and one line on stderr, never a traceback; so does a second run into a folder
+that another run holds. A run that fails while training (a non-finite loss, or a disk that refuses a write) exits
+with status 1 and keeps its last good checkpoint. SIGTERM and Ctrl-C stop at the next step boundary after a
+checkpoint of that step, with one line saying how to resume, and exit 143 and 130.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error and exit status 2 (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_data_flags(p: argparse.ArgumentParser, *, default: str | None, own_images: bool = True) -> None:
+    p.add_argument("--dataset", choices=DATASETS, default=default,
+                   help="dataset name" + (f" (default: {default})" if default else
+                                          " (default: the one the checkpoint's run.json names)"))
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="folder with the IDX files of fashion-mnist or mnist (or their parent)")
+    p.add_argument("--download", action="store_true", help="download fashion-mnist/mnist if missing (md5-checked)")
+    if not own_images:  # `vae compare` runs on the built-in datasets
+        return
+    p.add_argument("--data", type=Path, default=None, metavar="PATH",
+                   help="your own images instead of --dataset: a folder of PNG/JPEG files, or a .npy/.npz array "
+                        "(N, H, W[, C]), split 90/10 (--test-fraction) by --seed (vae_core.data.load_images)")
+    p.add_argument("--image-size", type=image_size, default=None, metavar="H,W",
+                   help="with --data: resize every image file to H x W (otherwise mixed sizes are refused)")
+    p.add_argument("--image-mode", choices=("L", "RGB"), default=None,
+                   help="with --data: convert every image file to grey levels (L) or colour (RGB)")
+    p.add_argument("--test-fraction", type=float, default=None, metavar="F",
+                   help="with --data: the share of images held out for testing (default 0.1); it is read into "
+                        "memory, while a .npy's training split stays on disk")
+
+
+def _add_device_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=DEVICES, default=None, help="where to run (default: auto)")
+
+
+def _add_backend_flag(p: argparse.ArgumentParser, help_default: str) -> None:
+    p.add_argument("--backend", choices=sorted(BACKENDS), default=None, help=f"backend (default: {help_default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vae", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a VAE and write checkpoints, history and plots into --out",
+                       description="Train a VAE. Writes into --out: last.safetensors, best.safetensors, run.json, "
+                                   "history.json, history.csv and plots/*.png.")
+    _add_backend_flag(p, "torch, or run.json's with --resume")
+    _add_data_flags(p, default=None)
+    p.add_argument("--binarize", choices=["static"], default=None,
+                   help="statically binarize the pixels (one Bernoulli draw per pixel, fixed by --seed)")
+    p.add_argument("--config", type=Path, default=None, help="TOML or YAML file with [spec], [train], [run] tables")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<dataset>-<backend>)")
+    _add_device_flag(p)
+    p.add_argument("--precision", choices=PRECISIONS, default=None, help="fp32 (default) or bf16 autocast (torch)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from --out/last.safetensors (either backend wrote it) up to --epochs in total")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="data-parallel over N: torch, N processes on this host through torch.distributed.run "
+                        "(gloo on the CPU, NCCL on GPUs); tf, a MirroredStrategy over N devices (N GPUs, else the "
+                        "CPU as N logical devices). --batch-size stays the global batch (default 1)")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots at the end")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_field_flags(p)
+
+    p = sub.add_parser("evaluate", help="test -ELBO, recon, KL, IWAE NLL and active units of a checkpoint")
+    p.add_argument("checkpoint", type=Path)
+    _add_backend_flag(p, "the one that wrote the checkpoint")
+    _add_data_flags(p, default=None)
+    p.add_argument("--split", choices=["test", "train"], default="test")
+    p.add_argument("--k", type=int, default=100, help="importance samples for the IWAE NLL; 0 skips it (default 100)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation noise")
+    p.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
+    _add_device_flag(p)
+
+    p = sub.add_parser("sample", help="draw samples from the prior of a checkpoint's model")
+    p.add_argument("checkpoint", type=Path)
+    _add_backend_flag(p, "the one that wrote the checkpoint")
+    p.add_argument("-n", type=int, default=100, help="number of samples (default 100)")
+    p.add_argument("-o", "--output", type=Path, default=Path("samples.png"), help="PNG grid (default samples.png)")
+    p.add_argument("--npy", type=Path, default=None, help="also save the (n, D) samples as .npy")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("reconstruct", help="originals above, reconstructions below")
+    p.add_argument("checkpoint", type=Path)
+    _add_backend_flag(p, "the one that wrote the checkpoint")
+    _add_data_flags(p, default=None)
+    p.add_argument("-n", type=int, default=10, help="number of test images (default 10)")
+    p.add_argument("-o", "--output", type=Path, default=Path("reconstructions.png"))
+    p.add_argument("--npy", type=Path, default=None, help="also save the (n, D) reconstructions as .npy")
+
+    p = sub.add_parser("plot", help="every plot of a checkpoint: reconstructions, samples, latents, t-SNE, ...")
+    p.add_argument("checkpoint", type=Path)
+    _add_backend_flag(p, "the one that wrote the checkpoint")
+    _add_data_flags(p, default=None)
+    p.add_argument("--out", type=Path, default=None, help="folder for the PNGs (default: plots/ beside the checkpoint)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("compare", help="train both backends side by side and plot their curves",
+                       description="Train the torch and tf backends with the same spec, config, data and seed; "
+                                   "write compare.png, compare.md and compare.json into --out.")
+    _add_data_flags(p, default="mnist-5k", own_images=False)
+    p.add_argument("--same-init", action="store_true", help="start both from one neutral checkpoint (init.safetensors)")
+    p.add_argument("--lockstep", action="store_true",
+                   help="also feed both the same noise (the parity suite's shared eps); implies --same-init")
+    p.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder (default runs/compare)")
+    p.add_argument("--config", type=Path, default=None, help="TOML or YAML file with [spec] and [train] tables")
+    _add_device_flag(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_field_flags(p)
+    return parser
+

@@ -1,0 +1,113 @@
+"""`vae train`: train a VAE into --out (checkpoints, run.json, history, plots), in one process or data-parallel."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from vae_core.cli.common import check_images_fit, load_data, positive, save_plots, write_json
+from vae_core.cli.launch import launch_torchrun
+from vae_core.cli.options import RUN_FILE, resolve_train
+from vae_core.io.atomic import atomic_write
+from vae_core.io.out_dir import prepare_out_dir
+from vae_core.io.run_lock import LOCK_FILE, run_lock
+from vae_core.model.spec import VAESpec
+from vae_core.registry import backend_module, build, fit
+from vae_core.train.history import HISTORY_KEYS
+from vae_core.train.world import launched_rank, launched_world_size
+
+
+def run(args: argparse.Namespace) -> int:
+    positive("--nproc", args.nproc)
+    plan = resolve_train(args)
+    opts, config = plan["opts"], plan["config"]
+    if config.batch_size % args.nproc:
+        raise ValueError(f"--batch-size {config.batch_size} must divide by --nproc {args.nproc}: it is the global "
+                         f"batch, split evenly between them; use a multiple of {args.nproc}")
+    rank, launched = launched_rank(), launched_world_size() > 1  # under torchrun: rank 0 writes and prints
+    writer = rank == 0
+    # The CLI, not the trainer, holds the run lock: it writes run.json before fit starts, and with --nproc the
+    # ranks are other processes, which find it held through HELD_ENV (the trainer's run_lock is then a no-op).
+    with contextlib.ExitStack() as held:
+        out = _check_out_early(Path(opts["out"]), held if writer else None)
+        data = load_data(opts, download=args.download, seed=config.seed)
+        spec = plan["spec"]
+        if spec is None:
+            changes = dict(plan["spec_changes"])
+            for name, value in (("input_dim", data.input_dim), ("image_shape", data.image_shape)):
+                if name in changes and changes[name] != value:
+                    raise ValueError(f"--{name.replace('_', '-')} {changes[name]} does not match dataset "
+                                     f"{data.name!r}, whose images give {name}={value}; drop the flag")
+                changes[name] = value
+            spec = VAESpec(**changes)
+        else:
+            check_images_fit(spec, data, f"--resume: {data.name!r}")
+        strategy = None
+        if args.nproc > 1 and opts["backend"] == "tf":  # before TensorFlow starts: it may split the CPU
+            if opts["device"] != "auto":
+                raise ValueError(f"--nproc {args.nproc} with --backend tf trains on the strategy's devices; drop "
+                                 f"--device {opts['device']}")
+            strategy = backend_module("tf").distributed.mirrored_strategy(args.nproc)
+        backend_module(opts["backend"]).device.resolve_device(opts["device"], "--device")  # imports the framework
+        if out is None:  # every argument is checked before anything is written
+            out = prepare_out_dir(Path(opts["out"]), "--out")
+        lock = held.enter_context(run_lock(out, "--out")) if writer else None  # one run per folder
+        if args.nproc > 1 and opts["backend"] == "torch" and not launched:
+            del data  # checked; each rank loads its own
+            return launch_torchrun(args.nproc, args.argv, lock)
+        if not writer:  # another rank of a torchrun job: it trains, rank 0 writes
+            model = build(opts["backend"], spec, seed=config.seed)
+            fit(model, data.x_train, data.x_test, config, out_dir=out, resume_from=plan["resume_from"],
+                device=opts["device"], precision=opts["precision"], progress=False)
+            return 0
+        for stale in out.glob(".*.safetensors.*.tmp"):  # temp files of a write that was killed mid-way
+            stale.unlink()
+        info = {**opts, "seed": config.seed, "spec": spec.to_dict(), "train_config": config.to_dict(),
+                "argv": sys.argv[1:]}
+        write_json(out / RUN_FILE, info)
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            model = build(opts["backend"], spec, seed=config.seed)
+        start_msg = f"resuming {plan['resume_from']}" if plan["resume_from"] else "training"
+        size = launched_world_size() if launched else args.nproc
+        world = f" x {size}" if size > 1 else ""
+        print(f"vae train: {start_msg}: {opts['backend']}{world} on {data.name} ({len(data.x_train)} train / "
+              f"{len(data.x_test)} test), {spec.num_params:,} parameters, {config.epochs} epochs -> {out}/",
+              file=sys.stderr)
+        kwargs: dict[str, Any] = {"out_dir": out, "resume_from": plan["resume_from"], "device": opts["device"],
+                                  "precision": opts["precision"], "progress": not args.no_progress}
+        history = fit(model, data.x_train, data.x_test, config, **kwargs)
+        write_json(out / "history.json", history)
+        atomic_write(out / "history.csv", _history_csv(history))
+        if not args.no_plots:
+            save_plots(model, data, out / "plots", history, seed=config.seed)
+        last = {k: history[k][-1] for k in ("train_loss", "val_loss", "val_recon", "val_kl") if history.get(k)}
+        print(json.dumps({"out": str(out), "epochs": len(history["train_loss"]), **last}))
+    return 0
+
+
+def _check_out_early(out: Path, held: contextlib.ExitStack | None) -> Path | None:
+    """--out checked before the data is read, where that writes nothing: when the folder exists (or a file stands
+    in its way) it is prepared now, and if a run left its lock file there (a busy folder has one) the lock is taken
+    into `held` (None: not the writing rank). Returns the prepared folder, or None when --out does not exist yet: it
+    is created only once the data and every other argument have passed."""
+    nearest = next((p for p in (out, *out.parents) if p.exists()), None)
+    if nearest is None or (nearest != out and nearest.is_dir()):
+        return None
+    out = prepare_out_dir(out, "--out")  # raises for a file in the way; else probes the existing folder
+    if held is not None and (out / LOCK_FILE).is_file():
+        held.enter_context(run_lock(out, "--out"))
+    return out
+
+
+def _history_csv(history: dict[str, list[float]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["epoch", *HISTORY_KEYS])
+    for i in range(len(history.get("train_loss", []))):
+        writer.writerow([i + 1, *(history[k][i] if i < len(history.get(k, [])) else "" for k in HISTORY_KEYS)])
+    return buf.getvalue().encode()
