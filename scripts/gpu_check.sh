@@ -40,7 +40,7 @@ fi
 
 status=0
 # 1. CUDA-marked tests. Without CUDA (the dry run) they skip, which pytest reports as such.
-timeout 150 "$PY" -m pytest -q -p no:cacheprovider -m gpu -rs tests/parity/test_gpu.py tests/test_torch_train.py \
+timeout 150 "$PY" -m pytest -q -p no:cacheprovider -m gpu -rs tests/parity/test_gpu.py tests/backends/torch/test_torch_train.py \
   --junitxml="$OUT/gpu_tests.xml" 2>&1 | tee "$OUT/gpu_tests.log" || status=1
 
 # 2. The benchmark: the seed-style loop against ours, 4 epochs each (the first holds compile time).

@@ -2,7 +2,7 @@
 
 Check 7 compares torch on CUDA with TensorFlow on the CPU. GPU machines have torch but no TensorFlow, so the TF
 side comes from this committed file; on machines with TensorFlow, tests/parity checks that the file is what TF
-computes now (test_committed_tf_reference_*). Contents, from backends/parity/drivers.py's drivers and inputs:
+computes now (test_committed_tf_reference_*). Contents, from tests/parity/drivers.py's drivers and inputs:
 
     {likelihood}.forward.{decoder_out,mu,log_var}   check 2: `forward` on batch(spec, FORWARD_SEED), init seed 0
     bernoulli.grad.{weight}                          check 3: `gradients` on batch(spec, GRADIENT_SEED), beta 1

@@ -4,8 +4,8 @@ Usage:
     python -m scripts.parity_report          # print the report
     python -m scripts.parity_report --out    # also write scripts/results/parity_report.md and .json
 
-Measures with the drivers of backends/parity/drivers.py (the tests' own code) and compares with the constants of
-backends/parity/tolerances.py. Checks: 1 loss terms against the float64 fixture, 2 forward pass, 3 gradients (and 3b
+Measures with the drivers of tests/parity/drivers.py (the tests' own code) and compares with the constants of
+tests/parity/tolerances.py. Checks: 1 loss terms against the float64 fixture, 2 forward pass, 3 gradients (and 3b
 the optimizer update), 4 lockstep training over 50 and 200 steps (free-running, resynchronised from the same
 state, and in float64), 5 checkpoints moved torch->tf and tf->torch; per likelihood; 6 the same for conv models
 (forward and loss against a NumPy float64 reference, gradients, float64 lockstep, checkpoints); torch on the CPU,
@@ -482,13 +482,13 @@ def _lockstep_explanation(runs, labels) -> str:
            "In float64 (`fit(precision=\"fp64\")`, the rows \"4 lockstep, float64\") the two fits agree within "
            "the issue's 1e-4 over all 200 steps, by many orders of magnitude, for the Bernoulli and Gaussian models: "
            "they run the same algorithm step for step. Two real differences, measured in float64 for scale "
-           "(backends/parity/tolerances.py): Keras' own Adam (epsilon hat) gives 3.9e-7 at step 2 and 8.6e-3 by step "
+           "(tests/parity/tolerances.py): Keras' own Adam (epsilon hat) gives 3.9e-7 at step 2 and 8.6e-3 by step "
            "200; a learning rate 1e-6 too high gives 3.0e-8 at step 2 and 5.0e-3 by step 200. In float32 the "
            "gap exceeds 1e-4 after about 100 steps, for the reason below.", ""]
     tvt = extra.get("torch_vs_torch")
     if tvt:
         out += ["Torch against itself, same batches and noise, perturbations that change only rounding "
-                "(`backends.parity.drivers.torch_lockstep_variant`), max relative loss gap:", "",
+                "(`tests.parity.drivers.torch_lockstep_variant`), max relative loss gap:", "",
                 "| torch vs torch | first 50 steps | first 100 | all 200 | first step above 1e-4 |",
                 "|---|---|---|---|---|"]
         for name, v in tvt.items():

@@ -1,6 +1,6 @@
 """A stand-in for `vae_core.train.interrupt.StopSignals` in tests: a signal 'arrives' after `n` step-boundary checks, so
 a stop lands at a fixed step in-process. The torch backend checks before every step, TF before and after every
-block, and the trainer after each run of steps. tests/test_kill_resume.py sends real signals to a subprocess."""
+block, and the trainer after each run of steps. tests/reliability/test_kill_resume.py sends real signals to a subprocess."""
 import signal
 
 

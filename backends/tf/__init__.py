@@ -55,4 +55,5 @@ def build_model(spec, seed: int | None = None) -> VAE:
     return VAE(spec, seed=seed)
 
 
-__all__ = ["VAE", "Sampling", "TorchAdam", "build_model", "evaluate", "fit", "device", "distributed", "losses", "metrics", "optim", "train", "weights"]
+__all__ = ["VAE", "Sampling", "TorchAdam", "build_model", "evaluate", "fit", "device", "distributed", "losses", "metrics", "optim",
+           "train", "weights"]

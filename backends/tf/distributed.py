@@ -1,9 +1,10 @@
 """tf.distribute for `backends.tf.fit`: the strategy a model was built under, and MirroredStrategy over N devices.
 
 A model built inside `strategy.scope()`, the Keras way, keeps that strategy; `backends.tf.fit` then trains it
-under the strategy: Keras' `fit` splits each global batch between the replicas, `VAE._train_shard` weights each
-example by 1 / the global batch, and `TorchAdam` clips the global norm of the summed gradient. A strategy's
-replicas live in one process, so to `vae_core.train.loop` the run is one process (`vae_core.train.world.SINGLE`).
+under the strategy: Keras' `fit` splits each global batch between the replicas, the train step
+(`backends.tf.steps`) weights each example by 1 / the global batch, and `TorchAdam` clips the global norm of the
+summed gradient. A strategy's replicas live in one process, so to `vae_core.train.loop` the run is one process
+(`vae_core.train.world.SINGLE`).
 
 The torch backend's `distributed` module has the same role for torch.distributed.
 """

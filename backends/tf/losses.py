@@ -73,8 +73,8 @@ def kl_to_standard_normal(mu, log_var) -> tf.Tensor:
 
     Per dim: 0.5 * (mu^2 + (expm1(log_var) - log_var)), the reference's expm1 form, as the torch backend computes
     it. The difference expm1(v) - v (~v^2/2, between two numbers ~v) is taken in float64: in float32 it loses most
-    of its digits for the small |v| of inactive latent units. It is a (B, L) tensor, so this costs nothing
-    measurable.
+    of its digits for the small |v| of inactive latent units. It is a (B, L) tensor, small next to the decoder's
+    (B, D) work.
     """
     mu, log_var = _cast(_dtype_of(mu), mu, log_var)
     wide = tf.cast(log_var, tf.float64)  # (B, L)

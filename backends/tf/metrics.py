@@ -17,25 +17,15 @@ from backends.tf.device import exact_fp32, resolve_device
 from backends.tf.losses import HALF_LOG_2PI, reconstruction_nll
 from backends.tf.model import check_model
 from vae_core.data.rows import check_data
-from vae_core.metrics.estimators import (
-    ACTIVE_THRESHOLD,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_K,
-    ActiveUnits,
-    IWAEResult,
-    check_active_args,
-    check_batch_size,
-    check_iwae_args,
-    count_active_units,
-    run_iwae,
-)
+from vae_core.metrics.estimators import (ACTIVE_THRESHOLD, DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, DEFAULT_K,
+                                         ActiveUnits, IWAEResult, check_active_args, check_batch_size, check_iwae_args,
+                                         count_active_units, run_iwae)
 
 _COMPILED: "weakref.WeakKeyDictionary[Any, tuple[Any, Any]]" = weakref.WeakKeyDictionary()
 # On a CPU, a conv model decodes a chunk of samples in groups of images of at most this many decoder rows (or one
-# image, for chunk_size above it): XLA's CPU convolutions held ~150 KB per row of the 28x28 conv model, so the
-# default chunk (100 images x 100 samples) took 1.5 GB above the model (README, "Conv models"). The MLP's rows are
-# a few KB, and a GPU's memory is another budget: they decode a chunk at once.
+# image, for chunk_size above it): XLA's CPU convolutions hold a large buffer per decoder row, so a whole default
+# chunk (100 images x 100 samples) would take far more memory than the model (README, "Conv models"). The MLP's
+# rows are small, and a GPU's memory is another budget: they decode a chunk at once.
 CONV_DECODER_ROWS = 2000
 
 

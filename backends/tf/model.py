@@ -17,7 +17,10 @@ batch_size=..., validation_data=(x_val,))` trains on vae_core's negative ELBO. A
 `{"x": (B, D), "eps": (B, L)}` to fix the reparameterisation noise (the vae_core `fit` uses that for shared noise
 and for a deterministic validation loss). Metrics "loss", "recon", "kl" are `keras.metrics.Mean` trackers weighted
 by batch size, so Keras reports exact means over the epoch's examples, for training and validation alike.
-Targets `y` and sample weights are ignored: the objective is vae_core's negative ELBO of x.
+Targets `y` and sample weights are ignored: the objective is vae_core's negative ELBO of x. The Keras hooks
+`train_step` and `test_step` run the steps of `backends.tf.steps`. A `compile` that picks neither jit_compile nor
+steps_per_execution gets `vae_core.fit`'s speed settings (`VAE.compile`), and Keras' `fit` then runs each call's
+batches in one XLA program (`backends.tf.steps._block_train_function`).
 """
 from __future__ import annotations
 
@@ -28,7 +31,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from backends.tf.losses import negative_elbo, per_example
+from backends.tf import steps as _steps
+from backends.tf.distributed import strategy_of as _strategy_of
+from backends.tf.pipeline import BATCHES_PER_BLOCK, CONV_BATCHES_PER_BLOCK
 from backends.tf.weights import import_weights
 from vae_core.data.rows import rows_shape
 from vae_core.model.architecture import CONV, CONV_TRANSPOSE, Layer
@@ -71,8 +76,9 @@ class Sampling(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="vae_core")
 class VAE(SpecAttributes, keras.Model):
-    """Variational autoencoder of a `VAESpec` (an MLP, or convolutions then dense layers), built, holding `vae_core.init_weights(spec, seed)` (the same in
-    every backend). `vae_core.build("tf", spec, seed=...)` returns one.
+    """Variational autoencoder of a `VAESpec` (an MLP, or convolutions then dense layers), built, holding
+    `vae_core.init_weights(spec, seed)` (the same in every backend). `vae_core.build("tf", spec, seed=...)` returns
+    one.
 
     Registered as Keras-serializable: `model.save("vae.keras")` and `keras.models.load_model("vae.keras")`
     round-trip with `safe_mode` on, from the JSON config (the spec as a dict) and the weights; nothing is unpickled.
@@ -106,6 +112,10 @@ class VAE(SpecAttributes, keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss", dtype="float64")
         self.recon_tracker = keras.metrics.Mean(name="recon", dtype="float64")
         self.kl_tracker = keras.metrics.Mean(name="kl", dtype="float64")
+        # The train step's own state (the trainer's step log, the compiled replica step): a plain object, set once.
+        # Keras' and TF's attribute tracking pass it by (they track variables, layers and metrics, and wrap lists
+        # and dicts), so the tf.Variable it holds during a fit never becomes a weight or saved state of the model.
+        self.step_state = _steps.StepState()
         # Built at once, holding the shared initial weights: VAE(spec, seed=s) equals the torch backend's.
         self.build()
         import_weights(self, init_weights(spec, seed))
@@ -208,10 +218,6 @@ class VAE(SpecAttributes, keras.Model):
             x = tf.cast(x, tf.float32) / 255.0
         return tf.cast(x, self._out_dtype)
 
-    def _as_rows(self, x: Any) -> tf.Tensor:
-        """A batch inside a train or test step, rows or images, as (B, D) rows of the model's float dtype."""
-        return tf.reshape(self._float(x), (-1, self.spec.input_dim))
-
     def _rows(self, x: Any, method: str, argument: str) -> tf.Tensor:
         """(D,), (B, D) or images (B, H, W, C) as (B, D) rows of the model's float dtype, checked."""
         x = self._float(x)
@@ -267,14 +273,31 @@ class VAE(SpecAttributes, keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.recon_tracker, self.kl_tracker]
 
-    def compile(self, *args: Any, jit_compile: Any = "auto", **kwargs: Any) -> None:
-        """`keras.Model.compile`, except that jit_compile="auto" means XLA on every device.
+    def compile(self, *args: Any, jit_compile: Any = "auto", steps_per_execution: int | None = None,
+                **kwargs: Any) -> None:
+        """`keras.Model.compile`, with the speed settings of `vae_core.fit` when the caller picks none.
 
-        Keras' "auto" turns XLA off on CPU-only machines; for the MLP the XLA step is faster on CPU too (and conv
-        models run one batch per call, see `backends.tf.pipeline`).
-        Pass jit_compile=False to opt out.
+        jit_compile="auto" (the default) means XLA on every device (Keras' "auto" turns it off on CPU-only
+        machines; the XLA step is faster on CPU too), except under a tf.distribute strategy or with
+        run_eagerly=True, where XLA stays off as in Keras. With jit_compile left at "auto", steps_per_execution
+        defaults to the batches `vae_core.fit` runs per call (`_default_steps_per_execution`: 32 for an MLP, 1
+        for conv models or under a strategy). An explicit value of either wins; an explicit jit_compile without
+        steps_per_execution keeps Keras' steps_per_execution=1 (what `vae_core.fit`'s own compile, which runs one
+        block per call, relies on). With XLA and several steps per call, Keras' `fit` runs each call's batches in
+        one XLA program (`backends.tf.steps._block_train_function`) instead of one XLA call per batch. None of
+        this changes the numbers a step computes (`tests/backends/tf/test_keras_fit.py`).
         """
-        super().compile(*args, jit_compile=True if jit_compile == "auto" else jit_compile, **kwargs)
+        under_strategy = _strategy_of(self) is not None or tf.distribute.has_strategy()
+        if isinstance(jit_compile, str) and jit_compile == "auto":
+            if steps_per_execution is None:
+                steps_per_execution = _default_steps_per_execution(self.spec, under_strategy)
+            jit_compile = not (under_strategy or kwargs.get("run_eagerly", False))
+        super().compile(*args, jit_compile=jit_compile,
+                        steps_per_execution=1 if steps_per_execution is None else steps_per_execution, **kwargs)
+        if self.jit_compile and self.steps_per_execution > 1 and not self.run_eagerly and not under_strategy:
+            # each call's batches in one XLA program, not one XLA call per batch; `fit` keeps a set train function
+            super().make_train_function(force=True)  # Keras' own, for data that cannot be stacked into blocks
+            self.train_function = _steps._block_train_function(self, self.train_function)
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
         """What `keras.models.load_model` calls: compile as saved, and build the optimizer so its saved state loads.
@@ -284,124 +307,13 @@ class VAE(SpecAttributes, keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
-    @staticmethod
-    def _unpack(data) -> tuple[tf.Tensor, tf.Tensor | None, tf.Tensor | None]:
-        """x, eps (or None) and rows (or None) of a batch or block."""
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        if isinstance(x, dict):
-            return x["x"], x.get("eps"), x.get("rows")
-        return x, None, None
-
-    def _elbo(self, x, eps, training: bool, rows=None):
-        out, mu, log_var = self(x, eps=eps, training=training)  # (B, D|2D), (B, L), (B, L)
-        return negative_elbo(x, out, mu, log_var, likelihood=self.spec.likelihood, beta=self.spec.beta, rows=rows)
-
-    def _update_trackers(self, x, total, recon, kl, rows=None) -> dict[str, tf.Tensor]:
-        # weight each batch mean by its number of examples: exact epoch means
-        batch = tf.cast(tf.shape(x)[0] if rows is None else rows, tf.float64)
-        for tracker, value in ((self.loss_tracker, total), (self.recon_tracker, recon), (self.kl_tracker, kl)):
-            tracker.update_state(tf.cast(value, tf.float64), sample_weight=batch)
-        return {m.name: m.result() for m in self.metrics}
-
     def train_step(self, data):
-        """One optimizer step on a batch x, (B, D) rows or (B, H, W[, C]) images; or, for a block (a dict with
-        "rows"), one step per batch in order.
-
-        Blocks are what `backends.tf.fit` feeds: {"x": (K, B, D), "eps": (K, B, L), "rows": (K,) int32}, with
-        rows[k] the real examples of batch k (the rest is padding, masked out of the loss) and empty batches last.
-        The K steps run in one compiled loop, so an epoch makes K times fewer calls into the XLA program.
-        """
-        x, eps, rows = self._unpack(data)
-        share = data.get("share") if isinstance(data, dict) else None
-        if share is not None:  # a replica's shard of a global batch, under a tf.distribute strategy
-            return self._train_shard(x, eps, share)
-        if rows is None:  # a batch (Keras' own fit): (B, D) rows or (B, H, W[, C]) images
-            if tf.distribute.get_strategy().num_replicas_in_sync > 1:  # this replica's part of Keras' split
-                x = self._as_rows(x)  # (b, D)
-                count = tf.distribute.get_replica_context().all_reduce(
-                    tf.distribute.ReduceOp.SUM, tf.cast(tf.shape(x)[0], self.compute_dtype))  # () the batch
-                return self._train_shard(x, eps, tf.fill(tf.shape(x)[:1], 1.0 / count))
-            return self._train_batch(x, eps)
-        if x.shape[0] == 1:  # one batch per block (conv models): no loop, see backends.tf.pipeline.block_shape
-            self._train_batch(x[0], None if eps is None else eps[0], rows[0], 0)
-            return {m.name: m.result() for m in self.metrics}
-        n_batches = tf.math.count_nonzero(rows, dtype=tf.int32)  # ()
-
-        def body(k):
-            self._train_batch(x[k], None if eps is None else eps[k], rows[k], k)
-            return (k + 1,)
-
-        tf.while_loop(lambda k: k < n_batches, body, (tf.constant(0),))
-        return {m.name: m.result() for m in self.metrics}
-
-    def _train_batch(self, x, eps, rows=None, k=0) -> dict[str, tf.Tensor]:
-        x = self._as_rows(x)  # (B, D)
-        with tf.GradientTape() as tape:
-            total, recon, kl = self._elbo(x, eps, training=True, rows=rows)  # () each
-        grads = tape.gradient(total, self.trainable_variables)
-        step_log = self.__dict__.get("_step_log")  # set by backends.tf.fit; None for plain Keras use
-        if step_log is not None:  # row k: this step's batch means (loss, recon, kl), read after the block
-            step_log.scatter_nd_update([[k]], tf.cast(tf.stack([total, recon, kl]), tf.float64)[None])
-        self.optimizer.apply(grads, self.trainable_variables)
-        return self._update_trackers(x, total, recon, kl, rows)
-
-    def _train_shard(self, x, eps, share) -> dict[str, tf.Tensor]:
-        """One replica's part of an optimizer step under a tf.distribute strategy (`backends.tf.fit`).
-
-        x: (b, D) this replica's rows of the global batch (b may be 0); share: (b,) 1 / the global batch's
-        examples, 0 for padding (`backends.tf.pipeline.replica_batches`; Keras' own fit: its split of a batch,
-        see `train_step`). The replica's loss is the weighted sum of its examples' losses, so the optimizer's sum of the
-        replicas' gradients is the gradient of the global batch's mean loss, whatever the split; TorchAdam clips
-        the norm of that sum. The step log gets the all-reduced batch means, the same on every replica.
-        """
-        x = self._as_rows(x)  # (b, D)
-        weight = tf.cast(share, self.compute_dtype)  # (b,)
-        step = self._shard_gradients_xla() if eps is not None else self._shard_gradients  # no RNG inside XLA
-        grads, sums, (total, recon, kl) = step(x, eps, weight)
-        context = tf.distribute.get_replica_context()
-        means = context.all_reduce(tf.distribute.ReduceOp.SUM, sums)  # (3,) the global batch's means
-        step_log = self.__dict__.get("_step_log")
-        if step_log is not None:
-            step_log.assign(means[None])  # (1, 3)
-        self.optimizer.apply(grads, self.trainable_variables)
-        return self._track_examples(total, recon, kl, tf.cast(weight > 0, tf.float64))  # padding rows count 0
-
-    def _shard_gradients(self, x, eps, weight):
-        """A replica's forward and backward pass: (x (b, D), eps (b, L) or None, weight (b,)) -> (the gradients
-        of sum(weight * loss), (3,) float64 weighted sums of (loss, recon, kl), the per-example (b,) values)."""
-        with tf.GradientTape() as tape:
-            out, mu, log_var = self(x, eps=eps, training=True)  # (b, D|2D), (b, L), (b, L)
-            recon, kl = per_example(x, out, mu, log_var, likelihood=self.spec.likelihood)  # (b,) each
-            total = recon + self.spec.beta * kl  # (b,)
-            loss = tf.reduce_sum(weight * total)  # ()
-        sums = tf.cast(tf.stack([loss, tf.reduce_sum(weight * recon), tf.reduce_sum(weight * kl)]), tf.float64)
-        return tape.gradient(loss, self.trainable_variables), sums, (total, recon, kl)
-
-    def _shard_gradients_xla(self):
-        """`_shard_gradients` XLA-compiled on its own, once per model: Keras runs a strategy's step without XLA (it
-        cannot compile the cross-replica all-reduce), and this part is most of the step. Dropped when the layers'
-        precision changes (`backends.tf.train`)."""
-        fn = self.__dict__.get("_shard_gradients_fn")
-        if fn is None:
-            fn = tf.function(self._shard_gradients, jit_compile=True, reduce_retracing=True)
-            object.__setattr__(self, "_shard_gradients_fn", fn)
-        return fn
+        """Keras' hook: one optimizer step on a batch, or one per batch of a block (`backends.tf.steps.train_step`)."""
+        return _steps.train_step(self, data)
 
     def test_step(self, data):
-        x, eps, _ = self._unpack(data)
-        x = self._as_rows(x)  # (B, D)
-        out, mu, log_var = self(x, eps=eps, training=False)  # (B, D|2D), (B, L), (B, L)
-        recon, kl = per_example(x, out, mu, log_var, likelihood=self.spec.likelihood)  # (B,) each
-        mask = data.get("mask") if isinstance(data, dict) else None  # (B,) 0 for padding, under a strategy
-        return self._track_examples(recon + self.spec.beta * kl, recon, kl,
-                                    None if mask is None else tf.cast(mask, tf.float64))
-
-    def _track_examples(self, total, recon, kl, mask=None) -> dict[str, tf.Tensor]:
-        """The trackers take the per-example (B,) values, padding rows (mask 0) left out: exact means over the
-        examples, also when a tf.distribute strategy splits the batches (the replicas' sums add up)."""
-        for tracker, values in ((self.loss_tracker, total), (self.recon_tracker, recon), (self.kl_tracker, kl)):
-            tracker.update_state(tf.cast(values, tf.float64), sample_weight=mask)
-        return {m.name: m.result() for m in self.metrics}
+        """Keras' hook: a batch's losses into the trackers (`backends.tf.steps.test_step`)."""
+        return _steps.test_step(self, data)
 
     def get_config(self) -> dict[str, Any]:
         return {"spec": self.spec.to_dict(), "seed": self.sampling.seed, "name": self.name,
@@ -427,3 +339,12 @@ def check_model(model: Any, caller: str) -> VAE:
         raise TypeError(f"{caller}: model must be a TF VAE built by vae_core.build('tf', ...); "
                         f"got {type(model).__module__}.{type(model).__name__}")
     return model
+
+
+def _default_steps_per_execution(spec: VAESpec, under_strategy: bool = False) -> int:
+    """The batches per compiled call that `VAE.compile` picks for Keras' own `fit`: those `vae_core.fit` runs per
+    call (`backends.tf.pipeline`): BATCHES_PER_BLOCK for an MLP, CONV_BATCHES_PER_BLOCK for a conv model, and 1
+    under a tf.distribute strategy (one global batch per call, as `vae_core.fit` runs it)."""
+    if under_strategy:
+        return 1
+    return CONV_BATCHES_PER_BLOCK if spec.architecture == "conv" else BATCHES_PER_BLOCK

@@ -33,7 +33,7 @@ The learning rate is kept in a float64 variable, so `optimizer.learning_rate.ass
 as torch's param group (a float32 variable rounds 1e-3 up by 4.7e-8, which moves some float32 weight updates by
 one ulp). Given the same weights, moments and gradients, the updated weights, m and v are meant to equal torch's
 fused CPU Adam bit for bit; tests/parity compares them (test_optimizer_update_agrees_given_the_same_gradients,
-through backends/parity/drivers.py `adam_steps`). Torch's foreach/single-tensor Adam (`fused=False`) and its CUDA
+through tests/parity/drivers.py `adam_steps`). Torch's foreach/single-tensor Adam (`fused=False`) and its CUDA
 kernels round differently (param.addcdiv_ computes var + step * (m / denom)); against those the update agrees to
 float32 rounding, not bitwise. It is what `backends.tf.fit` uses; a plain `keras.optimizers.Adam` also trains
 the model and its state can be exported/imported the same way (`backends.tf.weights.export_adam`).
@@ -55,7 +55,8 @@ class TorchAdam(keras.optimizers.Adam):
             raise ValueError("TorchAdam.amsgrad must be False; got True (AMSGrad is not part of the vae_core recipe)")
         super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
                          amsgrad=False, name=name, **kwargs)
-        old = self._learning_rate
+        self._after_all_grads = None  # set by `apply` for the updates of one step, read by `update_step`
+        old = self._learning_rate  # Keras' private slot: it has no public way to replace the variable
         if isinstance(old, keras.Variable) and old.dtype != "float64":  # a float: hold it as torch does, in float64
             with keras.name_scope(self.name, caller=self):
                 lr64 = keras.Variable(float(learning_rate), name="learning_rate", dtype="float64", trainable=False,
@@ -108,6 +109,7 @@ class TorchAdam(keras.optimizers.Adam):
         t = tf.cast(self.iterations + 1, f64)
         bias1 = 1.0 - tf.pow(tf.constant(self.beta_1, f64), t)  # () float64, like torch's Python float
         bias2_sqrt = tf.sqrt(1.0 - tf.pow(tf.constant(self.beta_2, f64), t))  # ()
+        # Keras' private slot lists, read as keras.optimizers.Adam.update_step reads them (no public accessor)
         m_var = self._momentums[self._get_variable_index(variable)]
         v_var = self._velocities[self._get_variable_index(variable)]
         m, v = tf.convert_to_tensor(m_var), tf.convert_to_tensor(v_var)
@@ -122,7 +124,7 @@ class TorchAdam(keras.optimizers.Adam):
         self.assign(v_var, v)
         denom = tf.sqrt(v) / tf.cast(bias2_sqrt, dtype) + tf.cast(self.epsilon, dtype)
         lr = tf.cast(learning_rate, f64)  # ()
-        tie = self.__dict__.get("_after_all_grads")  # see `apply`
+        tie = self._after_all_grads  # see `apply`
         if tie is not None:
             lr = lr + tie
         neg_step = tf.cast(-(lr / bias1), dtype)  # float32(-lr / bc1), as torch's

@@ -1,21 +1,26 @@
 """The tf.data pipelines that feed Keras' `model.fit` and `model.evaluate` inside `backends.tf.fit`.
 
-Training data arrives in blocks of consecutive batches, which `VAE.train_step` runs as one XLA loop: one launch
-of the compiled program per block instead of one per batch cuts the per-batch launch overhead (README,
-Benchmarks). The non-finite check names the exact step all the same (the train step records it).
+Training data arrives in blocks of consecutive batches, which the train step (`backends.tf.steps`) runs as one XLA
+loop: one launch of the compiled program per block instead of one per batch cuts the per-batch launch overhead
+(README, Benchmarks). The non-finite check names the exact step all the same (the train step records it).
+
+A training set read by position (`vae_core.data.lazy.LazyRows`: a .npy map's `MappedRows`, a dataset's
+`ItemRows`) is read by `tf.numpy_function` inside the pipeline, one block ahead, in `calls` parallel calls.
 """
 from __future__ import annotations
+
+import weakref
 
 import numpy as np
 import tensorflow as tf
 
-from vae_core.data.mapped import MappedRows
+from vae_core.data.lazy import LazyRows
 from vae_core.train.arguments import EVAL_BATCH_SIZE
 
 BATCHES_PER_BLOCK = 32  # batches per call into the compiled train step
-# Conv models take one batch per call: inside XLA's while loop, TF 2.21's CPU convolutions run an order of magnitude
-# slower than the same step called once per batch (README, "Conv models"), and a conv step is long enough that
-# the per-call overhead the blocks save does not matter.
+# Conv models take one batch per call: inside XLA's while loop, TensorFlow's CPU convolutions run far slower than
+# the same step called once per batch (README, "Conv models"), and a conv step is long enough that the per-call
+# overhead the blocks save does not matter.
 CONV_BATCHES_PER_BLOCK = 1
 BLOCK_ROWS = 4096  # and at most this many rows per block (at least one batch): bounds a block's memory
 
@@ -27,29 +32,46 @@ def block_shape(n: int, batch_size: int, batches_per_block: int = BATCHES_PER_BL
     return max(1, min(batches_per_block, -(-n // b), BLOCK_ROWS // b)), b
 
 
-def gather_rows(x: tf.Variable | tf.Tensor | MappedRows, index: tf.Tensor) -> tf.Tensor:
-    """x[index]: (len(index), D) rows of a tensor or variable, or, for a training set that stays on disk
-    (`MappedRows`), read from the file by a `tf.numpy_function` inside the tf.data pipeline."""
-    if isinstance(x, MappedRows):
-        rows = tf.numpy_function(x.take, [index], tf.as_dtype(x.dtype), stateful=False)
+_READ_ERRORS: "weakref.WeakKeyDictionary[LazyRows, Exception]" = weakref.WeakKeyDictionary()
+
+
+def gather_rows(x: tf.Variable | tf.Tensor | LazyRows, index: tf.Tensor) -> tf.Tensor:
+    """x[index]: (len(index), D) rows of a tensor or variable, or, for a training set read by position
+    (`LazyRows`), read by `x.take` in a `tf.numpy_function` inside the tf.data pipeline. A read that raises
+    keeps its error for `read_error`: TF hands `model.fit` only a wrapper of its text."""
+    if isinstance(x, LazyRows):
+        def take(positions: np.ndarray) -> np.ndarray:
+            try:
+                return x.take(positions)
+            except Exception as error:
+                _READ_ERRORS.setdefault(x, error)
+                raise
+
+        rows = tf.numpy_function(take, [index], tf.as_dtype(x.dtype), stateful=False)
         return tf.ensure_shape(rows, [None, x.shape[1]])
     return tf.gather(x, index)
 
 
+def read_error(x: tf.Variable | tf.Tensor | LazyRows) -> Exception | None:
+    """The first error a read of `x` raised since the last call (and forgets it), or None."""
+    return _READ_ERRORS.pop(x, None) if isinstance(x, LazyRows) else None
+
+
 class EpochBlocks:
     """The training pipeline of one fit: built (and traced) once, fed each epoch's order and noise through
-    variables, so an epoch costs no new dataset (tracing the map and building the dataset took ~55 ms an epoch on
-    this CPU, most of a one-step epoch's overhead).
+    variables, so an epoch costs no new dataset (tracing the map and building a dataset every epoch would be most
+    of a short epoch's overhead).
 
     `steps(first, stop)` gives the epoch's steps first, ..., stop - 1, grouped into blocks
-    {"x": (K, B, D), "eps": (K, B, L), "rows": (K,)} that `VAE.train_step` runs as K consecutive steps; a block
+    {"x": (K, B, D), "eps": (K, B, L), "rows": (K,)} that the train step runs as K consecutive steps; a block
     past `stop` holds empty batches (rows 0), and the last batch of the epoch is padded to B rows; rows[k] counts
-    the real examples of batch k. x: (N, D) float32, or uint8 images (x / 255 per block), in memory or on disk.
-    (K, B) is `shape`, the epoch's `block_shape`, so every run of steps uses the same compiled step.
+    the real examples of batch k. x: (N, D) float32, or uint8 images (x / 255 per block), in memory or read by
+    position (`LazyRows`, in `calls` parallel reads). (K, B) is `shape`, the epoch's `block_shape`, so every run
+    of steps uses the same compiled step.
     """
 
-    def __init__(self, x: tf.Variable | tf.Tensor | MappedRows, n: int, latent_dim: int, shape: tuple[int, int],
-                 eps_dtype: tf.DType = tf.float32):
+    def __init__(self, x: tf.Variable | tf.Tensor | LazyRows, n: int, latent_dim: int, shape: tuple[int, int],
+                 eps_dtype: tf.DType = tf.float32, calls: int = 1):
         k, b = shape
         d, n_steps = int(x.shape[1]), -(-n // b)
         slots = (n_steps + k) * b  # a block that starts at the last step still reads inside
@@ -64,22 +86,25 @@ class EpochBlocks:
 
         def block(j):
             first, stop, last = tf.unstack(self.run.read_value())
-            j = tf.minimum(j, last)  # a block read ahead past the run (prefetch) repeats its last one
+            # a block read ahead past the run (prefetch) is never used: its slots are the last block's, its batches
+            # empty
+            live_block, j = j <= last, tf.minimum(j, last)
             steps = first + j * k + tf.range(k, dtype=tf.int64)  # (K,)
             slots_j = tf.reshape(steps[:, None] * b + tf.range(b, dtype=tf.int64)[None], [-1])  # (K * B,)
-            # the batches of steps past the run are empty: they read row 0, not examples from the file
-            examples = tf.where(tf.repeat(steps < stop, b), tf.gather(self.index, slots_j), 0)  # (K * B,)
+            # the batches of steps past the run are empty: they read row 0, not examples from the file or dataset
+            live = tf.logical_and(steps < stop, live_block)  # (K,)
+            examples = tf.where(tf.repeat(live, b), tf.gather(self.index, slots_j), 0)  # (K * B,)
             batch = gather_rows(x, examples)  # (K * B, D)
             if batch.dtype == tf.uint8:  # images kept uint8 become x / 255 per block, in float32
                 batch = tf.cast(batch, tf.float32) / 255.0
             return {"x": tf.reshape(batch, (k, b, d)),  # (K, B, D)
                     "eps": tf.reshape(tf.gather(self.noise, slots_j), (k, b, latent_dim)),  # (K, B, L)
-                    "rows": tf.where(steps < stop, tf.gather(rows_t, steps), 0)}  # (K,)
+                    "rows": tf.where(live, tf.gather(rows_t, steps), 0)}  # (K,)
 
         # One endless dataset for the whole fit, run for a number of blocks by model.fit(steps_per_epoch=...):
-        # given a finite one, Keras makes the next epoch's iterator as each call ends, which costs ~19 ms and
-        # reads one block ahead every call.
-        self.dataset = tf.data.Dataset.counter().map(block, num_parallel_calls=1, deterministic=True) \
+        # given a finite one, Keras makes the next epoch's iterator as each call ends, a cost on every call, and
+        # that iterator reads one block ahead.
+        self.dataset = tf.data.Dataset.counter().map(block, num_parallel_calls=calls, deterministic=True) \
             .prefetch(1).with_options(_options())
 
     def set_epoch(self, order: np.ndarray, eps: tf.Tensor | np.ndarray) -> None:
@@ -109,16 +134,16 @@ def train_dataset(x: tf.Variable | tf.Tensor, perm: np.ndarray, eps: tf.Tensor |
     return dataset.take(count)
 
 
-def replica_batches(x: tf.Variable | tf.Tensor | MappedRows, perm: np.ndarray, eps: tf.Tensor, batch_size: int,
-                    replicas: int) -> tf.data.Dataset:
+def replica_batches(x: tf.Variable | tf.Tensor | LazyRows, perm: np.ndarray, eps: tf.Tensor, batch_size: int,
+                    replicas: int, calls: int = 1) -> tf.data.Dataset:
     """The global batches of `perm` in order, {"x": (B, D), "eps": (B, L), "share": (B,)}, for a model under a
     tf.distribute strategy of `replicas` replicas: Keras' fit splits each batch between them
     (`experimental_distribute_dataset`). share = 1 / the batch's examples goes with every example, so a replica's
-    part of the loss needs no knowledge of the split (`VAE._train_shard`). A last batch that does not split evenly
+    part of the loss needs no knowledge of the split (`backends.tf.steps`). A last batch that does not split evenly
     is padded with share-0 rows up to a multiple of `replicas`: Keras' fit reduces its first batch elementwise
     across the replicas, and any batch may come first (a run of steps can start anywhere in an epoch).
-    x: (N, D) float32, or uint8 images (x / 255 per batch), in memory or on disk (`MappedRows`); eps: (len(perm),
-    L), row i for perm[i]."""
+    x: (N, D) float32, or uint8 images (x / 255 per batch), in memory or read by position (`LazyRows`, in `calls`
+    parallel reads); eps: (len(perm), L), row i for perm[i]."""
     n = len(perm)
     sizes = np.minimum(batch_size, n - batch_size * np.arange(-(-n // batch_size)))  # (steps,) examples per batch
     pad = -sizes[-1] % replicas  # rows that make the last batch split evenly
@@ -133,7 +158,7 @@ def replica_batches(x: tf.Variable | tf.Tensor | MappedRows, perm: np.ndarray, e
         return {"x": xb, "eps": eps_b, "share": share_b}
 
     batches = tf.data.Dataset.from_tensor_slices((index, noise, share)).batch(batch_size)
-    return batches.map(batch, num_parallel_calls=1, deterministic=True).prefetch(1).with_options(_options())
+    return batches.map(batch, num_parallel_calls=calls, deterministic=True).prefetch(1).with_options(_options())
 
 
 def val_dataset(val: np.ndarray, eps: np.ndarray, replicas: int = 1) -> tf.data.Dataset:

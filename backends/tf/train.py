@@ -3,17 +3,18 @@
 `Trainer` is this backend's `vae_core.train.backend.TrainerBackend`. Each run of steps (an epoch, or the part of one up
 to the next step checkpoint) is one Keras `model.fit(..., epochs=e + 1, initial_epoch=e)` call on a tf.data
 pipeline (`backends.tf.pipeline`) that gathers the batches in the trainer's order, in blocks of the same shape
-all fit long, which `VAE.train_step` runs as one XLA loop (`jit_compile=True`, compiled once per fit; the first
-epoch carries the compile time). The train step writes each step's batch losses into a small variable that a
-callback reads after every block: the trainer's exact epoch means and its non-finite check come from those, and
-a stop request is seen between blocks. Validation is `model.evaluate` (`VAE.test_step`).
+all fit long, which the train step (`backends.tf.steps.train_step`) runs as one XLA loop (`jit_compile=True`,
+compiled once per fit; the first epoch carries the compile time). The train step writes each step's batch losses
+into a small variable that a callback reads after every block: the trainer's exact epoch means and its non-finite
+check come from those, and a stop request is seen between blocks. Validation is `model.evaluate`
+(`backends.tf.steps.test_step`).
 
 A model built under a tf.distribute MirroredStrategy (`backends.tf.distributed`) trains under it: one global batch
 per call, split between the replicas by Keras, each example weighted by 1 / its batch's examples
-(`pipeline.replica_batches`, `VAE._train_shard`), the global norm of the summed gradient clipped by TorchAdam.
+(`pipeline.replica_batches`, `backends.tf.steps`), the global norm of the summed gradient clipped by TorchAdam.
 
 Without shared noise the epoch's eps are TF stateless normals seeded by (config.seed, epoch), so the compiled
-step holds no random-number generator (which halves its XLA compile time) and a resumed run draws what the
+step holds no random-number generator (which shortens its XLA compile) and a resumed run draws what the
 uninterrupted one drew. Gradient clipping is Keras' `global_clipnorm` (torch's clip_grad_norm_ divides by
 norm + 1e-6 instead of norm: below float32 resolution unless the norm is ~1e-6 or smaller).
 """
@@ -33,17 +34,12 @@ from backends.tf.device import exact_fp32, resolve_device
 from backends.tf.losses import kl_to_standard_normal, reconstruction_nll
 from backends.tf.model import VAE, check_model
 from backends.tf.optim import make_optimizer
-from backends.tf.pipeline import (
-    BATCHES_PER_BLOCK,
-    CONV_BATCHES_PER_BLOCK,
-    EpochBlocks,
-    block_shape,
-    replica_batches,
-    val_dataset,
-)
+from backends.tf.pipeline import (BATCHES_PER_BLOCK, CONV_BATCHES_PER_BLOCK, EpochBlocks, block_shape, read_error,
+                                  replica_batches, val_dataset)
 from vae_core.checks import check_int
 from vae_core.config import TrainConfig
-from vae_core.data.mapped import MappedRows
+from vae_core.data.items import ItemRows
+from vae_core.data.lazy import LazyRows
 from vae_core.data.rows import check_data
 from vae_core.train.arguments import EVAL_BATCH_SIZE, check_fit_arguments, check_precision
 from vae_core.train.backend import Means, StepsResult, WeightsAdapter
@@ -97,7 +93,7 @@ class _MixedPrecision:
             layer.dtype_policy = policy
         if self.layers:  # the traced steps have bfloat16 casts baked in: retrace on the next use
             self.model.train_function = self.model.test_function = self.model.predict_function = None
-            self.model.__dict__.pop("_shard_gradients_fn", None)  # the replica step, under a strategy
+            self.model.step_state.retrace()  # the replica step, under a strategy
         return False
 
 
@@ -107,8 +103,9 @@ class Trainer(WeightsAdapter):
     name = "tf"
     weights_module = weights
 
-    def __init__(self, model: VAE, config: TrainConfig, device: str, world: World = SINGLE):
+    def __init__(self, model: VAE, config: TrainConfig, device: str, world: World = SINGLE, data_workers: int = 0):
         self.model, self.config, self.device, self.world = model, config, device, world
+        self.data_workers = data_workers  # parallel tf.data reads of a dataset's items; 0 or 1: one
         self.strategy = distributed.strategy_of(model)  # None, or the tf.distribute strategy it was built under
         with self._scope():
             self.optimizer = make_optimizer(model, config)
@@ -119,14 +116,15 @@ class Trainer(WeightsAdapter):
     def _scope(self):
         return contextlib.nullcontext() if self.strategy is None else self.strategy.scope()
 
-    def set_data(self, train: np.ndarray | MappedRows, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
+    def set_data(self, train: np.ndarray | LazyRows, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
         # A variable, not a constant: tf.data copies a captured constant into every iterator, and reads a
-        # variable in place. A MappedRows stays on disk; the pipeline reads each block from the file.
-        self.x_train = train if isinstance(train, MappedRows) else \
+        # variable in place. LazyRows stay where they are (a file, a dataset); the pipeline reads each block.
+        self.x_train = train if isinstance(train, LazyRows) else \
             tf.Variable(train, trainable=False, name="train_data")  # (N, D)
+        self.calls = max(1, self.data_workers) if isinstance(train, ItemRows) else 1
         replicas = 1 if self.strategy is None else self.strategy.num_replicas_in_sync
         # Endless, and evaluated for its number of batches: with a finite dataset Keras makes a second iterator
-        # at the end of every evaluate call (~19 ms).
+        # at the end of every evaluate call.
         self.val, self.val_steps = None, None
         if val is not None:
             batches = val_dataset(val, val_eps, replicas)
@@ -134,14 +132,15 @@ class Trainer(WeightsAdapter):
         per_block = CONV_BATCHES_PER_BLOCK if self.model.spec.architecture == "conv" else BATCHES_PER_BLOCK
         # (K, B) of every block of the fit; under a strategy, one global batch per call (no blocks)
         self.shape = block_shape(len(train), self.config.batch_size, 1 if self.strategy else per_block)
-        # (K, 3) float64: the batch means of the block's steps, written by VAE.train_step; not a Keras weight.
-        # Under a strategy every replica writes the same all-reduced means; the first replica's copy is read.
+        # (K, 3) float64: the batch means of the block's steps, written by the train step while `model.fit` runs
+        # (`StepState.logging`); not a Keras weight. Under a strategy every replica writes the same all-reduced
+        # means; the first replica's copy is read.
         with self._scope():
             self.step_log = tf.Variable(tf.zeros((self.shape[0], 3), tf.float64), trainable=False, name="step_log",
                                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        object.__setattr__(self.model, "_step_log", self.step_log)
         if self.strategy is None:  # one pipeline for the whole fit
-            self.blocks = EpochBlocks(self.x_train, len(train), self.model.spec.latent_dim, self.shape)
+            self.blocks = EpochBlocks(self.x_train, len(train), self.model.spec.latent_dim, self.shape,
+                                      calls=self.calls)
 
     def begin_epoch(self, epoch: int, order: np.ndarray, images: np.ndarray | None, eps: np.ndarray | None) -> None:
         if images is not None:  # dynamic binarization: this epoch's 0/1 sample
@@ -162,9 +161,16 @@ class Trainer(WeightsAdapter):
         else:
             rows = slice(first * self.shape[1], stop * self.shape[1])
             data, count = replica_batches(self.x_train, self.order[rows], self.eps[rows], self.shape[1],
-                                          self.strategy.num_replicas_in_sync), None
-        self.model.fit(data, epochs=self.epoch + 1, initial_epoch=self.epoch, steps_per_epoch=count,
-                       callbacks=[counter], verbose=0, shuffle=False)
+                                          self.strategy.num_replicas_in_sync, self.calls), None
+        read_error(self.x_train)  # forget a failed read ahead of an earlier run, which fit never used
+        try:
+            with self.model.step_state.logging(self.step_log):
+                self.model.fit(data, epochs=self.epoch + 1, initial_epoch=self.epoch, steps_per_epoch=count,
+                               callbacks=[counter], verbose=0, shuffle=False)
+        except tf.errors.OpError:
+            if (error := read_error(self.x_train)) is None:  # a bad item of a dataset: its error, not TF's wrapper
+                raise
+            raise error from None
         losses = np.concatenate(counter.losses) if counter.losses else np.zeros((0, 3))
         finite = bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in self.model.trainable_variables]))
         return StepsResult(losses, finite)
@@ -177,17 +183,20 @@ class Trainer(WeightsAdapter):
         self.optimizer.learning_rate.assign(lr)
 
 
-def fit(model: VAE, train: np.ndarray | MappedRows, val: np.ndarray | None = None,
+def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | None = None,
         config: TrainConfig = TrainConfig(), *, out_dir: str | os.PathLike | None = None,
         resume_from: str | os.PathLike | None = None, shared_noise: bool = False, device: str = "auto",
-        precision: str = "fp32", progress: bool = True) -> dict[str, list[float]]:
+        precision: str = "fp32", progress: bool = True, data_workers: int = 0) -> dict[str, list[float]]:
     """Train `model` with Adam on the negative ELBO (`vae_core.train.loop.run`) through Keras; returns the history.
 
     train, val: (N, D) rows or (N, H, W[, C]) images of the spec's image_shape, channels last: float32/float64 (in
         [0, 1] for Bernoulli) or uint8 (x / 255; uint8 training data stays uint8 and is converted per block).
         `train` may stay on disk: a `vae_core.data.mapped.MappedRows` or a file's `np.memmap` is read a block at a time
         (tf.numpy_function, one block prefetched), except under dynamic binarization, which reads it with a
-        warning.
+        warning. Either may be a map-style dataset (a torch `Dataset`, `TensorDataset`, `Subset`, ...) of examples
+        or (example, label, ...) items, (C, H, W) images too (`vae_core.data.items.ItemRows`): `train`'s items are
+        read by index in the trainer's order a block at a time, checked as they are read, so it trains exactly as
+        the same rows as an array; `val` is read once.
     out_dir: `last.safetensors` every epoch and `best.safetensors` when the monitored loss (val_loss, or
         train_loss without val) improves, with Adam and the loop state. resume_from: a checkpoint of either
         backend; training continues up to `config.epochs` epochs in total.
@@ -198,6 +207,8 @@ def fit(model: VAE, train: np.ndarray | MappedRows, val: np.ndarray | None = Non
         float64; the data and noise are the float32 values, widened) and its weights come back rounded to
         float32; it takes no out_dir or resume_from. A model built with dtype="float64" trains itself and takes
         only "fp64".
+    data_workers: 0 (the default) or 1 reads a dataset one block at a time, one ahead; N > 1 in N parallel calls of
+        the tf.data read (threads of this process, sharing the GIL). Arrays and .npy maps ignore it.
 
     History lists are per epoch (`vae_core.train.history.HISTORY_KEYS`), exact means over the examples. Raises
     NonFiniteLossError at the first NaN/inf loss, before any checkpoint after the last finite step is written.
@@ -218,7 +229,8 @@ def fit(model: VAE, train: np.ndarray | MappedRows, val: np.ndarray | None = Non
         raise ValueError(f"fit: this model is float64 (built with dtype='float64') but precision={precision!r} "
                          f"trains float32 weights; pass precision='fp64', or build a float32 model")
     args = check_fit_arguments(model.spec, train, val, config, out_dir=out_dir, resume_from=resume_from,
-                               shared_noise=shared_noise, precision=precision, progress=progress)
+                               shared_noise=shared_noise, precision=precision, progress=progress,
+                               data_workers=data_workers)
     # Keras variables keep their dtype: an fp64 run of a float32 model trains a float64 twin
     with contextlib.nullcontext() if strategy is None else strategy.scope():
         twin = VAE(model.spec, seed=model.sampling.seed, dtype="float64") \
@@ -229,7 +241,7 @@ def fit(model: VAE, train: np.ndarray | MappedRows, val: np.ndarray | None = Non
         # under a strategy, its devices are where the steps run
         place = tf.device(device_name) if strategy is None else contextlib.nullcontext()
         with place, exact_fp32(device_name), _MixedPrecision(twin, precision):
-            return run(Trainer(twin, config, device_name, world), model.spec, args)
+            return run(Trainer(twin, config, device_name, world, args.data_workers), model.spec, args)
     finally:  # unchecked: after a non-finite loss the model holds the non-finite weights, as in fp32
         if twin is not model:
             trained = weights.native_parameters(twin)

@@ -66,7 +66,7 @@ def _adam_slots(model, optimizer) -> dict[str, tuple]:
         optimizer.build(model.trainable_variables)
     slots = {}
     for name, var in variables.items():
-        try:
+        try:  # Keras' private slot index and lists: Keras has no public accessor for a variable's Adam slots
             index = optimizer._get_variable_index(var)
         except KeyError:
             raise ValueError(f"optimizer was built for other variables than this model's ({name!r} has no Adam slot); "

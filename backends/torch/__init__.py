@@ -1,7 +1,8 @@
 """The PyTorch backend of vae_core: `VAE` (a torch.nn.Module), `build_model`, `fit`, `evaluate`.
 
 Modules: `model` (the VAE), `losses` (the objective on tensors), `weights` (neutral NumPy <-> torch,
-Adam state included), `optim` (the Adam `fit` uses) and `train` (the training loop). `vae_core.build("torch", ...)` calls `build_model`.
+Adam state included), `optim` (the Adam `fit` uses), `steps` (the train step) and `train` (the training loop).
+`vae_core.build("torch", ...)` calls `build_model`.
 
 Importing it loads triton now, if installed (`vae_core.triton_guard`): torch would import it lazily on the first
 optimizer, which crashes once TensorFlow >= 2.20 is in the process.
@@ -23,4 +24,5 @@ def build_model(spec: VAESpec, seed: int | None = None) -> VAE:
     return VAE(spec, seed=seed)
 
 
-__all__ = ["VAE", "build_model", "evaluate", "fit", "device", "distributed", "losses", "metrics", "optim", "train", "weights"]
+__all__ = ["VAE", "build_model", "evaluate", "fit", "device", "distributed", "losses", "metrics", "optim",
+           "train", "weights"]

@@ -14,19 +14,9 @@ from backends.torch.device import exact_fp32, resolve_device, to_device
 from backends.torch.losses import HALF_LOG_2PI, reconstruction_nll
 from backends.torch.model import VAE, check_model, eval_mode
 from vae_core.data.rows import check_data
-from vae_core.metrics.estimators import (
-    ACTIVE_THRESHOLD,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_K,
-    ActiveUnits,
-    IWAEResult,
-    check_active_args,
-    check_batch_size,
-    check_iwae_args,
-    count_active_units,
-    run_iwae,
-)
+from vae_core.metrics.estimators import (ACTIVE_THRESHOLD, DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, DEFAULT_K,
+                                         ActiveUnits, IWAEResult, check_active_args, check_batch_size, check_iwae_args,
+                                         count_active_units, run_iwae)
 
 
 def log_weights(model: VAE, x: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor,

@@ -1,14 +1,16 @@
 """`fit` and `evaluate` for the torch VAE: the framework half of `vae_core.train.loop`.
 
 `Trainer` is this backend's `vae_core.train.backend.TrainerBackend`: it keeps the data as tensors on the device and
-gathers each epoch's batches there (a `MappedRows` training set stays on disk: each batch is read one ahead, then
-copied over). It keeps the per-step losses on the device and synchronises with the host once per run of steps (an
-epoch, or up to the next step checkpoint); a stop request is seen between any two steps. The epochs, resume,
-checkpoints, the LR plateau, early stopping and progress are `vae_core.train.loop.run`'s.
+gathers each epoch's batches there (a training set read by position, a .npy map's `MappedRows` or a dataset's
+`ItemRows`, stays where it is: each batch is read one ahead in a thread, or a dataset's in DataLoader worker
+processes with `fit(data_workers=N)`, then copied over), and runs the step (`backends.torch.steps.make_step`) on
+each. It keeps the per-step losses on the device and synchronises with the host once per run of steps (an epoch,
+or up to the next step checkpoint); a stop request is seen between any two steps. The epochs, resume, checkpoints,
+the LR plateau, early stopping and progress are `vae_core.train.loop.run`'s.
 
 Under torchrun (`backends.torch.distributed`) each rank keeps the whole data set, takes its shard of every global
-batch (`vae_core.train.world.shard`) with the same noise rows one process would give those examples, and steps the model
-inside DistributedDataParallel. Its loss is the sum of its examples' losses times world_size / global batch, so
+batch (`vae_core.train.world.shard`) with the same noise rows one process would give those examples, and steps the
+model inside DistributedDataParallel. Its loss is the sum of its examples' losses times world_size / global batch, so
 DDP's gradient average is the gradient of the global batch's mean loss, whatever the split; the batch means the
 trainer records are all-reduced sums over the global batch, once per run of steps.
 """
@@ -16,20 +18,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
 from backends.torch import distributed, weights
 from backends.torch.device import exact_fp32, resolve_device, to_device
-from backends.torch.losses import negative_elbo, per_example
+from backends.torch.losses import per_example
 from backends.torch.model import VAE, check_model, eval_mode
 from backends.torch.optim import make_optimizer
+from backends.torch.steps import make_step
 from vae_core.checks import check_bool, check_int
 from vae_core.config import TrainConfig
-from vae_core.data.mapped import MappedRows
+from vae_core.data.items import ItemRows
+from vae_core.data.lazy import LazyRows
 from vae_core.data.rows import check_data
 from vae_core.train.arguments import EVAL_BATCH_SIZE, check_device_name, check_fit_arguments, check_precision
 from vae_core.train.backend import Means, StepsResult, WeightsAdapter
@@ -65,6 +70,34 @@ def _framework_noise(seed: int, epoch: int, n: int, latent_dim: int, device: tor
     return torch.randn(n, latent_dim, generator=generator, device=device)
 
 
+class _TakeRows(torch.utils.data.Dataset):
+    """`LazyRows` for a DataLoader whose batch sampler gives each step's positions, taken at once by a worker. A bad
+    item comes back as its error, for the training process to raise: one message, not a worker's traceback."""
+
+    def __init__(self, rows: LazyRows):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitems__(self, positions: np.ndarray) -> torch.Tensor | Exception:
+        try:
+            return torch.from_numpy(self.rows.take(np.asarray(positions)))  # (b, D)
+        except (TypeError, ValueError) as error:  # ItemRows' errors about an item or the dataset
+            return error
+
+
+def _as_is(batch: torch.Tensor | Exception) -> torch.Tensor | Exception:
+    return batch  # the DataLoader's collate_fn: `__getitems__` made the batch
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """A DataLoader worker leaves SIGTERM and SIGINT (a signal to the process group) to the training process, which
+    stops at a step boundary and shuts it down; killed mid-read, it would make the DataLoader raise instead."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 class Trainer(WeightsAdapter):
     """One VAE and its fused Adam on one device, stepped by `vae_core.train.loop.run`."""
 
@@ -72,56 +105,22 @@ class Trainer(WeightsAdapter):
     weights_module = weights
 
     def __init__(self, model: VAE, config: TrainConfig, device: torch.device, precision: str, compile: bool,
-                 world: World = SINGLE):
+                 world: World = SINGLE, data_workers: int = 0):
         self.model, self.config, self.device, self.world = model, config, device, world
+        self.data_workers = data_workers  # DataLoader worker processes for a dataset's items; 0: a thread
         self.dtype = _compute_dtype(model)  # float64 inside precision="fp64"
         self.optimizer = make_optimizer(model, config)
         # DDP averages the ranks' gradients in the backward pass; device_ids only for a CUDA model; the gradients
-        # live in DDP's all-reduce buckets (no copy per step: 8.7 against 10.0 s an epoch, 2 gloo ranks here)
+        # live in DDP's all-reduce buckets (no copy of them per step)
         self.net = model if world.size == 1 else torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True)
-        self.shard_batch = config.batch_size // world.size  # a rank's rows of a full global batch
-        self.step = self._make_step(precision == "bf16", compile)
+        self.step = make_step(model, self.net, self.optimizer, device, grad_clip_norm=config.grad_clip_norm,
+                              world_size=world.size, shard_batch=config.batch_size // world.size,
+                              bf16=precision == "bf16", compile=compile)
 
-    def _make_step(self, bf16: bool, compile: bool) -> Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]:
-        """One optimizer step on a batch, or on this rank's shard of one; returns the detached (3,) batch means
-        (loss, recon, kl), or with several ranks the shard's sums.
-
-        The step's third argument, with several ranks: world_size / the global batch's examples (unused in one
-        process).
-        """
-        net, spec, optimizer, clip = self.net, self.model.spec, self.optimizer, self.config.grad_clip_norm
-        sharded = self.world.size > 1
-
-        def losses(xb: torch.Tensor, eb: torch.Tensor, scale: float) -> tuple[torch.Tensor, ...]:
-            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16):
-                out, mu, log_var = net(xb, eb)  # (b, output_dim), (b, latent_dim), (b, latent_dim)
-            # The loss itself is float32: negative_elbo widens bf16 activations first.
-            if not sharded:
-                return negative_elbo(xb, out, mu, log_var, likelihood=spec.likelihood, beta=spec.beta)
-            recon, kl = per_example(xb, out, mu, log_var, likelihood=spec.likelihood)  # (b,) each
-            total = (recon + spec.beta * kl).sum()  # () the shard's sum: a shard may hold no example
-            return total * scale, total.detach(), recon.sum().detach(), kl.sum().detach()
-
-        # Compiled for full batches only (static shapes: one graph per fit); a partial last batch runs eagerly,
-        # as a dynamic-shape recompile made every later step slower. Dynamo keeps at most
-        # torch._dynamo.config.recompile_limit (8) graphs of this function per process; later fits run eagerly.
-        compiled = torch.compile(losses, dynamic=False) if compile else losses
-
-        def step(xb: torch.Tensor, eb: torch.Tensor, scale: float) -> torch.Tensor:
-            total, *logged = (compiled if xb.shape[0] == self.shard_batch else losses)(xb, eb, scale)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()  # with DDP: the gradients are the ranks' mean when it returns
-            if clip is not None:  # the same all-reduced gradient on every rank, so the same clip
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            optimizer.step()
-            return torch.stack(logged[-3:] if sharded else [total, *logged]).detach()  # (3,)
-
-        return step
-
-    def set_data(self, train: np.ndarray | MappedRows, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
-        # (N, D) on the device, or on disk (a MappedRows), read a batch at a time by `_batch`
-        self.x_train = train if isinstance(train, MappedRows) else _data_to_device(train, self.device, self.dtype)
+    def set_data(self, train: np.ndarray | LazyRows, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
+        # (N, D) on the device, or read by position (a .npy map, a dataset) a batch at a time by `_batches`
+        self.x_train = train if isinstance(train, LazyRows) else _data_to_device(train, self.device, self.dtype)
         self.n_val = 0 if val is None else len(val)
         if val is not None:  # each rank validates its shard; `validate` adds up the sums
             lo, hi = shard(len(val), self.world.size, self.world.rank)
@@ -135,7 +134,7 @@ class Trainer(WeightsAdapter):
         self.eps_epoch = (_framework_noise(self.config.seed, epoch, n, latent, self.device) if eps is None
                           else to_device(eps, self.device)).to(self.dtype)  # (N, L)
         self.order = torch.from_numpy(order).to(self.device)  # (N,)
-        self.order_host = order  # (N,), for a training set read from disk
+        self.order_host = order  # (N,), for a training set read by position
 
     def _rows(self, s: int) -> tuple[slice, int]:
         """Step s's rows of the epoch's order on this rank, and the examples of its global batch."""
@@ -145,18 +144,21 @@ class Trainer(WeightsAdapter):
         return slice(s * batch + lo, s * batch + hi), b
 
     def _read(self, rows: slice) -> torch.Tensor:
-        """The examples of `rows` of the epoch's order, read from the file and copied to the device as stored."""
+        """The examples of `rows` of the epoch's order, read by position and copied to the device as stored."""
         host = torch.from_numpy(self.x_epoch.take(self.order_host[rows]))  # (b, D)
         cuda = self.device.type == "cuda"
         return (host.pin_memory() if cuda else host).to(self.device, non_blocking=cuda)
 
     def _batches(self, first: int, stop: int) -> Iterator[torch.Tensor]:
         """This rank's (b, D) batch of each step first, ..., stop - 1, as `self.dtype` values on the device. A
-        training set on disk is read one batch ahead in a background thread, so the read overlaps the step before
-        (as TF's tf.data pipeline prefetches a block)."""
-        if not isinstance(self.x_epoch, MappedRows):
+        training set read by position is read one batch ahead in a background thread, so the read overlaps the step
+        before (as TF's tf.data pipeline prefetches a block); a dataset with data_workers, by `_loaded`."""
+        if not isinstance(self.x_epoch, LazyRows):
             for s in range(first, stop):
                 yield _as_values(self.x_epoch.index_select(0, self.order[self._rows(s)[0]]), self.dtype)
+            return
+        if self.data_workers and isinstance(self.x_epoch, ItemRows):
+            yield from self._loaded(first, stop)
             return
         with ThreadPoolExecutor(1, thread_name_prefix="vae-read") as reader:
             ahead = reader.submit(self._read, self._rows(first)[0])
@@ -165,6 +167,24 @@ class Trainer(WeightsAdapter):
                 if s + 1 < stop:
                     ahead = reader.submit(self._read, self._rows(s + 1)[0])
                 yield _as_values(xb, self.dtype)
+
+    def _loaded(self, first: int, stop: int) -> Iterator[torch.Tensor]:
+        """`_batches` of a dataset, read by a DataLoader in `data_workers` processes (pinned on CUDA), whose batch
+        sampler is this rank's positions of each step in the trainer's order. Its workers live for this run of
+        steps (an epoch, as by default); a stop or an error shuts them down at once."""
+        cuda = self.device.type == "cuda"
+        loader = torch.utils.data.DataLoader(
+            _TakeRows(self.x_epoch), batch_sampler=[self.order_host[self._rows(s)[0]] for s in range(first, stop)],
+            collate_fn=_as_is, num_workers=self.data_workers, pin_memory=cuda,
+            worker_init_fn=_ignore_stop_signals)
+        batches = iter(loader)
+        try:
+            for xb in batches:
+                if isinstance(xb, Exception):
+                    raise xb
+                yield _as_values(xb.to(self.device, non_blocking=cuda), self.dtype)
+        finally:
+            del batches  # the iterator's last reference: shuts the workers down now
 
     def train_steps(self, first: int, stop: int, should_stop: Callable[[], bool],
                     on_steps: Callable[[int], object]) -> StepsResult:
@@ -211,16 +231,21 @@ def _float64_weights(model: VAE, enabled: bool) -> Iterator[None]:
             model.to(dtype)
 
 
-def fit(model: VAE, train: np.ndarray | MappedRows, val: np.ndarray | None = None,
+def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | None = None,
         config: TrainConfig = TrainConfig(), *, out_dir: str | os.PathLike | None = None,
         resume_from: str | os.PathLike | None = None, shared_noise: bool = False, device: str = "auto",
-        precision: str = "fp32", progress: bool = True, compile: bool = False) -> dict[str, list[float]]:
+        precision: str = "fp32", progress: bool = True, data_workers: int = 0,
+        compile: bool = False) -> dict[str, list[float]]:
     """Train `model` with Adam on the negative ELBO (`vae_core.train.loop.run`); returns the history.
 
     train, val: (N, D) rows or (N, H, W[, C]) images of the spec's image_shape, channels last: float32/float64 (in
         [0, 1] for Bernoulli) or uint8 (x / 255; uint8 training data stays uint8 on the device, converted per batch).
         `train` may stay on disk: a `vae_core.data.mapped.MappedRows` or a file's `np.memmap` is read a batch at a time
         (one ahead, in a background thread), except under dynamic binarization, which reads it with a warning.
+        Either may be a map-style dataset (a torch `Dataset`, `TensorDataset`, `Subset`, ...) of examples or
+        (example, label, ...) items, (C, H, W) images too (`vae_core.data.items.ItemRows`): `train`'s items are
+        read by index in the trainer's order a batch at a time, checked as they are read, so it trains exactly as
+        the same rows as an array; `val` is read once.
     out_dir: `last.safetensors` every epoch and `best.safetensors` when the monitored loss (val_loss, or
         train_loss without val) improves, with Adam and the loop state. resume_from: a checkpoint of either
         backend; training continues up to `config.epochs` epochs in total.
@@ -230,8 +255,12 @@ def fit(model: VAE, train: np.ndarray | MappedRows, val: np.ndarray | None = Non
         "fp64", a numerical check: weights, activations, loss and Adam in float64 (the data and noise are the
         float32 values, widened), rounded back to the model's dtype at the end; it takes no out_dir or
         resume_from. A float64 model (`model.double()`) takes only "fp64".
+    data_workers: 0 (the default) reads a dataset's items in this process, one batch ahead in a thread; N > 0 in
+        N DataLoader worker processes, started every epoch, each with a copy of the dataset (under the spawn start
+        method, one re-imported by each: guard the script with `if __name__ == "__main__":`). Arrays and .npy maps
+        ignore it.
     compile: torch.compile the forward pass and loss of full batches (static shapes; a partial last batch runs
-        eagerly). Costs seconds once and needs a C++ compiler on the CPU (scripts/results/bench_torch_cpu.md).
+        eagerly). Costs a compile at the start and needs a C++ compiler on the CPU (scripts/results/bench_torch_cpu.md).
 
     History lists are per epoch (`vae_core.train.history.HISTORY_KEYS`), exact means over the examples. Raises
     NonFiniteLossError at the first NaN/inf loss, before any checkpoint after the last finite step is written.
@@ -253,10 +282,11 @@ def fit(model: VAE, train: np.ndarray | MappedRows, val: np.ndarray | None = Non
                          f"{world.size}): DistributedDataParallel under torch.compile is untested here; pass "
                          f"compile=False")
     args = check_fit_arguments(model.spec, train, val, config, out_dir=out_dir, resume_from=resume_from,
-                               shared_noise=shared_noise, precision=precision, progress=progress)
+                               shared_noise=shared_noise, precision=precision, progress=progress,
+                               data_workers=data_workers)
     with exact_fp32(dev), _float64_weights(model, precision == "fp64"):
         model.to(dev)
-        return run(Trainer(model, config, dev, precision, compile, world), model.spec, args)
+        return run(Trainer(model, config, dev, precision, compile, world, args.data_workers), model.spec, args)
 
 
 def _sums(model: VAE, x: torch.Tensor, eps: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-BACKENDS = ("torch", "tf")
-FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "parity" / "fixtures"  # committed inputs and references
+from vae_core.registry import BACKENDS as _REGISTRY
+
+BACKENDS = tuple(_REGISTRY)  # every registered backend, in the registry's order (torch first: the reference)
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # committed inputs and references, beside this module
 TF_REFERENCE = FIXTURES / "tf_cpu_reference.safetensors"  # written by scripts/make_tf_reference.py
 
 # Check 3's likelihood/beta pairs, and the inputs of checks 2-3: `batch(spec, seed)` rows of uniform pixels.
@@ -331,23 +333,25 @@ def weight_distance(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float
 
 
 def resynced_lockstep(spec, x: np.ndarray, config, torch_curve: np.ndarray, ckpts: dict[int, Path],
-                      starts=RESYNC_STARTS, n_steps: int = RESYNC_STEPS) -> dict[int, dict[str, float]]:
-    """TF resumed from torch's checkpoint after k steps (weights, Adam moments and step: the same state), for
-    `n_steps` more steps, against torch's own next steps. `ckpts` must hold k and k + n_steps for every start.
+                      starts=RESYNC_STARTS, n_steps: int = RESYNC_STEPS, name: str = "tf"
+                      ) -> dict[int, dict[str, float]]:
+    """Backend `name` (TF by default) resumed from torch's checkpoint after k steps (weights, Adam moments and step:
+    the same state), for `n_steps` more steps, against torch's own next steps. `ckpts` must hold k and k + n_steps
+    for every start.
 
-    Returns {k: {"max_rel_gap": max relative loss gap over the n_steps, "weight_distance": ||w_tf - w_torch|| /
+    Returns {k: {"max_rel_gap": max relative loss gap over the n_steps, "weight_distance": ||w_name - w_torch|| /
     ||w_torch|| after them, "curve_change": max relative change of torch's loss over the window}}."""
     from vae_core import read_checkpoint
     from vae_core.registry import backend_module
 
     out = {}
     for k in starts:
-        model = build_shared("tf", spec, seed=0)
-        curve = lockstep_losses("tf", spec, x, config.replace(epochs=k + n_steps), resume_from=ckpts[k],
+        model = build_shared(name, spec, seed=0)
+        curve = lockstep_losses(name, spec, x, config.replace(epochs=k + n_steps), resume_from=ckpts[k],
                                 model=model)
         window = torch_curve[k:k + n_steps]
         theirs = read_checkpoint(ckpts[k + n_steps]).weights
-        ours = backend_module("tf").weights.export_weights(model)
+        ours = backend_module(name).weights.export_weights(model)
         out[k] = {"max_rel_gap": float(relative_gaps(window, curve[k:k + n_steps]).max()),
                   "weight_distance": weight_distance(theirs, ours),
                   "curve_change": float(relative_gaps(window[:1], window).max())}

@@ -1,5 +1,5 @@
-"""Data in: built-in datasets, the user's own images, rows that stay in a memory-mapped file, and the checks that
-turn any of them into (N, D) rows."""
+"""Data in: built-in datasets, the user's own images, rows that stay in a memory-mapped file, map-style datasets
+read by index (`vae_core.data.items.ItemRows`), and the checks that turn any of them into (N, D) rows."""
 from vae_core.data.dataset import DATA_EXTRA, Dataset, binarize
 from vae_core.data.datasets import BINARIZE_MODES, DATASETS, load_dataset
 from vae_core.data.idx import read_idx

@@ -4,7 +4,8 @@
 torch's `Subset` of a map-style dataset: nothing is read until `take` asks for a batch, and the pages the OS
 caches are file pages it can drop again. `vae_core.data.load_images` returns the training split of a `.npy` as
 one; a backend's `fit` streams it (and any `np.memmap` it is given) batch by batch instead of copying it to the
-device. Other consumers (`evaluate`, the metrics) read it whole through `np.asarray`.
+device. Other consumers (`evaluate`, the metrics) read it whole through `np.asarray`. It is a
+`vae_core.data.lazy.LazyRows`, the interface both trainers stream.
 """
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from vae_core.data.lazy import LazyRows
+
 STORED_DTYPES = (np.uint8, np.float32, np.float64)  # what a map may hold; float64 is delivered as float32
 CHUNK_BYTES = 64 << 20  # `chunks` reads at most this much at a time
 
 
-class MappedRows:
+class MappedRows(LazyRows):
     """Rows `index` (sorted, unique) of `source`, an (N_source, ...) array that is usually a `np.memmap`.
 
     shape is (len(index), *source.shape[1:]); dtype is uint8 or float32 (a float64 source is cast per read).
@@ -84,30 +87,14 @@ class MappedRows:
         rows = self.source[file_rows]
         return rows.astype(np.float32) if rows.dtype == np.float64 else np.asarray(rows)
 
-    def __getitem__(self, key: int | slice | np.ndarray) -> np.ndarray:
-        if isinstance(key, (int, np.integer)):
-            return self.take(np.array([key]))[0]
-        if isinstance(key, slice):
-            return self.take(np.arange(len(self))[key])
-        return self.take(np.arange(len(self))[np.asarray(key)])
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one row as stored (a float64 row is read before it is cast)."""
+        return int(np.prod(self.shape[1:])) * self.source.dtype.itemsize
 
     def chunks(self) -> Iterator[np.ndarray]:
         """Every row in file order, at most CHUNK_BYTES at a time: a scan that never holds the whole set."""
-        per_row = max(1, int(np.prod(self.shape[1:])) * self.source.dtype.itemsize)
-        step = max(1, CHUNK_BYTES // per_row)
-        for lo in range(0, len(self), step):
-            yield self.take(np.arange(lo, min(lo + step, len(self))))
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        if copy is False:  # NumPy 2's protocol: reading the file is always a copy
-            raise ValueError("MappedRows: np.asarray(rows, copy=False) cannot avoid reading the rows into memory; "
-                             "use copy=None (the default) or take(positions) for a batch")
-        out = np.empty(self.shape, self.dtype)
-        lo = 0
-        for chunk in self.chunks():
-            out[lo:lo + len(chunk)] = chunk
-            lo += len(chunk)
-        return out if dtype is None else out.astype(dtype, copy=False)
+        return self.chunks_of(CHUNK_BYTES)
 
 
 def is_mapped(x: Any) -> bool:

@@ -5,6 +5,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from vae_core.data.items import ItemRows, as_dataset
+from vae_core.data.lazy import LazyRows
 from vae_core.data.mapped import MappedRows, is_mapped
 from vae_core.model.spec import VAESpec
 
@@ -44,27 +46,29 @@ def rows_shape(shape: tuple[int, ...], spec: VAESpec, argument: str, *, single: 
                      f"{d}, image_shape={spec.image_shape}); got {shape}. {fix}")
 
 def check_data(x: Any, spec: VAESpec, argument: str = "x", *, keep_uint8: bool = False,
-               stream: bool = False) -> np.ndarray | MappedRows:
+               stream: bool = False) -> np.ndarray | LazyRows:
     """Validate a batch of examples at the API boundary and return it as C-contiguous (N, D) rows.
 
     Accepted layouts: (N, D) rows, or images (N, H, W, C) (and (N, H, W) for one channel) of the spec's
     image_shape, channels last; images become rows without a copy. Accepted dtypes: float32 or float64 (cast to
     float32), and uint8 images (scaled by 1/255: float32 in [0, 1], or kept uint8 with `keep_uint8`, 4x smaller,
-    for a trainer that converts per batch). A `vae_core.data.mapped.MappedRows` is read whole, unless `stream`: then it,
-    and a C-contiguous `np.memmap` of a file (`is_mapped`), comes back as (N, D) `MappedRows` that a trainer reads a
-    batch at a time (uint8 kept).
-    Rejected with ValueError/TypeError naming `argument`: other dtypes and shapes, empty, NaN/inf, and, for a
+    for a trainer that converts per batch). A `vae_core.data.lazy.LazyRows` is read whole, unless `stream`: then a
+    `vae_core.data.mapped.MappedRows`, or a C-contiguous `np.memmap` of a file (`is_mapped`), comes back as (N, D)
+    `MappedRows` (uint8 kept), and a map-style dataset (`__len__` and `__getitem__`, such as a torch `Dataset`) as
+    (N, D) `vae_core.data.items.ItemRows`, which a trainer reads a batch at a time (each item checked as it is read).
+    Rejected with ValueError/TypeError naming `argument`: other types, dtypes and shapes, empty, NaN/inf, and, for a
     Bernoulli decoder, values outside [0, 1].
     """
     if stream and is_mapped(x):
         x = MappedRows(x)
+    if not isinstance(x, (np.ndarray, MappedRows)):
+        x = as_dataset(x, spec, argument, example_layouts(spec))  # ItemRows, or the TypeError naming the kinds
     if stream and isinstance(x, MappedRows):
         return _check_mapped(x, spec, argument)
-    if isinstance(x, MappedRows):
+    if stream and isinstance(x, ItemRows):
+        return x  # (N, D); its items are checked as they are read
+    if isinstance(x, LazyRows):
         x = np.asarray(x)
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{argument} must be a NumPy array of shape {example_layouts(spec)}; "
-                        f"got {type(x).__name__}. Convert it with np.asarray(...)")
     if x.dtype not in (np.uint8, np.float32, np.float64):
         raise TypeError(f"{argument} must be float32, float64 or uint8 (scaled by 1/255); got dtype {x.dtype}")
     x = x.reshape(rows_shape(x.shape, spec, argument))  # (N, D)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 # Test hook: seconds to pause halfway through writing the temp file, so that a test can kill the process
-# mid-write (tests/test_kill_resume.py). Unset in normal use.
+# mid-write (tests/reliability/test_kill_resume.py). Unset in normal use.
 SLOW_WRITE_ENV = "VAE_CORE_SLOW_WRITE_SECONDS"
 
 

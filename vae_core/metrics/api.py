@@ -6,14 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from vae_core.metrics.estimators import (
-    ACTIVE_THRESHOLD,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_K,
-    ActiveUnits,
-    IWAEResult,
-)
+from vae_core.metrics.estimators import (ACTIVE_THRESHOLD, DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, DEFAULT_K,
+                                         ActiveUnits, IWAEResult)
 from vae_core.registry import backend_of
 
 

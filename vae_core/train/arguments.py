@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from vae_core.checks import caller_stacklevel, check_bool
+from vae_core.checks import caller_stacklevel, check_bool, check_int
 from vae_core.config import TrainConfig
+from vae_core.data.lazy import LazyRows
 from vae_core.data.mapped import MappedRows
 from vae_core.data.rows import check_data
 from vae_core.io.out_dir import prepare_out_dir
@@ -38,7 +39,9 @@ def check_precision(precision: Any) -> str:
 class FitArguments:
     """`fit`'s arguments after the boundary checks."""
 
-    train: np.ndarray | MappedRows  # (N, D) rows: float32, or uint8 images turned into x / 255 per batch; on disk
+    # (N, D) rows: float32, or uint8 images turned into x / 255 per batch; in memory, or read by position (a .npy
+    # map's MappedRows, a dataset's ItemRows)
+    train: np.ndarray | LazyRows
     val: np.ndarray | None  # (M, D) rows as `train`, or None
     config: TrainConfig
     out: Path | None  # the run's folder, created and writable, or None for no checkpoints
@@ -46,10 +49,19 @@ class FitArguments:
     shared_noise: bool  # eps from `epoch_noise`, identical in every backend (lockstep comparisons)
     precision: str  # one of PRECISIONS
     progress: bool  # the progress bar and the early-stopping line, on stderr
+    data_workers: int = 0  # parallel readers of a dataset's items (`check_data_workers`)
+
+def check_data_workers(data_workers: Any) -> int:
+    """`fit(data_workers=)`: how many readers read a map-style dataset's items ahead of the step. 0 (the default):
+    the training process reads them, one batch ahead in a thread (as for a .npy map); N > 0: torch reads in N
+    DataLoader worker processes, TF in N parallel calls of its tf.data read. Arrays and .npy maps ignore it."""
+    return check_int("fit", "data_workers", data_workers, minimum=0,
+                     fix="0 reads a dataset in the training process, N > 0 in N parallel readers")
 
 def check_fit_arguments(spec: VAESpec, train: Any, val: Any, config: Any, *, out_dir: Any, resume_from: Any,
-                        shared_noise: Any, precision: str, progress: Any) -> FitArguments:
+                        shared_noise: Any, precision: str, progress: Any, data_workers: Any = 0) -> FitArguments:
     """The checks of `fit`'s neutral arguments; creates `out_dir` last, once everything else has passed."""
+    data_workers = check_data_workers(data_workers)
     train, val = check_fit_inputs(spec, train, val, config)
     check_fp64_run(precision, out_dir, resume_from)
     check_bool("fit", "shared_noise", shared_noise)
@@ -59,23 +71,24 @@ def check_fit_arguments(spec: VAESpec, train: Any, val: Any, config: Any, *, out
                         f"got {type(resume_from).__name__}")
     out = prepare_out_dir(out_dir)
     return FitArguments(train, val, config, out, None if resume_from is None else Path(resume_from), shared_noise,
-                        precision, progress)
+                        precision, progress, data_workers)
 
 def check_fit_inputs(spec: VAESpec, train: Any, val: Any, config: Any
-                     ) -> tuple[np.ndarray | MappedRows, np.ndarray | None]:
+                     ) -> tuple[np.ndarray | LazyRows, np.ndarray | None]:
     """The checks every backend's `fit` makes at its boundary; returns `train` and `val` as (N, D) rows, uint8 kept
     uint8 (the backends convert per batch), else float32. A `MappedRows` or mapped `np.memmap` train set stays on
-    disk (the backends read it a batch at a time), except with dynamic binarization (read, with a warning); `val`
-    is read into memory."""
+    disk, and a map-style dataset is `ItemRows` (the backends read either a batch at a time, by position), except
+    with dynamic binarization (read, with a warning); `val` is read into memory, once."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f"fit: config must be a vae_core.TrainConfig; got {type(config).__name__}")
     train = check_data(train, spec, "train", keep_uint8=True, stream=True)
-    if isinstance(train, MappedRows):
+    if isinstance(train, LazyRows):
         if not config.dynamic_binarization:
             return train, None if val is None else check_data(val, spec, "val", keep_uint8=True)
+        where = "from disk " if isinstance(train, MappedRows) else ""
         warnings.warn(f"train ({train!r}) is read into memory: TrainConfig.dynamic_binarization draws each epoch's "
-                      f"sample of the whole set there. Set dynamic_binarization=False to read it from disk a batch "
-                      f"at a time", UserWarning, stacklevel=caller_stacklevel())
+                      f"sample of the whole set there. Set dynamic_binarization=False to read it {where}a batch at "
+                      f"a time", UserWarning, stacklevel=caller_stacklevel())
         train = np.asarray(train)
     if config.dynamic_binarization and train.dtype != np.uint8 and (train.min() < 0.0 or train.max() > 1.0):
         raise ValueError(f"train must lie in [0, 1] with TrainConfig.dynamic_binarization (each pixel is the "

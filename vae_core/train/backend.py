@@ -15,7 +15,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from vae_core.data.mapped import MappedRows
+from vae_core.data.lazy import LazyRows
 from vae_core.io.checkpoint import AdamState
 from vae_core.train.world import World
 
@@ -37,11 +37,12 @@ class TrainerBackend(Protocol):
     name: str  # the backend's registry name, written into checkpoints ("torch", "tf")
     world: World  # the processes of the run (`vae_core.train.world.SINGLE` for one); the data is split between them
 
-    def set_data(self, train: np.ndarray | MappedRows, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
+    def set_data(self, train: np.ndarray | LazyRows, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
         """Keep the (N, D) training set (float32, or uint8 images to turn into x / 255 per batch; the same for the
         validation set), and the (M, D) validation set with its fixed (M, L) noise,
-        where the steps run (device memory, a tf.Variable); called once, before the first epoch. A `MappedRows`
-        training set stays on disk: each batch is read with `train.take` when it is needed."""
+        where the steps run (device memory, a tf.Variable); called once, before the first epoch. A `LazyRows`
+        training set (a .npy map's `MappedRows`, a dataset's `ItemRows`) stays where it is: each batch is read with
+        `train.take(positions)` when it is needed, ahead of its step."""
 
     def begin_epoch(self, epoch: int, order: np.ndarray, images: np.ndarray | None, eps: np.ndarray | None) -> None:
         """Prepare the 0-based `epoch`: its batches are `order` (N,) in turn.

@@ -118,7 +118,7 @@ class _Run:
     def train(self) -> dict[str, list[float]]:
         from tqdm.auto import tqdm
 
-        config, args, backend, n = self.config, self.args, self.backend, len(self.args.train)
+        config, args, backend = self.config, self.args, self.backend
         backend.set_data(args.train, args.val,
                          None if args.val is None else eval_noise(config.seed, len(args.val), self.spec.latent_dim))
         epochs = range(0) if self.state.stopped_early else range(self.start_epoch, config.epochs)

@@ -13,17 +13,8 @@ from typing import Sequence
 import numpy as np
 
 from vae_core.checks import fail
-from vae_core.viz.figures import (
-    DPI,
-    as_cells,
-    check_dpi,
-    check_images,
-    check_labels,
-    check_path,
-    check_positive,
-    image_grid_figure,
-    save,
-)
+from vae_core.viz.figures import (DPI, as_cells, check_dpi, check_images, check_labels, check_path, check_positive,
+                                  image_grid_figure, save)
 
 
 def plot_image_grid(images: np.ndarray, image_shape: tuple[int, ...], path: str | os.PathLike, *,

@@ -1,0 +1,1 @@
+"""What is specific to one framework: its conventions, its import order, and its own folder of tests."""

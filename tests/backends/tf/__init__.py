@@ -1,0 +1,1 @@
+"""What only the TensorFlow/Keras backend has (Keras' own compile/fit, tf.data, XLA)."""
