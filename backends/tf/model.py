@@ -20,7 +20,7 @@ by batch size, so Keras reports exact means over the epoch's examples, for train
 Targets `y` and sample weights are ignored: the objective is vae_core's negative ELBO of x. The Keras hooks
 `train_step` and `test_step` run the steps of `backends.tf.steps`. A `compile` that picks neither jit_compile nor
 steps_per_execution gets `vae_core.fit`'s speed settings (`VAE.compile`), and Keras' `fit` then runs each call's
-batches in one XLA program (`backends.tf.steps._block_train_function`).
+batches in one XLA program (`backends.tf.steps.block_train_function`).
 """
 from __future__ import annotations
 
@@ -33,7 +33,6 @@ import tensorflow as tf
 
 from backends.tf import steps as _steps
 from backends.tf.distributed import strategy_of as _strategy_of
-from backends.tf.pipeline import BATCHES_PER_BLOCK, CONV_BATCHES_PER_BLOCK
 from backends.tf.weights import import_weights
 from vae_core.data.rows import rows_shape
 from vae_core.model.architecture import CONV, CONV_TRANSPOSE, Layer
@@ -280,24 +279,24 @@ class VAE(SpecAttributes, keras.Model):
         jit_compile="auto" (the default) means XLA on every device (Keras' "auto" turns it off on CPU-only
         machines; the XLA step is faster on CPU too), except under a tf.distribute strategy or with
         run_eagerly=True, where XLA stays off as in Keras. With jit_compile left at "auto", steps_per_execution
-        defaults to the batches `vae_core.fit` runs per call (`_default_steps_per_execution`: 32 for an MLP, 1
+        defaults to the batches `vae_core.fit` runs per call (`default_steps_per_execution`: 32 for an MLP, 1
         for conv models or under a strategy). An explicit value of either wins; an explicit jit_compile without
         steps_per_execution keeps Keras' steps_per_execution=1 (what `vae_core.fit`'s own compile, which runs one
         block per call, relies on). With XLA and several steps per call, Keras' `fit` runs each call's batches in
-        one XLA program (`backends.tf.steps._block_train_function`) instead of one XLA call per batch. None of
+        one XLA program (`backends.tf.steps.block_train_function`) instead of one XLA call per batch. None of
         this changes the numbers a step computes (`tests/backends/tf/test_keras_fit.py`).
         """
         under_strategy = _strategy_of(self) is not None or tf.distribute.has_strategy()
         if isinstance(jit_compile, str) and jit_compile == "auto":
             if steps_per_execution is None:
-                steps_per_execution = _default_steps_per_execution(self.spec, under_strategy)
+                steps_per_execution = _steps.default_steps_per_execution(self.spec, under_strategy)
             jit_compile = not (under_strategy or kwargs.get("run_eagerly", False))
         super().compile(*args, jit_compile=jit_compile,
                         steps_per_execution=1 if steps_per_execution is None else steps_per_execution, **kwargs)
         if self.jit_compile and self.steps_per_execution > 1 and not self.run_eagerly and not under_strategy:
             # each call's batches in one XLA program, not one XLA call per batch; `fit` keeps a set train function
             super().make_train_function(force=True)  # Keras' own, for data that cannot be stacked into blocks
-            self.train_function = _steps._block_train_function(self, self.train_function)
+            self.train_function = _steps.block_train_function(self, self.train_function)
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
         """What `keras.models.load_model` calls: compile as saved, and build the optimizer so its saved state loads.
@@ -339,12 +338,3 @@ def check_model(model: Any, caller: str) -> VAE:
         raise TypeError(f"{caller}: model must be a TF VAE built by vae_core.build('tf', ...); "
                         f"got {type(model).__module__}.{type(model).__name__}")
     return model
-
-
-def _default_steps_per_execution(spec: VAESpec, under_strategy: bool = False) -> int:
-    """The batches per compiled call that `VAE.compile` picks for Keras' own `fit`: those `vae_core.fit` runs per
-    call (`backends.tf.pipeline`): BATCHES_PER_BLOCK for an MLP, CONV_BATCHES_PER_BLOCK for a conv model, and 1
-    under a tf.distribute strategy (one global batch per call, as `vae_core.fit` runs it)."""
-    if under_strategy:
-        return 1
-    return CONV_BATCHES_PER_BLOCK if spec.architecture == "conv" else BATCHES_PER_BLOCK

@@ -6,7 +6,7 @@ Functions of the model, kept out of it as the torch backend keeps its step out o
 data)` adds a batch's losses to the trackers. Both return the trackers' results, as Keras' hooks do.
 
 `StepState` is what the steps keep between calls, one per VAE (`VAE.step_state`): the trainer's step log and the
-compiled replica step. `_block_train_function(model, fallback)` is the train function Keras' own `fit` runs for a
+compiled replica step. `block_train_function(model, fallback)` is the train function Keras' own `fit` runs for a
 VAE compiled with XLA and several steps per call (`VAE.compile`'s defaults): each call's batches run as one block,
 in one XLA program, as in `backends.tf.fit`.
 """
@@ -20,6 +20,8 @@ import keras
 import tensorflow as tf
 
 from backends.tf.losses import negative_elbo, per_example
+from backends.tf.pipeline import BATCHES_PER_BLOCK, CONV_BATCHES_PER_BLOCK
+from vae_core.model.spec import VAESpec
 
 
 class StepState:
@@ -189,21 +191,21 @@ def _track_examples(model, total, recon, kl, mask=None) -> dict[str, tf.Tensor]:
 
 
 # ----------------------------------------------------------------------------------------------- Keras' own fit
-def _block_train_function(model, fallback):
+def block_train_function(model, fallback):
     """The train function of Keras' own `fit` for a VAE compiled with jit_compile=True and steps_per_execution
     K > 1, set by `VAE.compile` (Keras' hook `make_train_function` keeps a train function that is set).
 
     Keras' own loop makes one XLA call per batch (K of them inside a tf.while_loop). This one reads the call's
     batches from Keras' iterator and runs those of the block's size, up to K, in order in one XLA program
     (`train_step`'s block path, as `backends.tf.fit` runs its blocks): one call into XLA for K steps. The same
-    steps, bit for bit: a block holds whole batches only (past the data's end, empty ones that do not run), and a
-    batch of another size (the short last batch of an epoch) ends the block: it and the call's batches after it,
-    up to K in all, run one per XLA call, as in Keras' loop, so that each draws its noise in its own shape (XLA's
-    normals for 29 rows are not the first 29 rows of its normals for 32). The block's size is the largest batch
-    seen (its program compiles once); a later fit with smaller batches runs them one by one. Returns the trackers'
-    results after the call's last step, as Keras' function does, and raises StopIteration once the data are spent.
-    Data that are not a tf.data iterator, or whose elements are not dense tensors of known shape past the batch
-    dimension, go to `fallback` (Keras' own function)."""
+    steps (bit for bit on the CPU, `tests/backends/tf/test_keras_fit.py`): a block holds whole batches only (past
+    the data's end, empty ones that do not run), and a batch of another size (the short last batch of an epoch)
+    ends the block: it and the call's batches after it, up to K in all, run one per XLA call, as in Keras' loop, so
+    that each draws its noise in its own shape (XLA's normals for 29 rows are not the first 29 rows of its normals
+    for 32). The block's size is the largest batch seen (its program compiles once); a later fit with smaller
+    batches runs them one by one. Returns the trackers' results after the call's last step, as Keras' function
+    does, and raises StopIteration once the data are spent. Data that are not a tf.data iterator, or whose elements
+    are not dense tensors of known shape past the batch dimension, go to `fallback` (Keras' own function)."""
     k = int(model.steps_per_execution)
     width = tf.Variable(0, dtype=tf.int32, trainable=False, name="block_rows")  # rows of a block's batches
     run_block = tf.function(functools.partial(train_step, model), jit_compile=True, reduce_retracing=True)
@@ -213,61 +215,70 @@ def _block_train_function(model, fallback):
     def read_and_run(iterator):
         spec = iterator.element_spec
         specs = _block_parts(_without_optionals(spec))
-        empty = tuple(tf.zeros([0, *s.shape[1:]], s.dtype) for s in specs)  # a 0-row batch
-        parts, sizes, reading, rows_of_block = [], [], tf.constant(True), None
-        lone = empty  # a batch of another size than the block's, run after it
-        for i in range(k):  # unrolled; reading stops at the data's end or at a batch of another size
-            optional = tf.cond(reading, iterator.get_next_as_optional,
-                               lambda: tf.experimental.Optional.empty(spec))
-            part = tf.cond(optional.has_value(), lambda o=optional: _block_parts(_without_optionals(o.get_value())),
-                           lambda: empty)  # (x (b, ...), eps (b, L) if given)
-            size = tf.shape(part[0])[0]
-            if i == 0:
-                rows_of_block = tf.maximum(width, size)
-            whole = tf.equal(size, rows_of_block)
-            lone = tf.cond(reading & ~whole & (size > 0), lambda p=part: p, lambda p=lone: p)
-            reading = reading & whole
-            parts.append(tf.cond(reading, lambda p=part: p, lambda: tuple(
-                tf.zeros([rows_of_block, *s.shape[1:]], s.dtype) for s in specs)))
-            sizes.append(tf.where(reading, size, 0))
-        width.assign(rows_of_block)
-        rows = tf.stack(sizes)  # (K,) rows_of_block for the block's batches, then 0
-        block = {"x": tf.stack([part[0] for part in parts]), "rows": rows}  # (K, W, ...)
-        if len(specs) > 1:
-            block["eps"] = tf.stack([part[1] for part in parts])  # (K, W, L)
-        steps = tf.math.count_nonzero(rows, dtype=tf.int32)  # ()
+        shapes = [tf.TensorShape([None, *s.shape[1:]]) for s in specs]
 
-        def logs():
+        def reading(i, whole, rows_of_block, size, read):
+            return (i < k) & whole
+
+        def read_one(i, whole, rows_of_block, size, read):
+            optional = iterator.get_next_as_optional()
+            part = tf.cond(optional.has_value(), lambda: _block_parts(_without_optionals(optional.get_value())),
+                           lambda: tuple(tf.zeros([0, *s.shape[1:]], s.dtype) for s in specs))
+            size = tf.shape(part[0])[0]  # (x (b, ...), eps (b, L) if given): b rows, 0 past the data's end
+            rows_of_block = tf.where(i == 0, tf.maximum(width, size), rows_of_block)
+            whole = tf.equal(size, rows_of_block) & (size > 0)
+            return i + 1, whole, rows_of_block, size, tuple(a.write(i, p) for a, p in zip(read, part))
+
+        # Read until K batches, the data's end, or a batch of another size than the first (or than earlier calls').
+        read = tuple(tf.TensorArray(s.dtype, size=0, dynamic_size=True, element_shape=shape, infer_shape=False)
+                     for s, shape in zip(specs, shapes))
+        n_read, whole, rows_of_block, last_size, read = tf.while_loop(
+            reading, read_one, (tf.constant(0), tf.constant(True), width.read_value(), tf.constant(0), read))
+        width.assign(rows_of_block)
+        n_block = tf.where(whole, n_read, n_read - 1)  # the block: the whole batches read, in order
+
+        def stacked(a, s):
+            return tf.cond(n_block > 0, lambda: a.gather(tf.range(n_block)),
+                           lambda: tf.zeros([0, rows_of_block, *s.shape[1:]], s.dtype))
+
+        padding = [[0, k - n_block], [0, 0]]  # up to K batches, the empty ones last
+        block = [tf.pad(stacked(a, s), padding + [[0, 0]] * (s.shape.rank - 1)) for a, s in zip(read, specs)]
+        rows = tf.concat([tf.fill([n_block], rows_of_block), tf.zeros([k - n_block], tf.int32)], 0)  # (K,)
+        block = {"x": block[0], "rows": rows} if len(block) == 1 else {"x": block[0], "eps": block[1], "rows": rows}
+        lone = tuple(tf.cond(~whole & (last_size > 0), lambda a=a: a.read(n_read - 1),
+                             lambda s=s: tf.zeros([0, *s.shape[1:]], s.dtype)) for a, s in zip(read, specs))
+
+        def current():
             return {m.name: m.result() for m in model.metrics}
 
-        logs_ = tf.cond(steps > 0, lambda: run_block(block), logs)
+        results = tf.cond(n_block > 0, lambda: run_block(block), current)
         # A batch of another size ends the block; it and the call's batches after it run one per XLA call.
         lone_rows = tf.shape(lone[0])[0]
-        with tf.control_dependencies(tf.nest.flatten(logs_)):
-            logs_ = tf.cond(lone_rows > 0, lambda: run_batch(_batch_of(lone)), lambda: logs_)
+        with tf.control_dependencies(tf.nest.flatten(results)):
+            results = tf.cond(lone_rows > 0, lambda: run_batch(_batch_of(lone)), lambda: results)
 
-        def more(n, spent, logs_):
-            return (n < k) & ~spent
+        def more(steps, spent, results):
+            return (steps < k) & ~spent
 
-        def one_more(n, spent, logs_):
+        def one_more(steps, spent, results):
             optional = iterator.get_next_as_optional()
-            logs_ = tf.cond(optional.has_value(),
-                            lambda: run_batch(_batch_of(_block_parts(_without_optionals(optional.get_value())))),
-                            lambda: logs_)
-            return n + tf.cast(optional.has_value(), tf.int32), ~optional.has_value(), logs_
+            results = tf.cond(optional.has_value(),
+                              lambda: run_batch(_batch_of(_block_parts(_without_optionals(optional.get_value())))),
+                              lambda: results)
+            return steps + tf.cast(optional.has_value(), tf.int32), ~optional.has_value(), results
 
-        steps = steps + tf.cast(lone_rows > 0, tf.int32)
-        steps, _, logs_ = tf.while_loop(more, one_more, (steps, lone_rows == 0, logs_))
-        return steps, logs_
+        steps = n_block + tf.cast(lone_rows > 0, tf.int32)
+        steps, _, results = tf.while_loop(more, one_more, (steps, lone_rows == 0, results))
+        return steps, results
 
     def function(iterator):
         if not isinstance(iterator, (tf.data.Iterator, tf.distribute.DistributedIterator)) or \
                 not _blockable(iterator.element_spec):
             return fallback(iterator)
-        steps, logs = read_and_run(iterator)
+        steps, results = read_and_run(iterator)
         if int(steps) == 0:
             raise StopIteration
-        return logs
+        return results
 
     return function
 
@@ -298,3 +309,12 @@ def _blockable(element_spec) -> bool:
         return False
     return all(isinstance(spec, tf.TensorSpec) and spec.shape.rank is not None and spec.shape.rank >= 1
                and None not in spec.shape[1:] for spec in specs)
+
+
+def default_steps_per_execution(spec: VAESpec, under_strategy: bool = False) -> int:
+    """The batches per compiled call that `VAE.compile` picks for Keras' own `fit`: those `vae_core.fit` runs per
+    call (`backends.tf.pipeline`): BATCHES_PER_BLOCK for an MLP, CONV_BATCHES_PER_BLOCK for a conv model, and 1
+    under a tf.distribute strategy (one global batch per call, as `vae_core.fit` runs it)."""
+    if under_strategy:
+        return 1
+    return CONV_BATCHES_PER_BLOCK if spec.architecture == "conv" else BATCHES_PER_BLOCK

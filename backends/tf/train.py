@@ -109,8 +109,9 @@ class Trainer(WeightsAdapter):
         self.strategy = distributed.strategy_of(model)  # None, or the tf.distribute strategy it was built under
         with self._scope():
             self.optimizer = make_optimizer(model, config)
-            # XLA compiles the step without a strategy; under one, Keras' own choice: no XLA around strategy.run
-            model.compile(optimizer=self.optimizer, jit_compile=self.strategy is None)
+            # XLA compiles the step without a strategy; under one, Keras' own choice: no XLA around strategy.run.
+            # One Keras step per call: a call runs one of the pipeline's blocks (`backends.tf.pipeline`)
+            model.compile(optimizer=self.optimizer, jit_compile=self.strategy is None, steps_per_execution=1)
             self.optimizer.build(model.trainable_variables)
 
     def _scope(self):

@@ -43,7 +43,8 @@ FRAMEWORK_MODULES = {"torch": {"launch"}, "tf": {"pipeline"}}
 # fit runs on blocks of batches); torch has no fit to hook into, and its trainer builds its step (torch.compile'd,
 # if asked) once per fit.
 FRAMEWORK_FUNCTIONS = {("distributed", "tf"): {"strategy_of", "check_strategy", "replicas", "mirrored_strategy"},
-                       ("steps", "tf"): {"train_step", "test_step", "block_train_function"},
+                       ("steps", "tf"): {"train_step", "test_step", "block_train_function",
+                                         "default_steps_per_execution"},
                        ("steps", "torch"): {"make_step"}}
 # Parameters one framework needs alone: (module, function) -> {backend: {parameter names}}.
 FRAMEWORK_PARAMETERS = {("train", "fit"): {"torch": {"compile"}}}  # torch.compile; TF's fit step is always XLA

@@ -1,6 +1,6 @@
 """Keras' own `compile`/`fit` on a `build("tf")` model: the speed settings `VAE.compile` picks when the caller
 picks none (XLA, and `vae_core.fit`'s batches per compiled call, run as one XLA program by
-`backends.tf.steps._block_train_function`), a caller's explicit values winning, `vae_core.fit`'s own compile left as
+`backends.tf.steps.block_train_function`), a caller's explicit values winning, `vae_core.fit`'s own compile left as
 it was, and the same numbers from every setting (`scripts/bench_keras_fit.py` measures the speed). Each XLA program
 compiles in a few seconds on a CPU, so these tests compile as few as they can."""
 import csv
@@ -14,7 +14,8 @@ pytest.importorskip("keras")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from backends.tf.model import _default_steps_per_execution  # noqa: E402
+from backends.tf import steps  # noqa: E402
+from backends.tf.steps import default_steps_per_execution  # noqa: E402
 from backends.tf.pipeline import BATCHES_PER_BLOCK, CONV_BATCHES_PER_BLOCK  # noqa: E402
 from backends.tf.train import Trainer  # noqa: E402
 from backends.tf.weights import export_weights  # noqa: E402
@@ -41,8 +42,21 @@ def settings(model) -> tuple[bool, int]:
     return model.jit_compile, model.steps_per_execution
 
 
+@pytest.fixture
+def blockable(monkeypatch):
+    """What `block_train_function`'s function decided at each call of a fit: True, a block; False, Keras' own."""
+    decisions, decide = [], steps._blockable
+
+    def spy(element_spec):
+        decisions.append(decide(element_spec))
+        return decisions[-1]
+
+    monkeypatch.setattr(steps, "_blockable", spy)
+    return decisions
+
+
 def runs_blocks(model) -> bool:
-    """Whether Keras' fit will run `backends.tf.steps._block_train_function`'s function, not Keras' own."""
+    """Whether Keras' fit will run `backends.tf.steps.block_train_function`'s function, not Keras' own."""
     return getattr(model.train_function, "__module__", None) == "backends.tf.steps"
 
 
@@ -53,7 +67,7 @@ def test_defaults_are_xla_and_the_batches_per_call_of_vae_core_fit():
     assert runs_blocks(compiled())
     assert settings(compiled(jit_compile="auto")) == (True, BATCHES_PER_BLOCK)  # "auto" is the default
     assert settings(compiled(CONV)) == (True, CONV_BATCHES_PER_BLOCK)  # as vae_core.fit runs a conv model
-    assert _default_steps_per_execution(SPEC) == BATCHES_PER_BLOCK
+    assert default_steps_per_execution(SPEC) == BATCHES_PER_BLOCK
     # Keras itself turns XLA off when run eagerly; the steps per call stay
     assert settings(compiled(run_eagerly=True)) == (False, BATCHES_PER_BLOCK)
 
@@ -76,7 +90,7 @@ def test_vae_core_fit_compiles_as_before():
     after every call, which holds one block."""
     model = build("tf", SPEC, seed=0)
     Trainer(model, TrainConfig(batch_size=BATCH), "/cpu:0")
-    assert settings(model) == (True, 1)
+    assert settings(model) == (True, 1) and not runs_blocks(model)
 
 
 def test_no_xla_and_one_step_per_call_under_a_strategy():
@@ -109,7 +123,7 @@ def _uneven_batches() -> tf.data.Dataset:
 
 
 @pytest.mark.filterwarnings("ignore:Your input ran out of data")  # Keras', for data of unknown length
-def test_one_xla_program_per_call_changes_no_number_and_callbacks_still_work(tmp_path):
+def test_one_xla_program_per_call_changes_no_number_and_callbacks_still_work(tmp_path, blockable):
     """The defaults (up to 32 batches per call in one XLA program) against Keras' one XLA call per batch
     (jit_compile=True, steps_per_execution=1, which `VAE.compile()` gave before), with the model drawing its own
     noise, on batches of two sizes: the same steps in the same order, so the weights and every epoch mean are
@@ -121,6 +135,7 @@ def test_one_xla_program_per_call_changes_no_number_and_callbacks_still_work(tmp
     assert runs_blocks(fast)
     got, got_weights = _fit(fast, _uneven_batches(), 10, callbacks=callbacks)
     assert settings(fast) == (True, BATCHES_PER_BLOCK) and runs_blocks(fast)
+    assert blockable and all(blockable)
     assert int(fast.optimizer.iterations.numpy()) == 2 * 45  # every step of 2 epochs, then the stop
     want, want_weights = _fit(compiled(jit_compile=True), _uneven_batches(), 2)
     assert got == want
@@ -134,7 +149,7 @@ def test_one_xla_program_per_call_changes_no_number_and_callbacks_still_work(tmp
 
 
 @pytest.mark.filterwarnings("ignore:Your input ran out of data")
-def test_data_that_cannot_be_stacked_train_through_keras_own_loop():
+def test_data_that_cannot_be_stacked_train_through_keras_own_loop(blockable):
     """Batches whose row length is unknown cannot be stacked into a block: Keras' own function runs them."""
     batches = [X[:BATCH], X[BATCH:2 * BATCH], X[2 * BATCH:2 * BATCH + 5]]
     data = tf.data.Dataset.from_generator(lambda: iter(batches),
@@ -142,11 +157,12 @@ def test_data_that_cannot_be_stacked_train_through_keras_own_loop():
     model = compiled()
     assert runs_blocks(model)
     history = model.fit(data, epochs=1, shuffle=False, verbose=0).history
+    assert blockable and not any(blockable)
     assert int(model.optimizer.iterations.numpy()) == 3
     assert np.isfinite(history["loss"][0])
 
 
-def test_the_defaults_train_as_keras_without_xla_to_float32_rounding():
+def test_the_defaults_train_as_keras_without_xla_to_float32_rounding(blockable):
     """The defaults against jit_compile=False, steps_per_execution=1, on fixed noise ({"x", "eps"} batches). XLA
     fuses the step's ops and contracts a * b + c into one fma, so single roundings differ (one float32 ulp,
     ~6e-8 relative), and 88 Adam steps carry them on: measured 6e-7 of a tensor's largest weight and 5e-8 on the
@@ -161,6 +177,7 @@ def test_the_defaults_train_as_keras_without_xla_to_float32_rounding():
     fast = compiled()
     got, got_weights = _fit(fast, train, 2, validation_data=val)
     assert settings(fast) == (True, BATCHES_PER_BLOCK)
+    assert blockable and all(blockable)  # NumPy arrays, through Keras' array adapter, run in blocks
     want, want_weights = _fit(compiled(jit_compile=False, steps_per_execution=1), train, 2, validation_data=val)
     assert set(got) == {"loss", "recon", "kl", "val_loss", "val_recon", "val_kl"}
     for key in want:
