@@ -9,6 +9,7 @@ import sys
 from vae_core import _moved
 from vae_core.config import TrainConfig
 from vae_core.io.checkpoint import AdamState, Checkpoint, CheckpointError, read_checkpoint, write_checkpoint
+from vae_core.metrics.api import score
 from vae_core.model.init import init_weights
 from vae_core.model.spec import LIKELIHOODS, VAESpec
 from vae_core.registry import BACKENDS, build, evaluate, fit, load_checkpoint, save_checkpoint
@@ -22,5 +23,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdamState", "BACKENDS", "Checkpoint", "CheckpointError", "LIKELIHOODS", "TrainConfig", "VAESpec", "build",
-    "evaluate", "fit", "init_weights", "load_checkpoint", "read_checkpoint", "save_checkpoint", "write_checkpoint",
+    "evaluate", "fit", "init_weights", "load_checkpoint", "read_checkpoint", "save_checkpoint", "score",
+    "write_checkpoint",
 ]

@@ -66,7 +66,7 @@ def iwae_nll(model, x: np.ndarray, *, k: int = DEFAULT_K, chunk_size: int = DEFA
              device: str = "auto") -> IWAEResult:
     """IWAE NLL = −log p̂(x), mean over the images of x (N, D), in nats; see `vae_core.metrics.iwae_nll`."""
     check_model(model, "iwae_nll")
-    x = check_data(x, model.spec, "x")
+    x = check_data(x, model.spec, "x", stream=True)  # a .npy map, a dataset, a stream: read a batch at a time
     check_iwae_args(k, chunk_size, batch_size, seed, progress)
     encode_fn, chunk_fn = _compiled(model)
 

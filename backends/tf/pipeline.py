@@ -37,19 +37,27 @@ _READ_ERRORS: "weakref.WeakKeyDictionary[LazyRows, Exception]" = weakref.WeakKey
 
 def gather_rows(x: tf.Variable | tf.Tensor | LazyRows, index: tf.Tensor) -> tf.Tensor:
     """x[index]: (len(index), D) rows of a tensor or variable, or, for a training set read by position
-    (`LazyRows`), read by `x.take` in a `tf.numpy_function` inside the tf.data pipeline. A read that raises
-    keeps its error for `read_error`: TF hands `model.fit` only a wrapper of its text."""
+    (`LazyRows`), read by `x.take` in a `tf.numpy_function` inside the tf.data pipeline. An index of -1 is a slot
+    that holds no example (padding, or a batch past the run): a zero row, which reads nothing from a file, a
+    dataset or a stream. A read that raises keeps its error for `read_error`: TF hands `model.fit` only a wrapper
+    of its text."""
     if isinstance(x, LazyRows):
         def take(positions: np.ndarray) -> np.ndarray:
+            real = positions >= 0
             try:
-                return x.take(positions)
+                if real.all():
+                    return x.take(positions)
+                rows = np.zeros((len(positions), x.shape[1]), x.dtype)  # (len(index), D)
+                if real.any():
+                    rows[real] = x.take(positions[real])
+                return rows
             except Exception as error:
                 _READ_ERRORS.setdefault(x, error)
                 raise
 
         rows = tf.numpy_function(take, [index], tf.as_dtype(x.dtype), stateful=False)
         return tf.ensure_shape(rows, [None, x.shape[1]])
-    return tf.gather(x, index)
+    return tf.gather(x, tf.maximum(index, 0))  # a slot of no example reads row 0, which no step counts
 
 
 def read_error(x: tf.Variable | tf.Tensor | LazyRows) -> Exception | None:
@@ -75,8 +83,9 @@ class EpochBlocks:
         k, b = shape
         d, n_steps = int(x.shape[1]), -(-n // b)
         slots = (n_steps + k) * b  # a block that starts at the last step still reads inside
-        # the example of each slot (padding reads row 0) and its noise; assigned per epoch
-        self.index = tf.Variable(tf.zeros(slots, tf.int64), trainable=False, name="epoch_order")  # (slots,)
+        # the example of each slot (-1: padding, no example) and its noise; assigned per epoch
+        self.index = tf.Variable(tf.fill([slots], tf.constant(-1, tf.int64)), trainable=False,
+                                 name="epoch_order")  # (slots,)
         self.noise = tf.Variable(tf.zeros((slots, latent_dim), eps_dtype), trainable=False, name="epoch_eps")
         # (first step, stop step, last block) of the run of steps, one variable read at once: an iterator that
         # Keras drops may still be reading ahead while the next run is assigned
@@ -91,9 +100,9 @@ class EpochBlocks:
             live_block, j = j <= last, tf.minimum(j, last)
             steps = first + j * k + tf.range(k, dtype=tf.int64)  # (K,)
             slots_j = tf.reshape(steps[:, None] * b + tf.range(b, dtype=tf.int64)[None], [-1])  # (K * B,)
-            # the batches of steps past the run are empty: they read row 0, not examples from the file or dataset
+            # the batches of steps past the run are empty: they read no example from the file, dataset or stream
             live = tf.logical_and(steps < stop, live_block)  # (K,)
-            examples = tf.where(tf.repeat(live, b), tf.gather(self.index, slots_j), 0)  # (K * B,)
+            examples = tf.where(tf.repeat(live, b), tf.gather(self.index, slots_j), -1)  # (K * B,)
             batch = gather_rows(x, examples)  # (K * B, D)
             if batch.dtype == tf.uint8:  # images kept uint8 become x / 255 per block, in float32
                 batch = tf.cast(batch, tf.float32) / 255.0
@@ -110,7 +119,7 @@ class EpochBlocks:
     def set_epoch(self, order: np.ndarray, eps: tf.Tensor | np.ndarray) -> None:
         """The epoch's order (N,) and noise (N, L), row i for order[i]."""
         pad = int(self.index.shape[0]) - len(order)
-        self.index.assign(np.concatenate([order.astype(np.int64), np.zeros(pad, np.int64)]))
+        self.index.assign(np.concatenate([order.astype(np.int64), np.full(pad, -1, np.int64)]))
         self.noise.assign(tf.pad(tf.cast(eps, self.noise.dtype), [[0, pad], [0, 0]]))
 
     def steps(self, first: int, stop: int) -> tuple[tf.data.Dataset, int]:

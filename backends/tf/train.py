@@ -122,6 +122,12 @@ class Trainer(WeightsAdapter):
         # variable in place. LazyRows stay where they are (a file, a dataset); the pipeline reads each block.
         self.x_train = train if isinstance(train, LazyRows) else \
             tf.Variable(train, trainable=False, name="train_data")  # (N, D)
+        if self.strategy is not None and isinstance(train, LazyRows) and train.sequential:
+            raise ValueError(f"train is a stream of batches ({train!r}); under {type(self.strategy).__name__} "
+                             f"Keras splits the trainer's batches between the replicas, which needs a training set "
+                             f"read by position: pass the map-style dataset behind it (e.g. loader.dataset) or an "
+                             f"array, or build the model outside the strategy's scope")
+        # parallel reads of a dataset's items; a stream is read in order, one block after the other
         self.calls = max(1, self.data_workers) if isinstance(train, ItemRows) else 1
         replicas = 1 if self.strategy is None else self.strategy.num_replicas_in_sync
         # Endless, and evaluated for its number of batches: with a finite dataset Keras makes a second iterator
@@ -198,6 +204,9 @@ def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | 
         or (example, label, ...) items, (C, H, W) images too (`vae_core.data.items.ItemRows`): `train`'s items are
         read by index in the trainer's order a block at a time, checked as they are read, so it trains exactly as
         the same rows as an array; `val` is read once.
+        Or an iterable of batches (a torch `DataLoader`, a `tf.data.Dataset`, any re-iterable): one pass per epoch
+        in the order it yields, cut into `config.batch_size` steps, a block read ahead
+        (`vae_core.data.stream.BatchStream`); an interrupted epoch restarts, so it takes no step checkpoints.
     out_dir: `last.safetensors` every epoch and `best.safetensors` when the monitored loss (val_loss, or
         train_loss without val) improves, with Adam and the loop state. resume_from: a checkpoint of either
         backend; training continues up to `config.epochs` epochs in total.

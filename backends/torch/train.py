@@ -246,6 +246,9 @@ def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | 
         (example, label, ...) items, (C, H, W) images too (`vae_core.data.items.ItemRows`): `train`'s items are
         read by index in the trainer's order a batch at a time, checked as they are read, so it trains exactly as
         the same rows as an array; `val` is read once.
+        Or an iterable of batches (a torch `DataLoader`, a `tf.data.Dataset`, any re-iterable): one pass per epoch
+        in the order it yields, cut into `config.batch_size` steps, a batch read ahead
+        (`vae_core.data.stream.BatchStream`); an interrupted epoch restarts, so it takes no step checkpoints.
     out_dir: `last.safetensors` every epoch and `best.safetensors` when the monitored loss (val_loss, or
         train_loss without val) improves, with Adam and the loop state. resume_from: a checkpoint of either
         backend; training continues up to `config.epochs` epochs in total.

@@ -152,16 +152,62 @@ class _Items:
         return example, 0
 
 
-def _fit_items(train: Any, val: Any = None, **kwargs: Any) -> None:
+def _fit_items(train: Any, val: Any = None, config: TrainConfig = TrainConfig(epochs=1, batch_size=8),
+               **kwargs: Any) -> None:
     from vae_core import build, fit
 
-    fit(build("torch", SPEC, seed=0), train, val, TrainConfig(epochs=1, batch_size=8), progress=False, **kwargs)
+    fit(build("torch", SPEC, seed=0), train, val, config, progress=False, **kwargs)
+
+
+def _step_checkpoint(tmp: Path) -> Path:
+    """A checkpoint of a run of X stopped after step 1 of epoch 2 (batch 8: 3 steps an epoch)."""
+    from dataclasses import replace
+
+    from vae_core import build, fit
+    from vae_core.io.checkpoint import read_checkpoint, write_checkpoint
+
+    fit(build("torch", SPEC, seed=0), X, None, TrainConfig(epochs=1, batch_size=8), out_dir=tmp / "run",
+        progress=False)
+    ckpt = read_checkpoint(tmp / "run" / "last.safetensors")
+    position = {"epoch": 2, "step": 1, "n_examples": len(X), "batch_size": 8, "losses": [[40.0, 39.0, 1.0]],
+                "seconds": 0.1}
+    return write_checkpoint(tmp / "step.safetensors",
+                            replace(ckpt, trainer_state={**ckpt.trainer_state, "position": position}))
 
 
 def _loader() -> Any:
     import torch
 
     return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(X)), batch_size=4)
+
+
+def _iterable_dataset() -> Any:
+    import torch
+
+    class _Rows(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(X)
+
+    return _Rows()
+
+
+class _Batches:
+    """A re-iterable of batches of 4 rows of X (pass p, 1-based: the count before training is pass 1); `bad`
+    gives batch b of pass p instead ({(p, b): value}, an exception: raised), `sizes` the examples of each pass
+    (X's rows, repeated or cut)."""
+
+    def __init__(self, bad: dict[tuple[int, int], Any] | None = None, sizes: tuple[int, ...] = ()):
+        self.bad, self.sizes, self.passes = bad or {}, sizes, 0
+
+    def __iter__(self):
+        self.passes += 1
+        n = self.sizes[self.passes - 1] if self.passes <= len(self.sizes) else len(X)
+        rows = np.resize(X, (n, X.shape[1]))
+        for b, lo in enumerate(range(0, n, 4)):
+            batch = self.bad.get((self.passes, b), rows[lo:lo + 4])
+            if isinstance(batch, BaseException):
+                raise batch
+            yield batch, np.zeros(len(rows[lo:lo + 4]))
 
 
 PY, CLI = "python", "cli"
@@ -297,8 +343,8 @@ CASES: list[Case] = [
          r"train\[9\] raised OSError: image 9 is unreadable\. Every index in \[0, 20\) .*must give an example"),
     Case("dataset-mixed-dtypes", PY, "a dataset of uint8 item 0 and float32 items",
          lambda t: lambda: _fit_items(_Items({0: np.zeros(64, np.uint8)})), TypeError,
-         r"train\[\d+\] has dtype float32, but train\[0\] is uint8: every item must be uint8 images, or every "
-         r"item floats"),
+         r"train\[\d+\] has dtype float32, but the first item of train was uint8: every example must be uint8 "
+         r"images, or every example floats"),
     Case("dataset-empty", PY, "a dataset of length 0", lambda t: lambda: _fit_items(_Items(n=0)), ValueError,
          r"train is empty \(len\(train\) is 0\); pass at least one example"),
     Case("dataset-length-changes", PY, "a dataset that loses an item while fit reads it",
@@ -307,11 +353,47 @@ CASES: list[Case] = [
     Case("val-dataset-item-shape", PY, "a validation dataset whose item 4 is (63,)",
          lambda t: lambda: _fit_items(X, _Items({4: X[4, :63]})), ValueError,
          r"val\[4\] has shape \(63,\); expected an example of shape \(64,\) or "),
-    Case("dataloader", PY, "a torch DataLoader (an iterable of batches)", lambda t: lambda: _fit_items(_loader()),
-         TypeError, r"map-style dataset .*; got DataLoader, an iterable of batches or examples: fit reads examples "
-                    r"by index, .* pass the map-style dataset behind it \(train\.dataset\)"),
-    Case("generator", PY, "a generator of examples", lambda t: lambda: _fit_items(row for row in X), TypeError,
-         r"a \.npy map .*; got generator, an iterable"),
+    Case("iterable-dataset", PY, "a torch IterableDataset (examples, not batches)",
+         lambda t: lambda: _fit_items(_iterable_dataset()), TypeError,
+         r"got _Rows, an IterableDataset, which yields examples one at a time: wrap it in "
+         r"torch\.utils\.data\.DataLoader\(train, batch_size=\.\.\.\)"),
+    Case("generator", PY, "a generator of batches (read once)", lambda t: lambda: _fit_items(b for b in [X]),
+         TypeError, r"got generator, an iterator \(a generator\?\), which can be read once: fit reads one pass per "
+                    r"epoch\. Pass an object whose __iter__ starts a new pass"),
+    # ------------------------------------------------------------ iterables of batches given to fit (issue 28)
+    Case("stream-batch-shape", PY, "a stream whose first batch is one example (64,), not a batch",
+         lambda t: lambda: _fit_items(_Batches({(1, 0): X[0]})), ValueError,
+         r"train \(batch 0 of pass 1, 0-based\) has shape \(64,\); expected a batch of shape \(b, 64\) or "
+         r"\(b, 8, 8, 1\) .* to match the spec .*It looks like one example: batch the source"),
+    Case("stream-batch-nan", PY, "a stream whose batch 3 holds a NaN in the first epoch",
+         lambda t: lambda: _fit_items(_Batches({(2, 3): _with(np.nan)[:4]})), ValueError,
+         r"train \(batch 3 of pass 2, 0-based\) holds NaN or inf values \(1 of 256\); clean or drop that example"),
+    Case("stream-batch-raises", PY, "a stream whose batch 1 raises OSError in the first epoch",
+         lambda t: lambda: _fit_items(_Batches({(2, 1): OSError("disk on fire")})), ValueError,
+         r"train \(batch 1 of pass 2, 0-based\) raised OSError: disk on fire; fix the data source"),
+    Case("stream-shorter", PY, "a stream that yields 16 examples in the epoch after counting 20",
+         lambda t: lambda: _fit_items(_Batches(sizes=(20, 16))), ValueError,
+         r"train ended pass 2 after 16 examples, but it held 20 when fit started: a stream must yield the same "
+         r"number of examples every epoch"),
+    Case("stream-longer", PY, "a stream that yields 24 examples in the epoch after counting 20",
+         lambda t: lambda: _fit_items(_Batches(sizes=(20, 24))), ValueError,
+         r"train yielded more than 20 examples in pass 2, the number it held when fit started"),
+    Case("stream-empty", PY, "a stream that yields no batches", lambda t: lambda: _fit_items(_Batches(sizes=(0,))),
+         ValueError, r"train is empty: it yielded no examples; pass at least one"),
+    Case("stream-step-checkpoints", PY, "a stream with TrainConfig.checkpoint_every_steps",
+         lambda t: lambda: _fit_items(_Batches(), config=TrainConfig(epochs=1, checkpoint_every_steps=2)),
+         ValueError, r"TrainConfig\.checkpoint_every_steps=2 needs a training set the trainer can read in its own "
+                     r"order, to resume mid-epoch; train is a _Batches, a stream of batches .*Set "
+                     r"checkpoint_every_steps=None"),
+    Case("stream-dynamic-binarization", PY, "a stream with TrainConfig.dynamic_binarization",
+         lambda t: lambda: _fit_items(_Batches(), config=TrainConfig(epochs=1, dynamic_binarization=True)),
+         ValueError, r"TrainConfig\.dynamic_binarization draws each epoch's 0/1 sample .* Set "
+                     r"dynamic_binarization=False and binarize in the stream"),
+    Case("stream-resume-mid-epoch", PY, "a stream resuming a step checkpoint (stopped mid-epoch)",
+         lambda t: (lambda path: lambda: _fit_items(_Batches(), config=TrainConfig(epochs=2, batch_size=8),
+                                                    resume_from=path))(_step_checkpoint(t)), CheckpointError,
+         r"stopped at step 1 of epoch 2 \(a step checkpoint\), but train is a stream of batches, which cannot be "
+         r"read from the middle of an epoch; resume it with the training set as an array or a map-style dataset"),
     Case("dict", PY, "a dict {'x': array}", lambda t: lambda: _fit_items({"x": X}), TypeError,
          r"got a dict with keys \['x'\]: pass the array of examples it holds"),
     Case("path-string", PY, "a file name instead of its data", lambda t: lambda: _fit_items("images.npy"),
@@ -335,3 +417,154 @@ def _with_env(changes: dict[str, str], call: Callable[[], Any]) -> Any:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+# torchvision datasets (vae_core.data.vision): `--dataset torchvision:...` read from a --data-dir root, offline
+def _tv_root(kind: str, **kwargs: Any) -> Callable[[Path], Path]:
+    """prepare(tmp) -> tmp/"root" holding a tiny root of `kind` (tests/torchvision_roots.py): "idx", "cifar10" or
+    "folder"; `kwargs` go to its writer."""
+    def prepare(tmp: Path) -> Path:
+        from tests import torchvision_roots as roots
+
+        write = {"idx": roots.idx_root, "cifar10": roots.cifar10_root, "folder": roots.image_folder}[kind]
+        return write(tmp / "root", **kwargs)
+    return prepare
+
+
+def _tv_load(name: str, root: Callable[[Path], Path] | None = None, **kwargs: Any) -> Callable[[Path], Any]:
+    """A python case: load_dataset(name, data_dir=root(tmp) or tmp, **kwargs)."""
+    def prepare(tmp: Path) -> Callable[[], None]:
+        from vae_core.data import load_dataset
+
+        data_dir = root(tmp) if root is not None else tmp
+        return lambda: load_dataset(name, data_dir=data_dir, **kwargs)
+    return prepare
+
+
+def _tv_train(name: str, root: Callable[[Path], Path] | None, *extra: str) -> Callable[[Path], list[str]]:
+    """A CLI case: vae train --dataset name --data-dir root(tmp) (none without `root`) ... --out tmp/o."""
+    def prepare(tmp: Path) -> list[str]:
+        data_dir = [] if root is None else ["--data-dir", str(root(tmp))]
+        return [*TV_TRAIN, "--dataset", name, *data_dir, *extra, "--out", str(tmp / "o")]
+    return prepare
+
+
+def _tv_edit(root: Callable[[Path], Path], edit: Callable[[Path], Any]) -> Callable[[Path], Path]:
+    """`root`, then `edit(the root)`: a damaged copy."""
+    return lambda tmp: (lambda r: (edit(r), r)[1])(root(tmp))
+
+
+def _gzip_raw(root: Path) -> None:
+    import gzip
+
+    for f in (root / "FashionMNIST" / "raw").iterdir():
+        f.with_name(f.name + ".gz").write_bytes(gzip.compress(f.read_bytes()))
+        f.unlink()
+
+
+def _second_size(root: Path) -> None:
+    from tests import torchvision_roots as roots
+
+    roots.image_folder(root, classes=("owl",), per_class=1, shape=(10, 8), seed=3)  # owl/000.png: 10x8
+
+
+def _test_folder_with_extra_class(root: Path) -> None:
+    from tests import torchvision_roots as roots
+
+    roots.image_folder(root / "train", per_class=3)
+    roots.image_folder(root / "test", classes=("cat", "yak"), per_class=1)
+
+
+def _plot_with_names(tmp: Path) -> Callable[[], None]:
+    from vae_core.viz import plot_latent_scatter
+
+    return lambda: plot_latent_scatter(X[:4, :2], [0, 1, 2, 3], tmp / "s.png", class_names=("cat", "dog"))
+
+
+TV_TRAIN = ["train", "--hidden-dims", "16", "--latent-dim", "2", "--epochs", "1", "--no-plots", "--no-progress"]
+_IDX = _tv_root("idx", folder="FashionMNIST")
+_FOLDER = _tv_root("folder", per_class=3)
+
+CASES += [
+    Case("tv-no-data-dir", CLI, "vae train --dataset torchvision:mnist without --data-dir",
+         _tv_train("torchvision:mnist", None), ValueError,
+         r"load_dataset\.data_dir must be the torchvision root, the folder that holds MNIST/raw/ for "
+         r"'torchvision:mnist' .*; got None\. Pass data_dir=ROOT \(vae train --dataset torchvision:mnist --data-dir "
+         r"ROOT\)"),
+    Case("tv-data-dir-missing", CLI, "vae train --dataset torchvision:cifar10 --data-dir NOWHERE",
+         lambda t: _tv_train("torchvision:cifar10", lambda t: t / "nowhere")(t), FileNotFoundError,
+         r"torchvision:cifar10: data_dir \(--data-dir\) '.*nowhere' does not exist; pass the torchvision root, the "
+         r"folder that holds cifar-10-batches-py/"),
+    Case("tv-files-missing", CLI, "vae train --dataset torchvision:fashion-mnist --data-dir EMPTY",
+         _tv_train("torchvision:fashion-mnist", lambda t: t), FileNotFoundError,
+         r"torchvision:fashion-mnist: 4 of its files not found in '.*/FashionMNIST/raw' \(missing: "
+         r"train-images-idx3-ubyte, .*\); data_dir \(--data-dir\) must be the torchvision root that holds "
+         r"FashionMNIST/raw/\. To get them: gunzip the four \.gz files there .*or pass download=True \(--download\)"),
+    Case("tv-data-dir-below-root", PY, "load_dataset('torchvision:fashion-mnist', data_dir=ROOT/FashionMNIST/raw)",
+         _tv_load("torchvision:fashion-mnist", lambda t: _IDX(t) / "FashionMNIST" / "raw"), FileNotFoundError,
+         r"They are under '.*/root/FashionMNIST/raw', a folder below the root: pass data_dir \(--data-dir\) "
+         r"'.*/root'"),
+    Case("tv-gzipped", PY, "torchvision:fashion-mnist with the raw files still gzipped",
+         _tv_load("torchvision:fashion-mnist", _tv_edit(_IDX, _gzip_raw)), FileNotFoundError,
+         r"'.*/FashionMNIST/raw' holds them gzipped: gunzip them there \(torchvision reads them uncompressed\)"),
+    Case("tv-corrupt-idx", PY, "torchvision:fashion-mnist with a training image file cut short",
+         _tv_load("torchvision:fashion-mnist", _tv_edit(_IDX, lambda r: (
+             r / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03\x00"))),
+         ValueError, r"torchvision:fashion-mnist: torchvision could not read '.*/FashionMNIST/raw' \(.*\); the files "
+                     r"are damaged or not FashionMNIST's: replace them"),
+    Case("tv-cifar-damaged", CLI, "vae train --dataset torchvision:cifar10 on files whose MD5s do not match",
+         _tv_train("torchvision:cifar10", _tv_root("cifar10")), ValueError,
+         r"torchvision:cifar10: torchvision could not read '.*/cifar-10-batches-py' \(their MD5 checksums are not "
+         r"those of the published files\); the files are damaged or not CIFAR10's: replace them \(extract "
+         r"cifar-10-python\.tar\.gz"),
+    Case("tv-image-size-not-a-folder", CLI, "vae train --dataset torchvision:mnist --image-size 8,8",
+         _tv_train("torchvision:mnist", _IDX, "--image-size", "8,8"), ValueError,
+         r"--image-size and --image-mode apply to --data \(your own image files\) and --dataset "
+         r"torchvision:image-folder; drop them for --dataset 'torchvision:mnist'"),
+    Case("tv-binarize", CLI, "vae train --dataset torchvision:fashion-mnist --binarize static",
+         _tv_train("torchvision:fashion-mnist", _IDX, "--binarize", "static"), ValueError,
+         r"load_dataset\.binarize must be None for 'torchvision:fashion-mnist', whose training split is read item by "
+         r"item; got 'static'\. Binarize per epoch instead, TrainConfig\(dynamic_binarization=True\)"),
+    Case("tv-folder-no-classes", CLI, "vae train --dataset torchvision:image-folder on an empty folder",
+         _tv_train("torchvision:image-folder", lambda t: t), FileNotFoundError,
+         r"torchvision:image-folder: data_dir \(--data-dir\) '.*' holds no class folders; put each class's images in "
+         r"a folder of its own .*or read a flat folder of images with load_images \(vae train --data FOLDER\)"),
+    Case("tv-folder-empty-class", CLI, "vae train --dataset torchvision:image-folder with a class folder of no images",
+         _tv_train("torchvision:image-folder", _tv_edit(_FOLDER, lambda r: (r / "yak").mkdir())),
+         FileNotFoundError, r"class folder\(s\) \['yak'\] of '.*' hold no image files \(\.jpg, .*\.png.*\); add images "
+                            r"or remove the folder\(s\)"),
+    Case("tv-folder-sizes", CLI, "vae train --dataset torchvision:image-folder on images of two sizes",
+         _tv_train("torchvision:image-folder", _tv_edit(_FOLDER, _second_size)), ValueError,
+         r"'.*owl/000\.png' is 10x8 \(HxW\), but '.*cat/000\.png' \(the first file\) is 8x8; every image must have one "
+         r"size\. Pass image_size=\(H, W\) \(--image-size H,W\) to resize every file"),
+    Case("tv-folder-modes", PY, "an image folder of grey and RGB images",
+         _tv_load("torchvision:image-folder", _tv_edit(_FOLDER, lambda r: _tv_root("folder", classes=("owl",),
+                                                                                  per_class=1, shape=(8, 8, 3))(
+             r.parent))), ValueError,
+         r"'.*owl/000\.png' has mode RGB, but '.*cat/000\.png' \(the first file\) has L; every image must have one "
+         r"mode\. Pass mode='L' or 'RGB' \(--image-mode\)"),
+    Case("tv-folder-unreadable", PY, "an image folder holding a .png that is not an image",
+         _tv_load("torchvision:image-folder", _tv_edit(_FOLDER, lambda r: (r / "dog" / "bad.png").write_text("x"))),
+         ValueError, r"torchvision:image-folder: '.*dog/bad\.png' is not a readable image .*; remove or replace it"),
+    Case("tv-folder-test-class", PY, "an image folder whose test/ has a class train/ lacks",
+         _tv_load("torchvision:image-folder", lambda t: (_test_folder_with_extra_class(t), t)[1]), ValueError,
+         r"'.*/test' has class folder\(s\) \['yak'\] that '.*/train' lacks; the test classes must be among the "
+         r"training classes"),
+    Case("tv-folder-one-each", PY, "an image folder of one image per class",
+         _tv_load("torchvision:image-folder", _tv_root("folder", per_class=1)), ValueError,
+         r"every class folder holds one image, which leaves none to test on; add images .*or give train/ and test/"),
+    Case("tv-folder-download", CLI, "vae train --dataset torchvision:image-folder --download",
+         _tv_train("torchvision:image-folder", _FOLDER, "--download"), ValueError,
+         r"load_dataset\.download must be False for 'torchvision:image-folder': an image folder is read from "
+         r"data_dir; got True\. Drop download=True \(--download\)"),
+    Case("tv-folder-test-fraction", CLI, "vae train --dataset torchvision:image-folder --test-fraction 0.3",
+         _tv_train("torchvision:image-folder", _FOLDER, "--test-fraction", "0.3"), ValueError,
+         r"--test-fraction applies to --data \(your own image files\); drop it for --dataset "
+         r"'torchvision:image-folder' \(an image folder's test split is its test/ folder, or a fixed stratified 20%\)"),
+    Case("tv-name-without-prefix", PY, 'load_dataset("cifar10")', _dataset(name="cifar10"), ValueError,
+         r"load_dataset\.name must be one of .*; got 'cifar10'\. Did you mean 'torchvision:cifar10' \(torchvision "
+         r"reads it from data_dir\)\?"),
+    Case("plot-class-names", PY, "plot_latent_scatter with 2 class names for labels 0-3", _plot_with_names,
+         ValueError, r"plot_latent_scatter\.class_names must be a name for every label \(labels index it; 2 names "
+                     r"given\); got 'labels int64 in \[0, 3\]'\. Pass integer labels 0\.\.len\(class_names\)-1"),
+]

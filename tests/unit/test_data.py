@@ -330,9 +330,11 @@ def test_binarize_function():
 
 def test_unknown_name_lists_datasets():
     with pytest.raises(ValueError, match=r"load_dataset.name must be one of 'mnist-5k', 'digits', "
-                                         r"'fashion-mnist', 'mnist'; got 'cifar10'"):
+                                         r"'fashion-mnist', 'mnist', 'torchvision:mnist', .*; got 'cifar10'\. "
+                                         r"Did you mean 'torchvision:cifar10'"):
         load_dataset("cifar10")
-    assert DATASETS == ("mnist-5k", "digits", "fashion-mnist", "mnist")
+    assert DATASETS == ("mnist-5k", "digits", "fashion-mnist", "mnist", "torchvision:mnist",
+                        "torchvision:fashion-mnist", "torchvision:cifar10", "torchvision:image-folder")
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vae_core.cli.options import DATASETS, run_info
-from vae_core.data.datasets import load_dataset
+from vae_core.cli.options import check_dataset_flags, run_info
+from vae_core.data.datasets import DATASETS, load_dataset
 from vae_core.data.images import load_images
 from vae_core.io.atomic import atomic_write
 from vae_core.io.checkpoint import read_checkpoint
@@ -48,14 +48,15 @@ def check_images_fit(spec, data, argument: str) -> None:
 
 def load_data(opts: dict[str, Any], *, download: bool = False, seed: int = 0):
     """The run's images: `opts["data"]` through `load_images` (with its image_size, image_mode and test_fraction),
-    or the built-in `opts["dataset"]` through `load_dataset`."""
+    or the named `opts["dataset"]` through `load_dataset` (image_size and image_mode: an image folder's)."""
 
+    size = None if opts.get("image_size") is None else tuple(opts["image_size"])
     if opts.get("data") is not None:
-        size, fraction = opts.get("image_size"), opts.get("test_fraction")
-        return load_images(opts["data"], image_size=None if size is None else tuple(size), mode=opts.get("image_mode"),
+        fraction = opts.get("test_fraction")
+        return load_images(opts["data"], image_size=size, mode=opts.get("image_mode"),
                            test_fraction=0.1 if fraction is None else fraction, seed=seed)
     return load_dataset(opts["dataset"], data_dir=opts.get("data_dir"), download=download,
-                        binarize=opts.get("binarize"), seed=seed)
+                        binarize=opts.get("binarize"), seed=seed, image_size=size, mode=opts.get("image_mode"))
 
 
 def load_checkpoint_data(args: argparse.Namespace, info: dict[str, Any], spec=None):
@@ -73,10 +74,14 @@ def load_checkpoint_data(args: argparse.Namespace, info: dict[str, Any], spec=No
     if name is None:
         raise ValueError("--dataset is required: the checkpoint has no run.json beside it naming its dataset; "
                          f"pass one of {', '.join(DATASETS)}")
+    check_dataset_flags(name, args.image_size, args.image_mode, args.test_fraction)
+    same_run = name == info.get("dataset")  # the run's own dataset: binarized, found and sized as in training
+    run = info if same_run else {}
     data_dir = args.data_dir if args.data_dir is not None else info.get("data_dir")
-    same_run = name == info.get("dataset")  # the run's own dataset: binarized as it was in training
-    data = load_dataset(name, data_dir=data_dir, download=getattr(args, "download", False),
-                        binarize=info.get("binarize") if same_run else None, seed=info.get("seed", 0))
+    size = args.image_size if args.image_size is not None else run.get("image_size")
+    data = load_data({"dataset": name, "data_dir": data_dir, "binarize": run.get("binarize"), "image_size": size,
+                      "image_mode": args.image_mode or run.get("image_mode")},
+                     download=getattr(args, "download", False), seed=info.get("seed", 0))
     if spec is not None:
         check_images_fit(spec, data, f"--dataset {name!r}")
     return data
@@ -102,5 +107,6 @@ def save_plots(model: Any, data: Any, folder: Path, history: dict[str, list[floa
     """Every plot of `model` on the data's test images (and `history`'s curves) into `folder`."""
 
     folder.mkdir(parents=True, exist_ok=True)
-    paths = plot_all(model, data.x_test, data.y_test, folder, history=history, seed=seed)
+    paths = plot_all(model, data.x_test, data.y_test, folder, history=history, seed=seed,
+                     class_names=data.class_names)
     print(f"vae: wrote {len(paths)} plots into {folder}/", file=sys.stderr)

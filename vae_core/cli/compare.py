@@ -7,7 +7,7 @@ explicit by writing one neutral checkpoint (`init.safetensors`) and loading it i
 the parity suite's shared eps, so the two runs differ only by float32 rounding.
 
 Writes into `out`: torch/ and tf/ (checkpoints), compare.png (curves and their per-epoch difference),
-compare.md and compare.json (final numbers and per-epoch wall time).
+compare.md and compare.json (final numbers, per-epoch wall time, and each class's test -ELBO, by the class's name).
 """
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vae_core.cli.options import flag_values, read_config_file
+from vae_core.cli.options import check_dataset_flags, flag_values, read_config_file
 from vae_core.config import TrainConfig
 from vae_core.data.datasets import load_dataset
 from vae_core.io.atomic import atomic_write
 from vae_core.io.out_dir import prepare_out_dir
 from vae_core.model.spec import VAESpec
-from vae_core.registry import build, fit, load_checkpoint, save_checkpoint
+from vae_core.registry import build, evaluate, fit, load_checkpoint, save_checkpoint
 from vae_core.viz.curves import plot_backend_comparison
 
 ORDER = ("torch", "tf")
@@ -33,8 +33,10 @@ def run(args: argparse.Namespace) -> int:
     """`vae compare`: the spec and config from --config and the flags, then `compare_backends` into --out."""
     file = read_config_file(args.config) if args.config else {}
     flags = flag_values(args)
+    check_dataset_flags(args.dataset, args.image_size, args.image_mode)
     out = prepare_out_dir(args.out, "--out")
     result = compare_backends(dataset=args.dataset, data_dir=args.data_dir, download=args.download,
+                              image_size=args.image_size, image_mode=args.image_mode,
                               spec_changes={**file.get("spec", {}), **flags["spec"]},
                               config_changes={**file.get("train", {}), **flags["train"]},
                               same_init=args.same_init or args.lockstep, lockstep=args.lockstep, out=out,
@@ -45,15 +47,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def compare_backends(*, dataset: str = "mnist-5k", data_dir: str | Path | None = None, download: bool = False,
+                     image_size: tuple[int, int] | None = None, image_mode: str | None = None,
                      spec_changes: dict[str, Any] | None = None, config_changes: dict[str, Any] | None = None,
                      same_init: bool = False, lockstep: bool = False, out: str | Path = "runs/compare",
                      device: str = "auto", progress: bool = True, command: str | None = None) -> dict[str, Any]:
     """Train both backends and write the comparison; returns {"histories", "summary", "markdown", "paths"}.
 
     command: the command line that ran this, written at the top of compare.md and into compare.json.
+    image_size, image_mode: the files of "torchvision:image-folder" resized and converted (see load_dataset).
     """
 
-    data = load_dataset(dataset, data_dir=data_dir, download=download)
+    data = load_dataset(dataset, data_dir=data_dir, download=download,
+                        image_size=None if image_size is None else tuple(image_size), mode=image_mode)
     changes = dict(spec_changes or {})
     for name, value in (("input_dim", data.input_dim), ("image_shape", data.image_shape)):
         if name in changes and changes[name] != value:
@@ -68,22 +73,40 @@ def compare_backends(*, dataset: str = "mnist-5k", data_dir: str | Path | None =
         save_checkpoint(init_path, build("torch", spec, seed=config.seed), train_config=config)
 
     histories: dict[str, dict[str, list[float]]] = {}
+    models: dict[str, Any] = {}
     for backend in ORDER:
         model = load_checkpoint(init_path, backend) if same_init else build(backend, spec, seed=config.seed)
         (out / backend).mkdir(exist_ok=True)
         histories[backend] = fit(model, data.x_train, data.x_test, config, out_dir=out / backend,
                                  shared_noise=lockstep, device=device, progress=progress)
+        models[backend] = model
 
     summary = summarize(histories)
+    summary["per_class"] = per_class(models, data, config.seed, device)
     meta = {"dataset": data.name, "n_train": len(data.x_train), "n_test": len(data.x_test), "spec": spec.to_dict(),
             "train_config": config.to_dict(), "same_init": same_init, "lockstep": lockstep, "device": device,
-            "command": command}
+            "command": command, "class_names": None if data.class_names is None else list(data.class_names)}
     text = markdown(meta, summary, histories)
     paths = {"figure": plot_backend_comparison(histories, out / "compare.png"),
              "markdown": atomic_write(out / "compare.md", text.encode()),
              "json": atomic_write(out / "compare.json", json.dumps(
                  {**meta, "summary": summary, "histories": histories}, indent=1).encode())}
     return {"histories": histories, "summary": summary, "markdown": text, "paths": paths}
+
+
+def per_class(models: dict[str, Any], data: Any, seed: int, device: str) -> list[dict[str, Any]]:
+    """Each test class's -ELBO in each backend (one sample per image, noise fixed by `seed`), the class by its name
+    (the label when the dataset has no names): [{"class", "label", "n", "torch", "tf"}, ...] in label order."""
+    import numpy as np
+
+    rows = []
+    for label in np.unique(data.y_test):
+        x = data.x_test[data.y_test == label]
+        name = str(label) if data.class_names is None else data.class_names[int(label)]
+        row = {"class": name, "label": int(label), "n": len(x)}
+        row.update({b: evaluate(m, x, seed=seed, device=device)["loss"] for b, m in models.items()})
+        rows.append(row)
+    return rows
 
 
 def summarize(histories: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
@@ -132,4 +155,9 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], histories: dict[str,
         t, f = histories["torch"], histories["tf"]
         val = [h["val_loss"][i] if h.get("val_loss") else float("nan") for h in (t, f)]
         lines.append(f"| {i + 1} | {val[0]:.2f} | {val[1]:.2f} | {t['seconds'][i]:.1f} | {f['seconds'][i]:.1f} |")
+    if summary.get("per_class"):
+        lines += ["", "Test -ELBO per class (one sample per image):", "",
+                  "| class | images | torch | tf | tf - torch |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {r['class'].replace('|', '/')} | {r['n']} | {r['torch']:.2f} | {r['tf']:.2f} | "
+                  f"{r['tf'] - r['torch']:+.2f} |" for r in summary["per_class"]]
     return "\n".join(lines) + "\n"

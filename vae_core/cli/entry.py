@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from vae_core.cli import compare, evaluate, plot, reconstruct, sample, train
+from vae_core.cli import compare, evaluate, plot, reconstruct, sample, score, train
 from vae_core.cli.parser import build_parser
 from vae_core.io.atomic import WriteError
 from vae_core.io.checkpoint import CheckpointError
@@ -21,8 +21,8 @@ DEBUG_ENV = "VAE_CORE_DEBUG"  # set to 1 to get the traceback instead of the one
 # Errors that mean "the input was wrong": one line, exit status 2.
 USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError, ImportError,
                 CheckpointError, RunLockedError)
-COMMANDS = {"train": train.run, "evaluate": evaluate.run, "sample": sample.run, "reconstruct": reconstruct.run,
-            "plot": plot.run, "compare": compare.run}
+COMMANDS = {"train": train.run, "evaluate": evaluate.run, "score": score.run, "sample": sample.run,
+            "reconstruct": reconstruct.run, "plot": plot.run, "compare": compare.run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WriteError as e:  # the disk refused a write (ENOSPC, EFBIG, EIO, EACCES): the last good checkpoint stays
         if os.environ.get(DEBUG_ENV):
             raise
-        print(f"{prog}: error: {' '.join(str(e).split())}; the previous checkpoint is untouched", file=sys.stderr)
+        kept = "the previous checkpoint" if args.command in ("train", "compare") else "any earlier file there"
+        print(f"{prog}: error: {' '.join(str(e).split())}; {kept} is untouched", file=sys.stderr)
         return 1
     except USAGE_ERRORS as e:
         if os.environ.get(DEBUG_ENV):

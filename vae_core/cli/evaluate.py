@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from vae_core.cli.common import check_output_file, load_model, positive, write_json
+from vae_core.data.items import ItemRows
 from vae_core.metrics.api import active_units, iwae_nll
 from vae_core.registry import evaluate
 
@@ -21,6 +22,8 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.json, "--json", ".json")
     model, ckpt, _, data = load_model(args, with_data=True)
     x = data.x_test if args.split == "test" else data.x_train
+    if not hasattr(x, "shape"):  # a map-style dataset (a torchvision one): its items read, and checked, here
+        x = ItemRows(x, ckpt.spec, f"--split {args.split}")
     x = np.asarray(x[:args.limit] if args.limit else x)  # a training split still in its .npy is read here, once
     device = args.device or "auto"
     result: dict[str, Any] = {"checkpoint": str(args.checkpoint), "backend": model.backend_name,

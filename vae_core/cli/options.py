@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from vae_core.config import TrainConfig
+from vae_core.data.datasets import DATASETS
+from vae_core.data.vision import IMAGE_FOLDER
 from vae_core.io.checkpoint import LAST_FILE, read_checkpoint
 from vae_core.model.spec import ARCHITECTURES, LIKELIHOODS, VAESpec
 from vae_core.registry import BACKENDS
 
 SECTIONS = {"spec": VAESpec, "train": TrainConfig}
 RUN_FILE = "run.json"  # the options of a `vae train` run, beside its checkpoints
-DATASETS = ("mnist-5k", "digits", "fashion-mnist", "mnist")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
 # Fields the data decides; a flag or config value for them is checked against the dataset.
@@ -176,6 +177,18 @@ def image_size(text: str) -> tuple[int, int]:
     return values
 
 
+def check_dataset_flags(dataset: str | None, size: Any, mode: Any, test_fraction: Any = None) -> None:
+    """--image-size and --image-mode go with --data or --dataset torchvision:image-folder, --test-fraction with
+    --data only: a ValueError naming the flag otherwise."""
+    if test_fraction is not None:
+        raise ValueError(f"--test-fraction applies to --data (your own image files); drop it for --dataset "
+                         f"{dataset!r}" + (" (an image folder's test split is its test/ folder, or a fixed "
+                                           "stratified 20%)" if dataset == IMAGE_FOLDER else ""))
+    if (size is not None or mode is not None) and dataset != IMAGE_FOLDER:
+        raise ValueError(f"--image-size and --image-mode apply to --data (your own image files) and --dataset "
+                         f"{IMAGE_FOLDER}; drop them for --dataset {dataset!r}")
+
+
 def run_info(checkpoint: Path) -> dict[str, Any]:
     """run.json beside a checkpoint, if `vae train` wrote one; {} otherwise."""
     path = checkpoint.parent / RUN_FILE
@@ -223,11 +236,12 @@ def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
         opts["data"] = os.path.abspath(opts["data"])  # run.json's path works from any folder
         if opts["binarize"] is not None:
             raise ValueError("--binarize applies to --dataset; binarize your own images before passing --data")
-    elif opts["image_size"] is not None or opts["image_mode"] is not None or opts["test_fraction"] is not None:
-        raise ValueError("--image-size, --image-mode and --test-fraction apply to --data (your own image files); "
-                         f"drop them for --dataset {opts['dataset']!r}")
+    else:
+        check_dataset_flags(opts["dataset"], opts["image_size"], opts["image_mode"], opts["test_fraction"])
+    if opts["data_dir"] is not None:
+        opts["data_dir"] = os.path.abspath(opts["data_dir"])  # as `data`: for vae evaluate/plot from any folder
     if not str(out):
-        source = opts["dataset"] or Path(opts["data"]).stem or "data"
+        source = (opts["dataset"] or Path(opts["data"]).stem or "data").replace(":", "-")
         out = Path("runs") / f"{source}-{opts['backend']}"
     opts["out"] = str(out)
     for key, choices in (("backend", sorted(BACKENDS)), ("dataset", (*DATASETS, None)), ("device", DEVICES),

@@ -8,11 +8,12 @@ from vae_core.cli.options import DATASETS, DEVICES, PRECISIONS, add_field_flags,
 from vae_core.registry import BACKENDS
 
 # `vae --help`'s description
-DESCRIPTION = """The `vae` command: train, evaluate, sample, reconstruct, plot and compare, in either backend.
+DESCRIPTION = """The `vae` command: train, evaluate, score, sample, reconstruct, plot and compare, in either backend.
 
     vae train --backend torch --dataset mnist-5k --epochs 10 --out runs/mnist
     vae train --out runs/mnist --resume --epochs 20 --backend tf   # continue that run in the other backend
     vae evaluate runs/mnist/last.safetensors
+    vae score runs/mnist/best.safetensors --data new/ --reference mnist-5k --out scores.csv   # per-image scores
     vae sample runs/mnist/last.safetensors -n 100 -o samples.png --npy samples.npy
     vae plot runs/mnist/best.safetensors --out runs/mnist/plots
     vae compare --dataset fashion-mnist --epochs 20 --same-init --out runs/compare
@@ -33,21 +34,27 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_data_flags(p: argparse.ArgumentParser, *, default: str | None, own_images: bool = True) -> None:
-    p.add_argument("--dataset", choices=DATASETS, default=default,
-                   help="dataset name" + (f" (default: {default})" if default else
-                                          " (default: the one the checkpoint's run.json names)"))
+    p.add_argument("--dataset", choices=DATASETS, default=default, metavar="NAME",
+                   help=f"dataset name: {', '.join(DATASETS)}" + (f" (default: {default})" if default else
+                                                                 " (default: the one the checkpoint's run.json names)"))
     p.add_argument("--data-dir", type=Path, default=None,
-                   help="folder with the IDX files of fashion-mnist or mnist (or their parent)")
-    p.add_argument("--download", action="store_true", help="download fashion-mnist/mnist if missing (md5-checked)")
-    if not own_images:  # `vae compare` runs on the built-in datasets
+                   help="folder with the IDX files of fashion-mnist or mnist (or their parent); for a torchvision:... "
+                        "dataset, torchvision's root (holding MNIST/raw/, FashionMNIST/raw/ or cifar-10-batches-py/), "
+                        "or the folder of class folders of torchvision:image-folder")
+    p.add_argument("--download", action="store_true",
+                   help="download fashion-mnist/mnist if missing (md5-checked); torchvision:mnist, :fashion-mnist and "
+                        ":cifar10 are fetched by torchvision into --data-dir")
+    p.add_argument("--image-size", type=image_size, default=None, metavar="H,W",
+                   help="with --data or --dataset torchvision:image-folder: resize every image file to H x W "
+                        "(otherwise mixed sizes are refused)")
+    p.add_argument("--image-mode", choices=("L", "RGB"), default=None,
+                   help="with --data or --dataset torchvision:image-folder: convert every image file to grey levels "
+                        "(L) or colour (RGB)")
+    if not own_images:  # `vae compare` runs on the named datasets
         return
     p.add_argument("--data", type=Path, default=None, metavar="PATH",
                    help="your own images instead of --dataset: a folder of PNG/JPEG files, or a .npy/.npz array "
                         "(N, H, W[, C]), split 90/10 (--test-fraction) by --seed (vae_core.data.load_images)")
-    p.add_argument("--image-size", type=image_size, default=None, metavar="H,W",
-                   help="with --data: resize every image file to H x W (otherwise mixed sizes are refused)")
-    p.add_argument("--image-mode", choices=("L", "RGB"), default=None,
-                   help="with --data: convert every image file to grey levels (L) or colour (RGB)")
     p.add_argument("--test-fraction", type=float, default=None, metavar="F",
                    help="with --data: the share of images held out for testing (default 0.1); it is read into "
                         "memory, while a .npy's training split stays on disk")
@@ -95,6 +102,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation noise")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
+    _add_device_flag(p)
+
+    p = sub.add_parser("score", help="a score per example (-log p(x), nats) as a CSV and a histogram; with "
+                                     "--reference, a threshold and flags",
+                       description="Score every example of --data or --dataset (or the checkpoint's run.json data) "
+                                   "with the checkpoint's model: the importance-weighted estimate of -log p(x) in "
+                                   "nats (higher: less likely). Writes --out (a CSV, one row per example) and a "
+                                   "histogram PNG beside it. A poor outlier test on its own: another dataset of "
+                                   "simpler images can score as more likely than the model's own test set.")
+    p.add_argument("checkpoint", type=Path)
+    _add_backend_flag(p, "the one that wrote the checkpoint")
+    _add_data_flags(p, default=None)
+    p.add_argument("--split", choices=["test", "train", "all"], default=None,
+                   help="which examples: a dataset's test or train split (default test), or with --data every "
+                        "image of the folder or file (all, its default) or load_images' split (test, train)")
+    p.add_argument("--k", type=int, default=100, help="importance samples per example; 1 is the one-sample "
+                                                      "negative ELBO (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise (the same scores in every backend)")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="score the first N examples only (of the data and of the reference)")
+    p.add_argument("--reference", default=None, metavar="NAME|PATH",
+                   help="examples the model should find typical, scored the same way: a dataset's test split, or "
+                        "every image of a folder or .npy/.npz; draws its histogram and flags each example above "
+                        "the --quantile of its scores")
+    p.add_argument("--quantile", type=float, default=None, metavar="Q",
+                   help="with --reference: the threshold is this quantile of the reference scores (default 0.99)")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE.csv",
+                   help="the CSV to write (index, file, label, class, score, flagged); the histogram goes beside "
+                        "it as FILE.png")
+    p.add_argument("--overwrite", action="store_true", help="replace --out (and its PNG) if they exist")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_device_flag(p)
 
     p = sub.add_parser("sample", help="draw samples from the prior of a checkpoint's model")

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     model, _, _, data = load_model(args, with_data=True)
     x, y = data.x_test[:args.n], data.y_test[:args.n]
     recon = to_numpy(model.reconstruct(x))  # (n, D)
-    plot_reconstructions(x, recon, data.image_shape, args.output, labels=y, n=len(x))
+    plot_reconstructions(x, recon, data.image_shape, args.output, labels=y, n=len(x), class_names=data.class_names)
     if args.npy is not None:
         np.save(args.npy, recon, allow_pickle=False)
     print(f"vae reconstruct: wrote {args.output}" + (f" and {args.npy}" if args.npy else ""), file=sys.stderr)

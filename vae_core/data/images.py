@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -26,14 +26,54 @@ CHANNELS = (1, 3)  # what an array may hold too: the images vae_core plots
 _GREY_MODES = ("1", "L")  # Pillow modes read as "L" without being asked
 
 
+class Images(NamedTuple):
+    """Every image of a folder of files or of an array file, in file order: what `load_images` splits."""
+
+    x: np.ndarray  # (N, H*W*C) rows, channels last: uint8 or float32; for a .npy, a view of its memory map
+    y: np.ndarray  # (N,) int64: each file's folder among `class_names`; 0 for an array
+    image_shape: tuple[int, ...]  # (H, W), or (H, W, C) for colour
+    class_names: tuple[str, ...] | None  # a folder's class folders (see load_images); None for an array
+    files: tuple[str, ...] | None  # each image's file, relative to the folder; None for an array
+
+
+def read_images(path: str | os.PathLike[str], *, image_size: tuple[int, int] | None = None,
+                mode: str | None = None) -> Images:
+    """Every image of `path`, unsplit, in file order (sorted paths for a folder, rows for an array): new data to
+    score, say. `path`, `image_size` and `mode` are `load_images`'; a .npy stays memory-mapped (`x` is a view of the
+    map, which `vae_core.score` and `fit` read a batch at a time). At least one image."""
+    path = _check_arguments(path, image_size, mode, 0.5, 0, owner="read_images")
+    images = _read(path, image_size, mode, "read_images")
+    if len(images.x) == 0:
+        fail("read_images", "path", "at least 1 image", f"0 in {str(path)!r}")
+    return images
+
+
+def _read(path: Path, image_size: tuple[int, int] | None, mode: str | None, owner: str) -> Images:
+    """`Images` of a checked `path` (a folder, or a .npy/.npz file); `owner` names the caller in errors."""
+    names = files = None
+    if path.is_dir():
+        x, y, names, files = _read_folder(path, image_size, mode, owner)
+    else:
+        if image_size is not None or mode is not None:
+            fail(owner, "image_size" if image_size is not None else "mode", "None for an array file",
+                 image_size if image_size is not None else mode,
+                 "image_size and mode apply to image files; resize or convert the array before saving it")
+        x = _read_array(path, owner)
+        y = np.zeros(len(x), np.int64)
+    image_shape = tuple(int(s) for s in (x.shape[1:3] if x.shape[3] == 1 else x.shape[1:]))
+    rows = x.reshape(len(x), int(np.prod(x.shape[1:])))  # (N, H*W*C), channels last; a view of a .npy's map
+    return Images(rows, y, image_shape, names, files)
+
+
 def load_images(path: str | os.PathLike[str], *, image_size: tuple[int, int] | None = None, mode: str | None = None,
                 test_fraction: float = 0.1, seed: int = 0) -> "Dataset":
     """Read the user's images and split them reproducibly into train and test.
 
     path: a folder of .png/.jpg/.jpeg files (searched recursively; `y` is the index of each file's own folder among
-        the sorted folders that hold images, 0 when all lie in one folder), or a .npy/.npz array of shape (N, H, W)
-        or (N, H, W, C) with C 1 or 3, uint8 or float in [0, 1] (a .npz holding one array, or one named "images"
-        or "x"; `y` is 0). A .npy is memory-mapped: its training split stays in the file (`x_train` is a
+        the sorted folders that hold images, 0 when all lie in one folder, and `class_names` are those folders'
+        paths relative to `path`; `files_train` and `files_test` name each image's file), or a .npy/.npz array of
+        shape (N, H, W) or (N, H, W, C) with C 1 or 3, uint8 or float in [0, 1] (a .npz holding one array, or one
+        named "images" or "x"; `y` is 0). A .npy is memory-mapped: its training split stays in the file (`x_train` is a
         `vae_core.data.mapped.MappedRows`, which `fit` reads a batch at a time), and its test split is read into memory
         (float64 is cast to float32 as it is read).
     image_size: (H, W) to resize every file to (Pillow, bilinear); without it every file must have the size of
@@ -44,77 +84,74 @@ def load_images(path: str | os.PathLike[str], *, image_size: tuple[int, int] | N
     seed: the split is `np.random.default_rng(seed).permutation(N)`: the first `round(N * test_fraction)` go to test.
     """
     path = _check_arguments(path, image_size, mode, test_fraction, seed)
-    if path.is_dir():
-        x, y = _read_folder(path, image_size, mode)
-    else:
-        if image_size is not None or mode is not None:
-            fail("load_images", "image_size" if image_size is not None else "mode", "None for an array file",
-                 image_size if image_size is not None else mode,
-                 "image_size and mode apply to image files; resize or convert the array before saving it")
-        x = _read_array(path)
-        y = np.zeros(len(x), np.int64)
-    n = len(x)
+    rows, y, image_shape, names, files = _read(path, image_size, mode, "load_images")
+    n = len(rows)
     if n < 2:
         fail("load_images", "path", "at least 2 images (one to train on, one to test)", f"{n} in {str(path)!r}")
     n_test = min(n - 1, max(1, round(n * test_fraction)))
     order = np.random.default_rng(seed).permutation(n)
     test, train = np.sort(order[:n_test]), np.sort(order[n_test:])  # sorted: a memory map is read in file order
-    image_shape = x.shape[1:3] if x.shape[3] == 1 else x.shape[1:]
-    rows = x.reshape(n, -1)  # (N, H*W*C), channels last; a view of the memory map for a .npy
     if is_mapped(rows):  # the training split stays in the file; the test split is read into memory
         x_train, x_test = MappedRows(rows, train), np.asarray(MappedRows(rows, test))
     else:
         x_train, x_test = np.ascontiguousarray(rows[train]), np.ascontiguousarray(rows[test])
-    return Dataset(path.stem or path.name, x_train, y[train], x_test, y[test], tuple(int(s) for s in image_shape))
+    files_of = (lambda index: None) if files is None else (lambda index: tuple(files[i] for i in index))
+    return Dataset(path.stem or path.name, x_train, y[train], x_test, y[test], image_shape, names,
+                   files_train=files_of(train), files_test=files_of(test))
 
 
-def _check_arguments(path: Any, image_size: Any, mode: Any, test_fraction: Any, seed: Any) -> Path:
+def _check_arguments(path: Any, image_size: Any, mode: Any, test_fraction: Any, seed: Any,
+                     owner: str = "load_images") -> Path:
     if not isinstance(path, (str, os.PathLike)):
-        fail("load_images", "path", "a folder of images or a .npy/.npz file (str or os.PathLike)",
+        fail(owner, "path", "a folder of images or a .npy/.npz file (str or os.PathLike)",
              type(path).__name__)
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"load_images: path {str(path)!r} does not exist; pass a folder of "
+        raise FileNotFoundError(f"{owner}: path {str(path)!r} does not exist; pass a folder of "
                                 f"{'/'.join(IMAGE_SUFFIXES)} files or a .npy/.npz array")
     if not path.is_dir() and path.suffix.lower() not in ARRAY_SUFFIXES:
-        fail("load_images", "path", "a folder of images, or a file ending in .npy or .npz", str(path),
+        fail(owner, "path", "a folder of images, or a file ending in .npy or .npz", str(path),
              "Put single images in a folder and pass the folder")
     if image_size is not None and not (isinstance(image_size, (tuple, list)) and len(image_size) == 2 and all(
             isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in image_size)):
-        fail("load_images", "image_size", "None or two positive ints (H, W)", image_size)
+        fail(owner, "image_size", "None or two positive ints (H, W)", image_size)
     if mode is not None and mode not in MODES:
-        fail("load_images", "mode", "None, 'L' (grey levels) or 'RGB'", mode)
+        fail(owner, "mode", "None, 'L' (grey levels) or 'RGB'", mode)
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
-        fail("load_images", "test_fraction", "a number in (0, 1)", test_fraction)
+        fail(owner, "test_fraction", "a number in (0, 1)", test_fraction)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        fail("load_images", "seed", "an int >= 0", seed)
+        fail(owner, "seed", "an int >= 0", seed)
     return path
 
 
-def _read_folder(folder: Path, image_size: tuple[int, int] | None, mode: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """(N, H, W, C) uint8 and (N,) folder labels of every image file under `folder`, in sorted path order."""
+def _read_folder(folder: Path, image_size: tuple[int, int] | None, mode: str | None,
+                 owner: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """(N, H, W, C) uint8, (N,) folder labels of every image file under `folder`, in sorted path order, the class
+    names (each label's folder, relative to `folder`; `folder`'s own name for the files directly in it), and each
+    image's file, relative to `folder`."""
     try:
         from PIL import Image
     except ModuleNotFoundError:
-        raise ImportError(f"load_images: reading image files needs Pillow; {DATA_EXTRA}") from None
+        raise ImportError(f"{owner}: reading image files needs Pillow; {DATA_EXTRA}") from None
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"load_images: no {'/'.join(IMAGE_SUFFIXES)} files in {str(folder)!r}")
+        raise FileNotFoundError(f"{owner}: no {'/'.join(IMAGE_SUFFIXES)} files in {str(folder)!r}")
     classes = {folder: i for i, folder in enumerate(sorted({p.parent for p in files}))}
     labels = np.array([classes[p.parent] for p in files], np.int64)
+    names = tuple(d.relative_to(folder).as_posix() if d != folder else folder.resolve().name or "." for d in classes)
     images, first = [], None
     for file in files:
         try:
             with Image.open(file) as image:
                 image.load()
         except (OSError, SyntaxError, Image.DecompressionBombError) as e:  # a damaged, unknown or huge file
-            raise ValueError(f"load_images: {str(file)!r} is not a readable image ({e}); remove or replace it") \
+            raise ValueError(f"{owner}: {str(file)!r} is not a readable image ({e}); remove or replace it") \
                 from None
         read_mode = "L" if image.mode in _GREY_MODES else image.mode
         if mode is not None:
             image = image.convert(mode)
         elif read_mode not in MODES:
-            fail("load_images", "mode", f"given for {str(file)!r}, whose mode is {image.mode!r}", None,
+            fail(owner, "mode", f"given for {str(file)!r}, whose mode is {image.mode!r}", None,
                  "Pass mode='L' or 'RGB' (--image-mode) to convert every file")
         else:
             image = image.convert(read_mode)
@@ -128,14 +165,14 @@ def _read_folder(folder: Path, image_size: tuple[int, int] | None, mode: str | N
             want = f"{first[1][1]}x{first[1][0]}" if what == "size" else first[2]
             fix = "Pass image_size=(H, W) (--image-size H,W) to resize every file" if what == "size" else \
                 "Pass mode='L' or 'RGB' (--image-mode) to convert every file"
-            raise ValueError(f"load_images: {str(file)!r} has {what} {got}, but {str(first[0])!r} (the first file) "
+            raise ValueError(f"{owner}: {str(file)!r} has {what} {got}, but {str(first[0])!r} (the first file) "
                              f"has {want}; every image must have the same {what}. {fix}")
         array = np.asarray(image, np.uint8)
         images.append(array[..., None] if array.ndim == 2 else array)
-    return np.stack(images), labels
+    return np.stack(images), labels, names, tuple(f.relative_to(folder).as_posix() for f in files)
 
 
-def _read_array(path: Path) -> np.ndarray:
+def _read_array(path: Path, owner: str) -> np.ndarray:
     """The (N, H, W, C) images of a .npy (memory-mapped: uint8, float32, or float64 that is cast as it is read) or
     .npz file (uint8, or float32), float pixels in [0, 1]."""
     try:
@@ -146,32 +183,37 @@ def _read_array(path: Path) -> np.ndarray:
                 names = list(archive.files)
                 name = names[0] if len(names) == 1 else next((n for n in ("images", "x") if n in names), None)
                 if name is None:
-                    fail("load_images", "path", "a .npz with one array, or one named 'images' or 'x'",
+                    fail(owner, "path", "a .npz with one array, or one named 'images' or 'x'",
                          f"{str(path)!r} holding {names}", "Save the images alone, or under the name 'images'")
                 x = archive[name]
-    except (OSError, ValueError) as e:
-        if isinstance(e, ValueError) and str(e).startswith("load_images"):
+    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
+        if isinstance(e, ValueError) and str(e).startswith(owner):
             raise
-        raise ValueError(f"load_images: {str(path)!r} is not a readable NumPy file without pickles ({e})") from None
+        raise ValueError(f"{owner}: {str(path)!r} is not a readable NumPy file without pickles ({e})") from None
     if x.ndim == 3:
         x = x[..., None]  # (N, H, W) -> (N, H, W, 1)
     if x.ndim != 4 or x.shape[3] not in CHANNELS:
-        fail("load_images", "path", "an array of shape (N, H, W) or (N, H, W, C) with C 1 or 3 (grey or RGB)",
+        fail(owner, "path", "an array of shape (N, H, W) or (N, H, W, C) with C 1 or 3 (grey or RGB)",
              f"shape {x.shape} in {str(path)!r}")
     if x.dtype == np.uint8:
         return x
     if x.dtype not in (np.float32, np.float64):
-        fail("load_images", "path", "uint8 images, or float32/float64 in [0, 1]", f"dtype {x.dtype} in {str(path)!r}",
+        fail(owner, "path", "uint8 images, or float32/float64 in [0, 1]", f"dtype {x.dtype} in {str(path)!r}",
              "Scale to [0, 1] floats or store uint8 0-255")
     if not isinstance(x, np.memmap):
         x = np.asarray(x, np.float32)
     # a memory map is scanned a chunk at a time and cast per read (MappedRows), never read whole
     chunks = MappedRows(x.reshape(len(x), -1)).chunks() if isinstance(x, np.memmap) else [x]
-    low, high, finite = np.inf, -np.inf, True
+    low, high, n_bad = np.inf, -np.inf, 0
     for chunk in (c for c in chunks if c.size):
-        finite &= bool(np.isfinite(chunk).all())
-        low, high = min(low, float(np.nanmin(chunk))), max(high, float(np.nanmax(chunk)))
-    if not (finite and low >= 0.0 and high <= 1.0) and len(x):
-        fail("load_images", "path", "float pixels in [0, 1]", f"values in [{low:.4g}, {high:.4g}] "
+        bad = ~np.isfinite(chunk.reshape(len(chunk), -1)).all(axis=1)  # (chunk,) images with a NaN or an inf
+        n_bad += int(bad.sum())
+        if not bad.all():
+            low, high = min(low, float(chunk[~bad].min())), max(high, float(chunk[~bad].max()))
+    if n_bad:
+        fail(owner, "path", "finite float pixels in [0, 1]", f"NaN or inf in {n_bad} of the {len(x)} images "
+             f"of {str(path)!r}", "Clean or drop those images")
+    if not (low >= 0.0 and high <= 1.0) and len(x):
+        fail(owner, "path", "float pixels in [0, 1]", f"values in [{low:.4g}, {high:.4g}] "
              f"in {str(path)!r}", "Divide 0-255 floats by 255, or store uint8")
     return x

@@ -2,11 +2,13 @@
 
 `LazyRows` is the one interface both backends' trainers read: `take(positions)` returns the examples at those
 positions, in that order, as one (len(positions), ...) ndarray; `shape`, `dtype` and `len` say what it holds
-without reading it. Two kinds implement it:
+without reading it. Three kinds implement it:
 
 - `vae_core.data.mapped.MappedRows`: rows of a memory-mapped `.npy` file;
 - `vae_core.data.items.ItemRows`: the items of a map-style dataset (`__len__` and `__getitem__`, such as a torch
-  `Dataset`), each read and checked as it is taken.
+  `Dataset`), each read and checked as it is taken;
+- `vae_core.data.stream.BatchStream`: the examples of an iterable of batches (a `DataLoader`, a `tf.data.Dataset`),
+  read front to back in the order it yields (`sequential`).
 
 The rest (indexing, a chunked scan, `np.asarray`) is written here once, on top of `take`.
 """
@@ -24,6 +26,9 @@ class LazyRows:
 
     shape: tuple[int, ...]
     dtype: np.dtype
+    # True for a source read front to back only, in its own order (a stream of batches): the trainer then keeps
+    # that order instead of choosing its own, and cannot resume mid-epoch
+    sequential: bool = False
 
     def take(self, positions: np.ndarray) -> np.ndarray:
         """The examples at `positions` (0 <= p < len(self)), in that order: (len(positions), *shape[1:])."""

@@ -5,9 +5,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from vae_core.data.items import ItemRows, as_dataset
+from vae_core.data.items import ItemRows
 from vae_core.data.lazy import LazyRows
 from vae_core.data.mapped import MappedRows, is_mapped
+from vae_core.data.sources import as_source
+from vae_core.data.stream import BatchStream
 from vae_core.model.spec import VAESpec
 
 
@@ -55,18 +57,21 @@ def check_data(x: Any, spec: VAESpec, argument: str = "x", *, keep_uint8: bool =
     for a trainer that converts per batch). A `vae_core.data.lazy.LazyRows` is read whole, unless `stream`: then a
     `vae_core.data.mapped.MappedRows`, or a C-contiguous `np.memmap` of a file (`is_mapped`), comes back as (N, D)
     `MappedRows` (uint8 kept), and a map-style dataset (`__len__` and `__getitem__`, such as a torch `Dataset`) as
-    (N, D) `vae_core.data.items.ItemRows`, which a trainer reads a batch at a time (each item checked as it is read).
+    (N, D) `vae_core.data.items.ItemRows`, and an iterable of batches (a DataLoader, a tf.data.Dataset) as (N, D)
+    `vae_core.data.stream.BatchStream`, which a trainer reads a batch at a time (each item or batch checked as it is
+    read); without `stream`, an iterable of batches is read whole, one pass (`vae_core.data.sources`).
     Rejected with ValueError/TypeError naming `argument`: other types, dtypes and shapes, empty, NaN/inf, and, for a
     Bernoulli decoder, values outside [0, 1].
     """
     if stream and is_mapped(x):
         x = MappedRows(x)
     if not isinstance(x, (np.ndarray, MappedRows)):
-        x = as_dataset(x, spec, argument, example_layouts(spec))  # ItemRows, or the TypeError naming the kinds
+        # ItemRows, a BatchStream (or its one pass, read now), or the TypeError naming the kinds
+        x = as_source(x, spec, argument, example_layouts(spec), stream=stream)
     if stream and isinstance(x, MappedRows):
         return _check_mapped(x, spec, argument)
-    if stream and isinstance(x, ItemRows):
-        return x  # (N, D); its items are checked as they are read
+    if stream and isinstance(x, (ItemRows, BatchStream)):
+        return x  # (N, D); its items or batches are checked as they are read
     if isinstance(x, LazyRows):
         x = np.asarray(x)
     if x.dtype not in (np.uint8, np.float32, np.float64):

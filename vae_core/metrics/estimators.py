@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from vae_core.checks import check_bool, check_float, check_int
+from vae_core.data.lazy import LazyRows
 from vae_core.model.losses import HALF_LOG_2PI
 
 DEFAULT_K = 1000  # importance samples per image (Burda et al. report k = 5000)
@@ -58,14 +59,15 @@ class ActiveUnits:
 # ---------------------------------------------------------------- checks
 
 
-def check_iwae_args(k: Any, chunk_size: Any, batch_size: Any, seed: Any, progress: Any) -> None:
-    """ValueError naming the argument, unless k, chunk_size, batch_size >= 1, seed >= 0 and progress a bool."""
-    check_int("iwae_nll", "k", k, minimum=1, fix="Pass the number of importance samples per image, e.g. k=1000")
-    check_int("iwae_nll", "chunk_size", chunk_size, minimum=1,
+def check_iwae_args(k: Any, chunk_size: Any, batch_size: Any, seed: Any, progress: Any,
+                    owner: str = "iwae_nll") -> None:
+    """ValueError naming `owner`'s argument, unless k, chunk_size, batch_size >= 1, seed >= 0 and progress a bool."""
+    check_int(owner, "k", k, minimum=1, fix=f"Pass the number of importance samples per image, e.g. k={DEFAULT_K}")
+    check_int(owner, "chunk_size", chunk_size, minimum=1,
               fix="Pass the samples per decoder pass, e.g. chunk_size=100 (lower it if memory runs out)")
-    check_int("iwae_nll", "batch_size", batch_size, minimum=1, fix="Pass the images per batch, e.g. batch_size=100")
-    check_int("iwae_nll", "seed", seed, minimum=0, fix="Pass e.g. seed=0")
-    check_bool("iwae_nll", "progress", progress)
+    check_int(owner, "batch_size", batch_size, minimum=1, fix="Pass the images per batch, e.g. batch_size=100")
+    check_int(owner, "seed", seed, minimum=0, fix="Pass e.g. seed=0")
+    check_bool(owner, "progress", progress)
 
 
 def check_batch_size(owner: str, batch_size: Any) -> None:
@@ -127,11 +129,25 @@ def summarize_iwae(log_px: np.ndarray, k: int) -> IWAEResult:
     return IWAEResult(nll=-mean, log_likelihood=mean, stderr=stderr, k=int(k), n=n, log_px=log_px)
 
 
-def run_iwae(x: np.ndarray, latent_dim: int, *, k: int, chunk_size: int, batch_size: int, seed: int,
+def read_batch(x: np.ndarray | LazyRows, start: int, stop: int) -> np.ndarray:
+    """Rows start..stop-1 of checked examples `x` as float32 (B, D): a slice of an array, or a read of rows that stay
+    where they are (a `.npy` map's `MappedRows`, a dataset's `ItemRows`, a stream's `BatchStream`, read in order),
+    uint8 scaled by 1/255 exactly as `check_data` scales an array."""
+    if not isinstance(x, LazyRows):
+        return x[start:stop]
+    rows = x.take(np.arange(start, stop))  # (B, D)
+    if rows.dtype == np.uint8:
+        return np.ascontiguousarray(rows, np.float32) / np.float32(255.0)
+    return np.ascontiguousarray(rows, np.float32)
+
+
+def run_iwae(x: np.ndarray | LazyRows, latent_dim: int, *, k: int, chunk_size: int, batch_size: int, seed: int,
              progress: bool, encode: Callable[[np.ndarray], Any],
              chunk_logsumexp: Callable[[Any, np.ndarray], np.ndarray]) -> IWAEResult:
     """The IWAE loop that both backends run, over batches of images and chunks of samples.
 
+    x: checked (N, D) rows (`vae_core.data.rows.check_data`): an array, or `LazyRows` read a batch at a time, in
+    order, so a `.npy` map or a dataset is never held whole (`read_batch`).
     encode(x_batch (B, D)) -> backend state (the batch and q(z|x) on the device), once per batch;
     chunk_logsumexp(state, eps (B, c, L)) -> (B,) float64: log Σ_{i in chunk} w_i for each image.
     Chunks are combined with a running log-sum-exp in float64, so memory is bounded by
@@ -150,25 +166,27 @@ def run_iwae(x: np.ndarray, latent_dim: int, *, k: int, chunk_size: int, batch_s
                               "or pass progress=False") from e
         bar = tqdm(total=n, desc=f"IWAE k={k}", unit="image", dynamic_ncols=True)
     workers = max(1, min(8, (os.cpu_count() or 1)))
-    with ThreadPoolExecutor(max_workers=workers) as pool, ThreadPoolExecutor(max_workers=1) as ahead:
-        def noise_for(start: int):
-            return ahead.submit(iwae_noise, seed, start, min(start + batch_size, n), k, latent_dim, pool)
+    try:  # the bar is closed on an error too (a bad item of a dataset, read mid-way)
+        with ThreadPoolExecutor(max_workers=workers) as pool, ThreadPoolExecutor(max_workers=1) as ahead:
+            def noise_for(start: int):
+                return ahead.submit(iwae_noise, seed, start, min(start + batch_size, n), k, latent_dim, pool)
 
-        pending = noise_for(starts[0])
-        for b, start in enumerate(starts):
-            stop = min(start + batch_size, n)
-            eps = pending.result()  # (B, k, L)
-            if b + 1 < len(starts):
-                pending = noise_for(starts[b + 1])
-            state = encode(x[start:stop])
-            acc = np.full(stop - start, -np.inf)  # (B,) running log Σ w over the chunks so far
-            for s in range(0, k, chunk_size):
-                acc = np.logaddexp(acc, chunk_logsumexp(state, eps[:, s:s + chunk_size]))  # (B,)
-            log_px[start:stop] = acc - math.log(k)  # log of the mean weight
-            if bar is not None:
-                bar.update(stop - start)
-    if bar is not None:
-        bar.close()
+            pending = noise_for(starts[0])
+            for b, start in enumerate(starts):
+                stop = min(start + batch_size, n)
+                eps = pending.result()  # (B, k, L)
+                if b + 1 < len(starts):
+                    pending = noise_for(starts[b + 1])
+                state = encode(read_batch(x, start, stop))
+                acc = np.full(stop - start, -np.inf)  # (B,) running log Σ w over the chunks so far
+                for s in range(0, k, chunk_size):
+                    acc = np.logaddexp(acc, chunk_logsumexp(state, eps[:, s:s + chunk_size]))  # (B,)
+                log_px[start:stop] = acc - math.log(k)  # log of the mean weight
+                if bar is not None:
+                    bar.update(stop - start)
+    finally:
+        if bar is not None:
+            bar.close()
     bad = ~np.isfinite(log_px)
     if bad.any():
         raise FloatingPointError(f"iwae_nll: the estimate is not finite for {int(bad.sum())} image(s) (first: "

@@ -40,7 +40,7 @@ class FitArguments:
     """`fit`'s arguments after the boundary checks."""
 
     # (N, D) rows: float32, or uint8 images turned into x / 255 per batch; in memory, or read by position (a .npy
-    # map's MappedRows, a dataset's ItemRows)
+    # map's MappedRows, a dataset's ItemRows), or in order (a stream of batches' BatchStream)
     train: np.ndarray | LazyRows
     val: np.ndarray | None  # (M, D) rows as `train`, or None
     config: TrainConfig
@@ -82,6 +82,8 @@ def check_fit_inputs(spec: VAESpec, train: Any, val: Any, config: Any
     if not isinstance(config, TrainConfig):
         raise TypeError(f"fit: config must be a vae_core.TrainConfig; got {type(config).__name__}")
     train = check_data(train, spec, "train", keep_uint8=True, stream=True)
+    if isinstance(train, LazyRows) and train.sequential:
+        check_stream_config(train, config)
     if isinstance(train, LazyRows):
         if not config.dynamic_binarization:
             return train, None if val is None else check_data(val, spec, "val", keep_uint8=True)
@@ -95,6 +97,23 @@ def check_fit_inputs(spec: VAESpec, train: Any, val: Any, config: Any
                          f"probability of a 1); got values in [{train.min():.4g}, {train.max():.4g}]. Scale "
                          f"pixels to [0, 1] or set dynamic_binarization=False")
     return train, None if val is None else check_data(val, spec, "val", keep_uint8=True)
+
+def check_stream_config(train: LazyRows, config: TrainConfig) -> None:
+    """What a stream of batches (`vae_core.data.stream.BatchStream`, read in its own order) cannot do: a step
+    checkpoint (its order cannot be repeated from the middle of an epoch) and dynamic binarization (each epoch's
+    sample is drawn for the whole set, in the trainer's order)."""
+    kind = type(train.stream).__name__
+    if config.checkpoint_every_steps is not None:
+        raise ValueError(f"TrainConfig.checkpoint_every_steps={config.checkpoint_every_steps} needs a training set "
+                         f"the trainer can read in its own order, to resume mid-epoch; train is a {kind}, a stream "
+                         f"of batches read in its order, which a resumed run cannot repeat from the middle. Set "
+                         f"checkpoint_every_steps=None (checkpoints at each epoch's end), or pass the map-style "
+                         f"dataset behind it (e.g. loader.dataset)")
+    if config.dynamic_binarization:
+        raise ValueError(f"TrainConfig.dynamic_binarization draws each epoch's 0/1 sample of the whole training set "
+                         f"in the trainer's order; train is a {kind}, a stream of batches in its own order. Set "
+                         f"dynamic_binarization=False and binarize in the stream (e.g. torch.bernoulli in a "
+                         f"transform), or pass the map-style dataset behind it (e.g. loader.dataset)")
 
 def check_fp64_run(precision: str, out_dir: Any, resume_from: Any) -> None:
     """`fit(precision="fp64")` trains float64 weights and hands them back rounded to float32; checkpoints hold

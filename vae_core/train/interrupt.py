@@ -25,12 +25,19 @@ class TrainingInterrupted(KeyboardInterrupt):
     (130 for SIGINT, 143 for SIGTERM).
     """
 
-    def __init__(self, signum: int, epoch: int, step: int, checkpoint: str | None) -> None:
+    def __init__(self, signum: int, epoch: int, step: int, checkpoint: str | None, *,
+                 restarts_epoch: bool = False) -> None:
         self.signum, self.epoch, self.step, self.checkpoint = signum, epoch, step, checkpoint
         self.exit_status = 128 + signum
         name = signal.Signals(signum).name
-        where = (f"checkpoint {checkpoint!r} holds that step; continue with resume_from={checkpoint!r} "
-                 f"(vae train --resume)" if checkpoint else "no out_dir was given, so nothing was saved")
+        if restarts_epoch:  # a stream of batches cannot be resumed mid-epoch
+            held = (f"checkpoint {checkpoint!r} holds the end of epoch {epoch - 1}; continue with "
+                    f"resume_from={checkpoint!r} (vae train --resume), which repeats epoch {epoch} from its first "
+                    f"batch" if checkpoint else "nothing was saved (no epoch had ended, or no out_dir was given)")
+            where = f"train is a stream of batches, which cannot resume mid-epoch: {held}"
+        else:
+            where = (f"checkpoint {checkpoint!r} holds that step; continue with resume_from={checkpoint!r} "
+                     f"(vae train --resume)" if checkpoint else "no out_dir was given, so nothing was saved")
         super().__init__(f"stopped by {name} at epoch {epoch}, step {step} (1-based, the last step done); {where}")
 
 

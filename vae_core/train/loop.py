@@ -1,7 +1,8 @@
 """The training loop of every backend, written once.
 
 `run(backend, spec, args)` trains through a `vae_core.train.backend.TrainerBackend` and owns the policy:
-- the epochs, each in the order `epoch_permutation(seed, epoch, N)`, with `epoch_noise` when shared_noise is on
+- the epochs, each in the order `epoch_permutation(seed, epoch, N)` (a stream of batches: the order it yields, an
+  interrupted epoch restarting from its first batch), with `epoch_noise` when shared_noise is on
   and a fresh 0/1 sample per epoch with dynamic binarization: all functions of (seed, epoch), so a resumed run
   repeats an uninterrupted one;
 - the history (`vae_core.train.history.HISTORY_KEYS`), and `last.safetensors` every epoch and `best.safetensors` when
@@ -98,6 +99,14 @@ class _Run:
         self.monitor = "val_loss" if args.val is not None else "train_loss"
         self.state, self.history = TrainerState(self.config.learning_rate, self.monitor), empty_history()
         self.start_epoch, self.best_weights, self.last_good, self.position = 0, None, None, None
+        # a stream of batches (`vae_core.data.stream.BatchStream`) keeps its own order and restarts an interrupted
+        # epoch; every other training set is read in the trainer's order and resumes mid-epoch
+        self.sequential = bool(getattr(args.train, "sequential", False))
+        if self.sequential and self.world.size > 1:
+            raise ValueError(f"train is a stream of batches ({args.train!r}), which this run's {self.world.size} "
+                             f"processes would each read whole, in orders of their own; a data-parallel run needs "
+                             f"a training set the trainer shards: pass the map-style dataset behind it (e.g. "
+                             f"loader.dataset) or an array")
         n, batch = len(args.train), self.config.batch_size
         self.n_steps = -(-n // batch)
         self.rows = np.minimum(batch, n - batch * np.arange(self.n_steps))  # (n_steps,) examples per step
@@ -114,6 +123,12 @@ class _Run:
         self.last_good = str(self.args.resume_from)
         self.position = check_position(point.checkpoint.trainer_state.get("position"), point.epoch,
                                        len(self.args.train), self.config.batch_size, self.args.resume_from)
+        if self.position is not None and self.sequential:
+            raise CheckpointError(
+                f"resume_from={str(self.args.resume_from)!r} stopped at step {self.position['step']} of epoch "
+                f"{point.epoch + 1} (a step checkpoint), but train is a stream of batches, which cannot be read from "
+                f"the middle of an epoch; resume it with the training set as an array or a map-style dataset (e.g. "
+                f"loader.dataset), or from a checkpoint written at the end of an epoch")
 
     def train(self) -> dict[str, list[float]]:
         from tqdm.auto import tqdm
@@ -161,7 +176,8 @@ class _Run:
         self.backend.set_learning_rate(self.state.lr)
         images = epoch_binarized(self.args.train, config.seed, epoch) if config.dynamic_binarization else None
         eps = epoch_noise(config.seed, epoch, n, self.spec.latent_dim) if self.args.shared_noise else None
-        self.backend.begin_epoch(epoch, epoch_permutation(config.seed, epoch, n), images, eps)
+        order = np.arange(n) if self.sequential else epoch_permutation(config.seed, epoch, n)  # (N,)
+        self.backend.begin_epoch(epoch, order, images, eps)
         while step < self.n_steps:
             done = epoch * self.n_steps + step  # optimizer steps of the run so far
             # up to the next step checkpoint (every `every` steps of the run), or to the end of the epoch
@@ -178,10 +194,12 @@ class _Run:
             losses = np.concatenate([losses, result.losses])
             if not result.weights_finite:
                 raise NonFiniteLossError(epoch + 1, step, self.last_good)
-            if 0 < step < self.n_steps and (self.signals() or (every and (epoch * self.n_steps + step) % every == 0)):
+            if 0 < step < self.n_steps and not self.sequential and \
+                    (self.signals() or (every and (epoch * self.n_steps + step) % every == 0)):
                 self._write_step_checkpoint(epoch, step, losses, seconds + time.perf_counter() - start)
             if step < self.n_steps and self.signals():
-                raise TrainingInterrupted(self.signals.requested, epoch + 1, step, self._saved())
+                raise TrainingInterrupted(self.signals.requested, epoch + 1, step, self._saved(),
+                                          restarts_epoch=self.sequential)
         means = (losses * self.rows[:, None]).sum(axis=0) / n  # (3,) exact means: each example counts once
         seconds += time.perf_counter() - start
         return means, float(self.world.max(np.array([seconds]))[0])  # the slowest process's time, on every rank

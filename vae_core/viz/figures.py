@@ -102,6 +102,27 @@ def check_labels(owner: str, labels: Any, n: int, *, name: str = "labels") -> np
     return arr
 
 
+def check_class_names(owner: str, class_names: Any, labels: np.ndarray | None) -> tuple[str, ...] | None:
+    """None, or `class_names` as a tuple of str naming every one of `labels` (each label indexes it)."""
+    if class_names is None:
+        return None
+    if not (isinstance(class_names, (list, tuple)) and class_names and all(isinstance(n, str) for n in class_names)):
+        fail(owner, "class_names", "None or a non-empty sequence of str, the name of each label", class_names,
+             "Pass dataset.class_names.")
+    if labels is not None and len(labels) and (labels.dtype.kind not in "iu" or labels.min() < 0
+                                               or labels.max() >= len(class_names)):
+        fail(owner, "class_names", f"a name for every label (labels index it; {len(class_names)} names given)",
+             f"labels {labels.dtype} in [{labels.min()}, {labels.max()}]",
+             "Pass integer labels 0..len(class_names)-1, or class_names=None.")
+    return tuple(class_names)
+
+
+def label_text(label: Any, class_names: Sequence[str] | None, limit: int | None = None) -> str:
+    """How a label is shown: its class name when there are names (cut to `limit` characters), else the label."""
+    text = str(label) if class_names is None else class_names[int(label)]
+    return text if limit is None or len(text) <= limit else text[:limit - 1] + "…"
+
+
 def check_positive(owner: str, name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         fail(owner, name, "an int >= 1", value)

@@ -18,7 +18,7 @@ from vae_core.metrics.api import posterior_means
 from vae_core.registry import backend_of
 from vae_core.viz import curves, grids, latent
 from vae_core.viz.curves import check_history
-from vae_core.viz.figures import DPI, check_dpi, check_labels, check_positive
+from vae_core.viz.figures import DPI, check_class_names, check_dpi, check_labels, check_positive, label_text
 
 # File names written by plot_all (keys of its result), for the CLI (`vae plot`) and the README.
 RECONSTRUCTIONS_PNG = "reconstructions.png"
@@ -95,7 +95,7 @@ def traversal_grid(model: Any, *, dims: Sequence[int] | None = None,
 
 
 def _check_plot_all_args(model: Any, x: Any, labels: Any, history: Any, n: Any, seed: Any, tsne_points: Any,
-                         dpi: Any) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int]]:
+                         dpi: Any, class_names: Any) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int]]:
     """Every argument checked before anything is written."""
     owner = "plot_all"
     backend_of(model)
@@ -105,6 +105,7 @@ def _check_plot_all_args(model: Any, x: Any, labels: Any, history: Any, n: Any, 
              "Build it with VAESpec(input_dim=..., image_shape=(H, W)).")
     x = check_data(x, model.spec, "x")
     labels = check_labels(owner, labels, len(x))
+    check_class_names(owner, class_names, labels)
     check_positive(owner, "n", n)
     check_positive(owner, "tsne_points", tsne_points)
     check_dpi(owner, dpi)
@@ -130,14 +131,17 @@ def _interpolation_ends(labels: np.ndarray | None, picks: np.ndarray) -> tuple[i
 
 def plot_all(model: Any, x: Any, labels: Sequence | np.ndarray | None, out_dir: str | os.PathLike, *,
              history: Mapping[str, Sequence[float]] | None = None, seed: int = 0, n: int = 10,
-             tsne_points: int = 2000, dpi: int = DPI) -> dict[str, Path]:
+             tsne_points: int = 2000, class_names: Sequence[str] | None = None,
+             dpi: int = DPI) -> dict[str, Path]:
     """Write the gallery of `model` on `x` (N, D) with class `labels` into `out_dir`; returns {file name: path}.
+    `class_names[label]` names each label in the legends and titles (a dataset's `class_names`), else the label.
 
     Files: RECONSTRUCTIONS_PNG (n examples chosen by `seed`), SAMPLES_PNG (n*n prior samples), LATENT_SCATTER_PNG,
     LATENT_TSNE_PNG (at most `tsne_points` points; left out for fewer than latent.TSNE_MIN_POINTS), TRAVERSALS_PNG
     (the up-to-MAX_TRAVERSAL_DIMS dims whose means vary most over x), INTERPOLATION_PNG (n steps between two examples), and HISTORY_PNG if `history`.
     """
-    x, labels, shape = _check_plot_all_args(model, x, labels, history, n, seed, tsne_points, dpi)
+    x, labels, shape = _check_plot_all_args(model, x, labels, history, n, seed, tsne_points, dpi, class_names)
+    names = None if class_names is None else tuple(class_names)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     picks = np.sort(np.random.default_rng(seed).choice(len(x), size=min(n, len(x)), replace=False))
@@ -145,15 +149,18 @@ def plot_all(model: Any, x: Any, labels: Sequence | np.ndarray | None, out_dir: 
     mu = encode_mean(model, x)  # (N, L)
     dims = np.argsort(-mu.var(axis=0), kind="stable")[:MAX_TRAVERSAL_DIMS].tolist()
     a, b = _interpolation_ends(labels, picks)
-    ends = ("x1", "x2") if labels is None else (f"x1 ({labels[a]})", f"x2 ({labels[b]})")
+    ends = ("x1", "x2") if labels is None else (f"x1 ({label_text(labels[a], names, grids.COLUMN_TITLE_CHARS)})",
+                                                 f"x2 ({label_text(labels[b], names, grids.COLUMN_TITLE_CHARS)})")
 
     files = {
         RECONSTRUCTIONS_PNG: lambda p: grids.plot_reconstructions(
-            x[picks], to_numpy(model.reconstruct(x[picks])), shape, p, labels=picked_labels, n=n, dpi=dpi),
+            x[picks], to_numpy(model.reconstruct(x[picks])), shape, p, labels=picked_labels, n=n,
+            class_names=names, dpi=dpi),
         SAMPLES_PNG: lambda p: grids.plot_samples(to_numpy(model.sample(n * n, seed=seed)), shape, p, ncols=n,
                                                   dpi=dpi),
-        LATENT_SCATTER_PNG: lambda p: latent.plot_latent_scatter(mu, labels, p, dpi=dpi),
-        LATENT_TSNE_PNG: lambda p: latent.plot_tsne(mu, labels, p, seed=seed, max_points=tsne_points, dpi=dpi),
+        LATENT_SCATTER_PNG: lambda p: latent.plot_latent_scatter(mu, labels, p, class_names=names, dpi=dpi),
+        LATENT_TSNE_PNG: lambda p: latent.plot_tsne(mu, labels, p, seed=seed, max_points=tsne_points,
+                                                    class_names=names, dpi=dpi),
         TRAVERSALS_PNG: lambda p: grids.plot_traversals(
             traversal_grid(model, dims=dims), shape, p, dims=dims, values=TRAVERSAL_VALUES,
             title=_traversal_title(len(dims), model.spec.latent_dim), dpi=dpi),

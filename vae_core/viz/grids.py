@@ -13,8 +13,10 @@ from typing import Sequence
 import numpy as np
 
 from vae_core.checks import fail
-from vae_core.viz.figures import (DPI, as_cells, check_dpi, check_images, check_labels, check_path, check_positive,
-                                  image_grid_figure, save)
+from vae_core.viz.figures import (DPI, as_cells, check_class_names, check_dpi, check_images, check_labels, check_path,
+                                  check_positive, image_grid_figure, label_text, save)
+
+COLUMN_TITLE_CHARS = 12  # a longer class name is cut to this many characters to fit above its image
 
 
 def plot_image_grid(images: np.ndarray, image_shape: tuple[int, ...], path: str | os.PathLike, *,
@@ -39,8 +41,9 @@ def plot_samples(samples: np.ndarray, image_shape: tuple[int, ...], path: str | 
 
 def plot_reconstructions(originals: np.ndarray, reconstructions: np.ndarray, image_shape: tuple[int, ...],
                          path: str | os.PathLike, *, labels: Sequence | np.ndarray | None = None, n: int = 10,
-                         title: str | None = None, dpi: int = DPI) -> Path:
-    """The first `n` originals (top row) above their reconstructions, class labels as column titles.
+                         title: str | None = None, class_names: Sequence[str] | None = None, dpi: int = DPI) -> Path:
+    """The first `n` originals (top row) above their reconstructions, class labels as column titles (their
+    `class_names`, when given, cut to COLUMN_TITLE_CHARS characters).
 
     Size: (k * CELL + 2 * PAD + ROW_LABEL) x (2 * CELL + 2 * PAD (+ COL_TITLE if labels) (+ TITLE if title))
     inches, k = min(n, N).
@@ -55,9 +58,11 @@ def plot_reconstructions(originals: np.ndarray, reconstructions: np.ndarray, ima
         fail(owner, "reconstructions", f"one image per original ({len(originals)})", f"{len(recons)} images",
              "Pass model.reconstruct(originals) for the same originals.")
     labels = check_labels(owner, labels, len(originals))
+    names = check_class_names(owner, class_names, labels)
     k = min(n, len(originals))
+    titles = None if labels is None else [label_text(v, names, COLUMN_TITLE_CHARS) for v in labels[:k]]
     fig = image_grid_figure(np.stack([originals[:k], recons[:k]]), row_labels=["original", "reconstruction"],
-                            col_titles=None if labels is None else [str(v) for v in labels[:k]], title=title)
+                            col_titles=titles, title=title)
     return save(fig, path, dpi, tight=False)
 
 
