@@ -43,9 +43,9 @@ from scripts.benchlib import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
-VARIANTS = ("reference", "reference-minimal", "fp32", "bf16", "fp32-compile", "bf16-compile")
+VARIANTS = ("reference", "reference-minimal", "fp32", "fp32-subnormals", "bf16", "fp32-compile", "bf16-compile")
 TITLES = {"reference": "reference (seed style, PIL per image)", "reference-minimal": "reference, minimal conversion",
-          "fp32": "ours fp32", "bf16": "ours bf16 (autocast)", "fp32-compile": "ours fp32, torch.compile",
+          "fp32": "ours fp32", "fp32-subnormals": "ours fp32, subnormals not flushed (before)", "bf16": "ours bf16 (autocast)", "fp32-compile": "ours fp32, torch.compile",
           "bf16-compile": "ours bf16, torch.compile"}
 # Targets of the issue, on the CPU: images/s ratio vs the reference and |test loss - reference's| in nats.
 TARGETS = {"fp32": (1.5, 0.5), "bf16": (2.5, 1.0), "fp32-compile": (1.5, 0.5), "bf16-compile": (2.5, 1.0)}
@@ -134,6 +134,11 @@ def worker(args) -> dict:
         model = build_model(spec, seed=args.seed)
         config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
         precision, _, compiled = args.worker.partition("-")
+        if compiled == "subnormals":  # what fit did before it flushed subnormal floats to zero
+            import contextlib
+
+            import backends.torch.train
+            backends.torch.train.flush_denormals, compiled = contextlib.nullcontext, ""
         _sync(device)
         start = time.perf_counter()
         history = fit(model, x_train, None, config, shared_noise=True, device=args.device, precision=precision,
@@ -233,6 +238,12 @@ def report(results: list[dict], args, command: str) -> tuple[str, dict]:
                      f"{delta} | {per_seed} | {verdict} | "
                      f"{', '.join(f'{v:.2f}' for v in r.get('rounds_seconds_per_epoch', []))} | "
                      f"{', '.join(f'{v:.2f}x' for v in r['speedups_per_round'] or [])} |")
+    lines += ["", "Every epoch (s), the median round; last / second: whether epochs grow as training goes.", "",
+              "| variant | epoch seconds | last / second |", "|---|---|---:|"]
+    for r in results:
+        seconds = r["epoch_seconds"]
+        growth = f"{seconds[-1] / seconds[1]:.2f}" if len(seconds) > 2 else ""
+        lines.append(f"| {TITLES[r['variant']]} | {', '.join(f'{v:.2f}' for v in seconds)} | {growth} |")
     payload = {"command": command, "batch_size": args.batch_size, "seed": args.seed, "cpu": cpu_name(),
                "results": results}
     return "\n".join(lines) + "\n", payload

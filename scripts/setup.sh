@@ -9,7 +9,11 @@
 #                    machines and CI find the same CUDA build on a local disk.
 #   cpu:             the CPU-only builds (+cpu) from PyTorch's own wheel index (no CUDA libraries, no triton from
 #                    torch). That index is not reachable from our machines, so this path is not tested there.
-# TensorFlow is always tensorflow-cpu (the dev extra).
+# TensorFlow is always tensorflow-cpu (the dev extra). The dev extra also brings the loggers' packages, tensorboard
+# (vae_core.callbacks.TensorBoard, and Keras' own keras.callbacks.TensorBoard) and mlflow-skinny
+# (vae_core.callbacks.MLflow).
+# and the export extra: onnx, onnxscript, onnxruntime and ai-edge-litert, which `vae export` writes and verifies
+# its ONNX and LiteRT files with (docs/deploy.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"

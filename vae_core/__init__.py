@@ -2,12 +2,14 @@
 
 This package is backend-neutral and imports with NumPy alone; `build(backend=...)` imports the framework.
 Its layers, each a subpackage: `model` (spec, layer plan, init, reference losses), `data`, `io` (checkpoints,
-atomic writes, run lock), `train` (the one training loop and the backend contract), `metrics`, `viz`, `cli`.
+atomic writes, run lock), `train` (the one training loop and the backend contract), `metrics`, `viz`, `callbacks`
+(the hooks of `fit`, and the built-in loggers), `cli`.
 """
 import sys
 
-from vae_core import _moved
+from vae_core import _moved, callbacks
 from vae_core.config import TrainConfig
+from vae_core.deploy import export
 from vae_core.io.checkpoint import AdamState, Checkpoint, CheckpointError, read_checkpoint, write_checkpoint
 from vae_core.metrics.api import score
 from vae_core.model.init import init_weights
@@ -23,6 +25,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdamState", "BACKENDS", "Checkpoint", "CheckpointError", "LIKELIHOODS", "TrainConfig", "VAESpec", "build",
-    "evaluate", "fit", "init_weights", "load_checkpoint", "read_checkpoint", "save_checkpoint", "score",
+    "callbacks", "evaluate", "export", "fit", "init_weights", "load_checkpoint", "read_checkpoint", "save_checkpoint", "score",
     "write_checkpoint",
 ]

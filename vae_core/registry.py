@@ -26,7 +26,8 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...], str]] = {
 # The contract of a backend package: these modules, each with the same public functions and signatures in every
 # backend (tests/conformance/test_backend_surface.py checks it), and these functions at the package's top level. Its
 # `train.Trainer` is a `vae_core.train.backend.TrainerBackend`, driven by the one training loop.
-BACKEND_MODULES = ("model", "device", "losses", "weights", "optim", "steps", "train", "metrics", "distributed")
+BACKEND_MODULES = ("model", "device", "losses", "weights", "optim", "steps", "train", "metrics", "distributed",
+                   "export")
 BACKEND_FUNCTIONS = ("build_model", "fit", "evaluate")
 
 

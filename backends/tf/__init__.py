@@ -43,7 +43,7 @@ def _ensure_keras_on_tensorflow() -> None:
 preload_triton()
 _ensure_keras_on_tensorflow()
 
-from backends.tf import device, distributed, losses, metrics, optim, train, weights  # noqa: E402
+from backends.tf import device, distributed, export, losses, metrics, optim, train, weights  # noqa: E402
 from backends.tf.model import VAE, Sampling  # noqa: E402
 from backends.tf.optim import TorchAdam  # noqa: E402
 from backends.tf.train import evaluate, fit  # noqa: E402
@@ -55,5 +55,5 @@ def build_model(spec, seed: int | None = None) -> VAE:
     return VAE(spec, seed=seed)
 
 
-__all__ = ["VAE", "Sampling", "TorchAdam", "build_model", "evaluate", "fit", "device", "distributed", "losses", "metrics", "optim",
+__all__ = ["VAE", "Sampling", "TorchAdam", "build_model", "evaluate", "fit", "device", "distributed", "export", "losses", "metrics", "optim",
            "train", "weights"]

@@ -115,8 +115,10 @@ class VAE(SpecAttributes, keras.Model):
         # Keras' and TF's attribute tracking pass it by (they track variables, layers and metrics, and wrap lists
         # and dicts), so the tf.Variable it holds during a fit never becomes a weight or saved state of the model.
         self.step_state = _steps.StepState()
-        # Built at once, holding the shared initial weights: VAE(spec, seed=s) equals the torch backend's.
-        self.build()
+        # Built at once, holding the shared initial weights: VAE(spec, seed=s) equals the torch backend's. Built with
+        # its input shape, (None, D) rows, which Keras records: its export and TF's LiteRT converter read the model's
+        # input signature from it (built with no shape, they refuse the model: "input shapes have not been set").
+        self.build((None, spec.input_dim))
         import_weights(self, init_weights(spec, seed))
 
     # ----------------------------------------------------------------------------------------------- layers
@@ -146,6 +148,17 @@ class VAE(SpecAttributes, keras.Model):
                 keras_layer.build((None, layer.n_in))
         self.sampling.build(((None, self.spec.latent_dim), (None, self.spec.latent_dim)))  # (mu, log_var)
         self.built = True
+
+    def export(self, filepath, format: str = "tf_saved_model", verbose: Any = None, input_signature: Any = None,
+               **kwargs: Any) -> Any:
+        """`keras.Model.export`, on a model that was never called too: Keras exports only models called at least once
+        ("The model provided has never called"), so the model is called once symbolically first, on a
+        `keras.KerasTensor` of its input shape, which runs no op, draws no noise and changes no weight. The exported
+        `serve` endpoint is `call`: it samples z, as `model(x)` does (use `vae_core.deploy.export` or
+        `backends.tf.export.encoder`/`decoder` for the deterministic encoder and decoder)."""
+        if input_signature is None:
+            self(keras.KerasTensor((None, self.spec.input_dim), dtype=self.input_dtype))
+        return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
 
     def neutral_layers(self) -> dict[str, keras.layers.Layer]:
         """Neutral layer name (prefix of `spec.weight_shapes()`) -> its Keras layer, in layer order."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -42,6 +42,7 @@ from vae_core.data.items import ItemRows
 from vae_core.data.lazy import LazyRows
 from vae_core.data.rows import check_data
 from vae_core.train.arguments import EVAL_BATCH_SIZE, check_fit_arguments, check_precision
+from vae_core.train.callbacks import Callback
 from vae_core.train.backend import Means, StepsResult, WeightsAdapter
 from vae_core.train.loop import run
 from vae_core.train.schedule import eval_noise
@@ -59,7 +60,7 @@ class _StepCounter(keras.callbacks.Callback):
     progress bar, and stops `model.fit` at a non-finite loss or once a stop is requested."""
 
     def __init__(self, step_log: tf.Variable, optimizer, should_stop: Callable[[], bool],
-                 on_steps: Callable[[int], object]) -> None:
+                 on_steps: Callable[[int, np.ndarray | None], object]) -> None:
         super().__init__()
         self.step_log, self.optimizer, self.should_stop, self.on_steps = step_log, optimizer, should_stop, on_steps
         self.done = int(optimizer.iterations.numpy())
@@ -69,7 +70,7 @@ class _StepCounter(keras.callbacks.Callback):
         done = int(self.optimizer.iterations.numpy())
         block = self.step_log.numpy()[:done - self.done]  # (k, 3): the steps this block ran
         self.losses.append(block)
-        self.on_steps(done - self.done)
+        self.on_steps(done - self.done, block)
         self.done = done
         if not np.isfinite(block).all() or self.should_stop():
             self.model.stop_training = True
@@ -159,7 +160,8 @@ class Trainer(WeightsAdapter):
             self.blocks.set_epoch(order, self.eps)
 
     def train_steps(self, first: int, stop: int, should_stop: Callable[[], bool],
-                    on_steps: Callable[[int], object]) -> StepsResult:
+                    on_steps: Callable[[int, np.ndarray | None], object], step_losses: bool = False) -> StepsResult:
+        # a block's losses reach the host after every block anyway: on_steps gets them whether asked or not
         if should_stop():  # as torch: no step once a stop is requested
             return StepsResult(np.zeros((0, 3)), True)
         counter = _StepCounter(self.step_log, self.optimizer, should_stop, on_steps)
@@ -193,7 +195,8 @@ class Trainer(WeightsAdapter):
 def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | None = None,
         config: TrainConfig = TrainConfig(), *, out_dir: str | os.PathLike | None = None,
         resume_from: str | os.PathLike | None = None, shared_noise: bool = False, device: str = "auto",
-        precision: str = "fp32", progress: bool = True, data_workers: int = 0) -> dict[str, list[float]]:
+        precision: str = "fp32", progress: bool = True, data_workers: int = 0,
+        callbacks: Sequence[Callback] | None = None) -> dict[str, list[float]]:
     """Train `model` with Adam on the negative ELBO (`vae_core.train.loop.run`) through Keras; returns the history.
 
     train, val: (N, D) rows or (N, H, W[, C]) images of the spec's image_shape, channels last: float32/float64 (in
@@ -217,6 +220,7 @@ def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | 
         float64; the data and noise are the float32 values, widened) and its weights come back rounded to
         float32; it takes no out_dir or resume_from. A model built with dtype="float64" trains itself and takes
         only "fp64".
+    callbacks: `vae_core.callbacks.Callback`s, called as training goes (Keras' hooks; `vae_core.train.callbacks`).
     data_workers: 0 (the default) or 1 reads a dataset one block at a time, one ahead; N > 1 in N parallel calls of
         the tf.data read (threads of this process, sharing the GIL). Arrays and .npy maps ignore it.
 
@@ -240,7 +244,7 @@ def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | 
                          f"trains float32 weights; pass precision='fp64', or build a float32 model")
     args = check_fit_arguments(model.spec, train, val, config, out_dir=out_dir, resume_from=resume_from,
                                shared_noise=shared_noise, precision=precision, progress=progress,
-                               data_workers=data_workers)
+                               data_workers=data_workers, callbacks=callbacks)
     # Keras variables keep their dtype: an fp64 run of a float32 model trains a float64 twin
     with contextlib.nullcontext() if strategy is None else strategy.scope():
         twin = VAE(model.spec, seed=model.sampling.seed, dtype="float64") \

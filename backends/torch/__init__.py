@@ -13,7 +13,7 @@ from vae_core.triton_guard import preload_triton
 
 preload_triton()
 
-from backends.torch import device, distributed, losses, metrics, optim, train, weights  # noqa: E402
+from backends.torch import device, distributed, export, losses, metrics, optim, train, weights  # noqa: E402
 from backends.torch.model import VAE  # noqa: E402
 from backends.torch.train import evaluate, fit  # noqa: E402
 from vae_core.model.spec import VAESpec
@@ -24,5 +24,5 @@ def build_model(spec: VAESpec, seed: int | None = None) -> VAE:
     return VAE(spec, seed=seed)
 
 
-__all__ = ["VAE", "build_model", "evaluate", "fit", "device", "distributed", "losses", "metrics", "optim",
+__all__ = ["VAE", "build_model", "evaluate", "fit", "device", "distributed", "export", "losses", "metrics", "optim",
            "train", "weights"]

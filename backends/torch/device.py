@@ -42,6 +42,27 @@ def exact_fp32(device: torch.device) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+def flushing_denormals() -> bool:
+    """Whether this thread's float unit flushes subnormal floats to zero now (probed with a NumPy product: NumPy
+    computes on the same thread's FTZ/DAZ flags as torch's CPU kernels)."""
+    return float(np.array([1e-40], np.float32)[0] * np.float32(1.0)) == 0.0
+
+
+@contextlib.contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Subnormal floats flushed to zero while the block runs, as XLA's CPU code (the TF backend) computes: torch's
+    CPU kernels slow down several times on subnormal operands, which appear in the step after a few epochs
+    (docs/benchmarks.md). The caller's setting is restored after, so a user's process is left as it was."""
+    before = flushing_denormals()
+    if not before:
+        torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if not before:
+            torch.set_flush_denormal(False)
+
+
 def to_device(x: np.ndarray, device: torch.device, dtype: Any = "float32") -> torch.Tensor:
     """A copy of the array `x` on `device`, in `dtype` (a name such as "float64", or a torch.dtype)."""
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype

@@ -20,13 +20,13 @@ import contextlib
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from backends.torch import distributed, weights
-from backends.torch.device import exact_fp32, resolve_device, to_device
+from backends.torch.device import exact_fp32, flush_denormals, resolve_device, to_device
 from backends.torch.losses import per_example
 from backends.torch.model import VAE, check_model, eval_mode
 from backends.torch.optim import make_optimizer
@@ -37,6 +37,7 @@ from vae_core.data.items import ItemRows
 from vae_core.data.lazy import LazyRows
 from vae_core.data.rows import check_data
 from vae_core.train.arguments import EVAL_BATCH_SIZE, check_device_name, check_fit_arguments, check_precision
+from vae_core.train.callbacks import Callback
 from vae_core.train.backend import Means, StepsResult, WeightsAdapter
 from vae_core.train.loop import run
 from vae_core.train.schedule import eval_noise
@@ -187,8 +188,8 @@ class Trainer(WeightsAdapter):
             del batches  # the iterator's last reference: shuts the workers down now
 
     def train_steps(self, first: int, stop: int, should_stop: Callable[[], bool],
-                    on_steps: Callable[[int], object]) -> StepsResult:
-        step_losses = torch.empty(stop - first, 3, device=self.device, dtype=self.dtype)  # per-step batch means
+                    on_steps: Callable[[int, np.ndarray | None], object], step_losses: bool = False) -> StepsResult:
+        losses_dev = torch.empty(stop - first, 3, device=self.device, dtype=self.dtype)  # per-step batch means
         global_rows = []  # examples in each global batch
         self.model.train()
         done, batches = 0, self._batches(first, stop)
@@ -196,18 +197,25 @@ class Trainer(WeightsAdapter):
             if should_stop():
                 break
             rows, b = self._rows(s)
-            step_losses[done] = self.step(next(batches), self.eps_epoch[rows], self.world.size / b)  # (b, D) batch
+            losses_dev[done] = self.step(next(batches), self.eps_epoch[rows], self.world.size / b)  # (b, D) batch
             global_rows.append(b)
             done += 1
-            on_steps(1)
+            # a callback's batch hook: this step's means, read back now (a host sync); else the bar alone
+            on_steps(1, self._step_means(losses_dev[done - 1:done], b) if step_losses else None)
         batches.close()  # a stop leaves the batch read ahead unused
         # What the host needs from these steps, in one transfer: the losses, then whether every weight is finite.
         finite = torch.stack([p.isfinite().all() for p in self.model.parameters()]).all()
-        host = torch.cat([step_losses[:done].double().flatten(), finite.double()[None]]).cpu().numpy()
+        host = torch.cat([losses_dev[:done].double().flatten(), finite.double()[None]]).cpu().numpy()
         losses = host[:-1].reshape(done, 3)
         if self.world.size > 1:  # the ranks' sums -> the global batches' means (the weights are the same everywhere)
             losses = self.world.sum(losses) / np.asarray(global_rows, np.float64)[:, None]
         return StepsResult(losses, bool(host[-1] == 1.0))
+
+    def _step_means(self, losses: torch.Tensor, b: int) -> np.ndarray:
+        """One step's (1, 3) batch means on the host: with several processes, the ranks' sums over the global
+        batch of b examples (every rank makes this call, as it makes the step)."""
+        host = losses.double().cpu().numpy()
+        return host if self.world.size == 1 else self.world.sum(host) / b
 
     def validate(self) -> Means:
         sums = _sums(self.model, self.x_val, self.eps_val, EVAL_BATCH_SIZE).cpu().numpy()  # (3,) this rank's
@@ -235,6 +243,7 @@ def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | 
         config: TrainConfig = TrainConfig(), *, out_dir: str | os.PathLike | None = None,
         resume_from: str | os.PathLike | None = None, shared_noise: bool = False, device: str = "auto",
         precision: str = "fp32", progress: bool = True, data_workers: int = 0,
+        callbacks: Sequence[Callback] | None = None,
         compile: bool = False) -> dict[str, list[float]]:
     """Train `model` with Adam on the negative ELBO (`vae_core.train.loop.run`); returns the history.
 
@@ -258,6 +267,7 @@ def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | 
         "fp64", a numerical check: weights, activations, loss and Adam in float64 (the data and noise are the
         float32 values, widened), rounded back to the model's dtype at the end; it takes no out_dir or
         resume_from. A float64 model (`model.double()`) takes only "fp64".
+    callbacks: `vae_core.callbacks.Callback`s, called as training goes (Keras' hooks; `vae_core.train.callbacks`).
     data_workers: 0 (the default) reads a dataset's items in this process, one batch ahead in a thread; N > 0 in
         N DataLoader worker processes, started every epoch, each with a copy of the dataset (under the spawn start
         method, one re-imported by each: guard the script with `if __name__ == "__main__":`). Arrays and .npy maps
@@ -286,8 +296,8 @@ def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | 
                          f"compile=False")
     args = check_fit_arguments(model.spec, train, val, config, out_dir=out_dir, resume_from=resume_from,
                                shared_noise=shared_noise, precision=precision, progress=progress,
-                               data_workers=data_workers)
-    with exact_fp32(dev), _float64_weights(model, precision == "fp64"):
+                               data_workers=data_workers, callbacks=callbacks)
+    with exact_fp32(dev), flush_denormals(), _float64_weights(model, precision == "fp64"):
         model.to(dev)
         return run(Trainer(model, config, dev, precision, compile, world, args.data_workers), model.spec, args)
 
@@ -321,7 +331,7 @@ def evaluate(model: VAE, x: np.ndarray, *, batch_size: int = EVAL_BATCH_SIZE, se
     seed = check_int("evaluate", "seed", seed, minimum=0)
     dev = resolve_device(device)
     dtype = _compute_dtype(model)
-    with exact_fp32(dev):
+    with exact_fp32(dev), flush_denormals():
         model.to(dev)
         eps = to_device(eval_noise(int(seed), len(x), model.spec.latent_dim), dev, dtype)  # (N, latent_dim)
         x = _data_to_device(x, dev, dtype)  # (N, D)

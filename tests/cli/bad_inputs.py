@@ -181,6 +181,21 @@ def _loader() -> Any:
     return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(X)), batch_size=4)
 
 
+def _callback() -> Any:
+    from vae_core.callbacks import Callback
+
+    class _Quiet(Callback):
+        pass
+
+    return _Quiet()
+
+
+def _keras_callback() -> Any:
+    import keras
+
+    return keras.callbacks.EarlyStopping()
+
+
 def _iterable_dataset() -> Any:
     import torch
 
@@ -394,6 +409,19 @@ CASES: list[Case] = [
                                                     resume_from=path))(_step_checkpoint(t)), CheckpointError,
          r"stopped at step 1 of epoch 2 \(a step checkpoint\), but train is a stream of batches, which cannot be "
          r"read from the middle of an epoch; resume it with the training set as an array or a map-style dataset"),
+    # ------------------------------------------------------------ callbacks given to fit (issue 29)
+    Case("callbacks-not-a-list", PY, "fit(callbacks=one_callback) instead of a list",
+         lambda t: lambda: _fit(X, callbacks=_callback()), TypeError,
+         r"fit: callbacks must be a list of vae_core\.callbacks\.Callback instances \(or None\); got _Quiet\. Wrap "
+         r"one callback in a list: callbacks=\[cb\]"),
+    Case("callbacks-class", PY, "a Callback class instead of an instance",
+         lambda t: lambda: _fit(X, callbacks=[type(_callback())]), TypeError,
+         r"fit: callbacks\[0\] must be a vae_core\.callbacks\.Callback instance .*; got a class, not an instance: "
+         r"call it"),
+    Case("callbacks-keras", PY, "a Keras callback given to vae_core.fit",
+         lambda t: lambda: _fit(X, callbacks=[_keras_callback()]), TypeError,
+         r"fit: callbacks\[0\] must be a vae_core\.callbacks\.Callback instance \(Keras' own callbacks go to "
+         r"Keras' model\.fit\); got EarlyStopping"),
     Case("dict", PY, "a dict {'x': array}", lambda t: lambda: _fit_items({"x": X}), TypeError,
          r"got a dict with keys \['x'\]: pass the array of examples it holds"),
     Case("path-string", PY, "a file name instead of its data", lambda t: lambda: _fit_items("images.npy"),
@@ -567,4 +595,272 @@ CASES += [
     Case("plot-class-names", PY, "plot_latent_scatter with 2 class names for labels 0-3", _plot_with_names,
          ValueError, r"plot_latent_scatter\.class_names must be a name for every label \(labels index it; 2 names "
                      r"given\); got 'labels int64 in \[0, 3\]'\. Pass integer labels 0\.\.len\(class_names\)-1"),
+]
+
+
+# vae score (issue 29): `vae score` and `vae_core.score` on data the checkpoint cannot score, and bad outputs
+def _score_cli(*extra: str, data: Callable[[Path], Path] | None = None) -> Callable[[Path], list[str]]:
+    """A CLI case: vae score on a torch checkpoint of SPEC (the digits' 64 pixels) in tmp, --out tmp/s.csv, with
+    `--data data(tmp)` if given (else --dataset digits), and `extra` last."""
+    def prepare(tmp: Path) -> list[str]:
+        source = ["--data", str(data(tmp))] if data is not None else ["--dataset", "digits"]
+        return ["score", str(_good_checkpoint(tmp)), *source, "--k", "2", "--no-progress", "--out", str(tmp / "s.csv"),
+                *extra]
+    return prepare
+
+
+def _npy(name: str, array: np.ndarray) -> Callable[[Path], Path]:
+    return lambda tmp: (np.save(tmp / name, array), tmp / name)[1]
+
+
+def _empty_file(tmp: Path) -> Path:
+    (tmp / "empty.npy").write_bytes(b"")
+    return tmp / "empty.npy"
+
+
+def _nan_images(tmp: Path) -> Path:
+    images = X[:6].reshape(6, 8, 8).copy()
+    images[[1, 4], 2, 3] = np.nan
+    return _npy("nan.npy", images)(tmp)
+
+
+def _existing_out(tmp: Path) -> list[str]:
+    (tmp / "s.csv").write_text("index,score\n0,1.0\n")  # an earlier run's: kept
+    return _score_cli()(tmp)
+
+
+def _unwritable_folder(tmp: Path) -> Path:
+    """A folder files cannot be created in: read-only for a user; /sys for root (sysfs refuses new files, even
+    root's), since root writes through any mode bits."""
+    import os
+
+    if os.geteuid() == 0:
+        return Path("/sys")
+    folder = tmp / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+
+
+def _score_py(x: Any, **kwargs: Any) -> None:
+    from vae_core import build, score
+
+    score(build("torch", SPEC, seed=0), x, **kwargs)
+
+
+CASES += [
+    Case("score-other-shape", CLI, "vae score --data of 10x10 images for an 8x8 checkpoint",
+         _score_cli(data=_npy("big.npy", np.zeros((4, 10, 10), np.uint8))), ValueError,
+         r"--data '.*big\.npy' gives images of shape \(10, 10\) \(100 values\), but the checkpoint's model takes "
+         r"image_shape=\(8, 8\) \(input_dim=64\); pass the images it was trained on"),
+    Case("score-py-other-shape", PY, "vae_core.score on rows of 50 values for an 8x8 model",
+         lambda t: lambda: _score_py(X[:, :50]), ValueError,
+         r"x must have shape \(N, 64\) or \(N, 8, 8, 1\) or \(N, 8, 8\) to match the spec .*; got \(20, 50\)"),
+    Case("score-empty-file", CLI, "vae score --data on an empty (0-byte) .npy", _score_cli(data=_empty_file),
+         ValueError, r"read_images: '.*empty\.npy' is not a readable NumPy file without pickles"),
+    Case("score-no-images", CLI, "vae score --data on a .npy of 0 images",
+         _score_cli(data=_npy("none.npy", np.zeros((0, 8, 8), np.uint8))), ValueError,
+         r"read_images\.path must be at least 1 image; got \"0 in '.*none\.npy'\""),
+    Case("score-nan-rows", CLI, "vae score --data on a .npy with NaN in 2 images", _score_cli(data=_nan_images),
+         ValueError, r"read_images\.path must be finite float pixels in \[0, 1\]; got \"NaN or inf in 2 of the 6 "
+                     r"images of '.*nan\.npy'\"\. Clean or drop those images"),
+    Case("score-py-nan-rows", PY, "vae_core.score on rows with a NaN", lambda t: lambda: _score_py(_with(np.nan)),
+         ValueError, r"x holds NaN or inf values in 1 example\(s\); clean or drop them first"),
+    Case("score-k", CLI, "vae score --k 0", _score_cli("--k", "0"), ValueError, r"--k must be an int >= 1; got 0"),
+    Case("score-py-k", PY, "vae_core.score(k=0)", lambda t: lambda: _score_py(X, k=0), ValueError,
+         r"score\.k must be an int >= 1; got 0"),
+    Case("score-quantile", CLI, "vae score --reference digits --quantile 1.5",
+         _score_cli("--reference", "digits", "--quantile", "1.5"), ValueError,
+         r"--quantile must be a number in \(0, 1\), such as 0\.99 .*; got 1\.5"),
+    Case("score-quantile-alone", CLI, "vae score --quantile 0.95 without --reference", _score_cli("--quantile", "0.95"),
+         ValueError, r"--quantile 0\.95 sets the threshold on the scores of --reference; pass --reference NAME\|PATH "
+                     r"too, or drop --quantile"),
+    Case("score-reference-unknown", CLI, "vae score --reference digitz (neither a dataset nor a path)",
+         _score_cli("--reference", "digitz"), FileNotFoundError,
+         r"--reference 'digitz' is neither a dataset \(.*digits.*\) nor an existing folder of images or \.npy/\.npz "
+         r"file"),
+    Case("score-data-and-dataset", CLI, "vae score --data PATH --dataset digits",
+         _score_cli("--dataset", "digits", data=_npy("x.npy", np.zeros((3, 8, 8), np.uint8))), ValueError,
+         r"pass --data '.*x\.npy' or --dataset 'digits', not both"),
+    Case("score-split-all", CLI, "vae score --dataset digits --split all", _score_cli("--split", "all"), ValueError,
+         r"--split all reads every image of --data PATH; for a dataset, pass --split test or --split train"),
+    Case("score-out-exists", CLI, "vae score --out FILE that exists, without --overwrite", _existing_out, ValueError,
+         r"--out '.*s\.csv' exists; pass --overwrite to replace it, or another --out"),
+    Case("score-out-unwritable", CLI, "vae score --out in a folder that cannot be written",
+         lambda t: [*_score_cli()(t)[:-2], "--out", str(_unwritable_folder(t) / "s.csv")], PermissionError,
+         r"the folder of --out '.*' is not writable \(.*\); pass a folder you can write to"),
+]
+
+
+# TensorBoard and MLflow (issue 29): the loggers' arguments, refused when the callback is made (or when `vae train`
+# and `vae compare` make theirs), before anything is written or trained
+from vae_core.callbacks import CallbackError  # noqa: E402  (the error of a callback that raises in fit)
+
+
+def _logger(kind: str, **kwargs: Any) -> Callable[[Path], Callable[[], Any]]:
+    """A python case: vae_core.callbacks.<kind>(**kwargs), a callable value called with tmp; by default into tmp."""
+    def prepare(tmp: Path) -> Callable[[], Any]:
+        from vae_core import callbacks
+
+        where = {"log_dir": tmp / "tb"} if kind == "TensorBoard" else {"tracking_uri": str(tmp / "mlruns")}
+        args = {k: (v(tmp) if callable(v) else v) for k, v in {**where, **kwargs}.items()}
+        return lambda: getattr(callbacks, kind)(**args)
+    return prepare
+
+
+def _fit_logged(tmp: Path) -> Callable[[], None]:
+    from vae_core.callbacks import TensorBoard
+
+    callback = TensorBoard(tmp / "tb", examples=np.zeros((3, 10, 10), np.float32))
+    return lambda: _fit(X, callbacks=[callback])
+
+
+def _run_table(text: str) -> Callable[[Path], list[str]]:
+    return lambda t: [*TRAIN, "--out", str(t / "o"), "--config",
+                      str((t / "c.toml", (t / "c.toml").write_text(text))[0])]
+
+
+CASES += [
+    Case("cli-tensorboard-file", CLI, "vae train --tensorboard FILE",
+         lambda t: [*TRAIN, "--out", str(t / "o"), "--tensorboard", str(_a_file(t))], NotADirectoryError,
+         r"--tensorboard '.*not-a-folder' is a file; pass a folder path"),
+    Case("cli-tensorboard-unwritable", CLI, "vae train --tensorboard in a folder that cannot be written",
+         lambda t: [*TRAIN, "--out", str(t / "o"), "--tensorboard", str(_unwritable_folder(t) / "tb")],
+         PermissionError, r"--tensorboard '.*tb' cannot be written \(.*\); pass a folder you can write to"),
+    Case("cli-compare-tensorboard-unwritable", CLI, "vae compare --tensorboard in a folder that cannot be written",
+         lambda t: ["compare", "--dataset", "digits", "--epochs", "1", "--out", str(t / "o"), "--tensorboard",
+                    str(_unwritable_folder(t) / "tb")], PermissionError,
+         r"--tensorboard '.*tb' cannot be written \(.*\); pass a folder you can write to"),
+    Case("cli-mlflow-unwritable", CLI, "vae train --mlflow FOLDER that cannot be written",
+         lambda t: [*TRAIN, "--out", str(t / "o"), "--mlflow", str(_unwritable_folder(t) / "mlruns")],
+         PermissionError, r"--mlflow '.*mlruns' cannot be written \(.*\); pass a folder you can write to"),
+    Case("cli-config-mlflow", CLI, "a --config file with mlflow = 3 in [run]", _run_table("[run]\nmlflow = 3\n"),
+         ValueError, r"mlflow must be true, false or a tracking URI .*; got 3"),
+    Case("cli-config-tensorboard", CLI, "a --config file with tensorboard = true in [run]",
+         _run_table("[run]\ntensorboard = true\n"), ValueError,
+         r"tensorboard must be a folder path \(--tensorboard DIR, or tensorboard = \"DIR\" .*\); got True"),
+    Case("tensorboard-log-dir", PY, "TensorBoard(log_dir=None)", _logger("TensorBoard", log_dir=None), TypeError,
+         r"TensorBoard\.log_dir must be a folder path \(a non-empty str or os\.PathLike\); got None"),
+    Case("tensorboard-images-every", PY, "TensorBoard(images_every=-1)", _logger("TensorBoard", images_every=-1),
+         ValueError, r"TensorBoard\.images_every must be an int >= 0; got -1\. 0 writes no images or histograms"),
+    Case("tensorboard-examples-nan", PY, "TensorBoard(examples=) holding a NaN",
+         _logger("TensorBoard", examples=_with(np.nan)), ValueError,
+         r"TensorBoard\.examples must be finite values; got 'NaN or inf'\. Drop or clean those examples"),
+    Case("tensorboard-examples-one", PY, "TensorBoard(examples=) one example (64,), not a batch",
+         _logger("TensorBoard", examples=X[0]), ValueError,
+         r"TensorBoard\.examples must be None or a non-empty array of examples, .*; got 'shape \(64,\), dtype "
+         r"float32'\. Pass a few validation images"),
+    Case("tensorboard-examples-shape", PY, "fit with TensorBoard(examples=) of 10x10 images for an 8x8 model",
+         _fit_logged, CallbackError,
+         r"callback TensorBoard\.on_train_begin raised ValueError: TensorBoard\.examples must have shape \(N, 64\) "
+         r".*; training stopped, and no checkpoint had been written"),
+    Case("mlflow-experiment", PY, 'MLflow(experiment="")', _logger("MLflow", experiment=""), ValueError,
+         r"MLflow\.experiment must be a non-empty str, the experiment's name; got ''"),
+    Case("mlflow-tracking-uri", PY, "MLflow(tracking_uri=5)", _logger("MLflow", tracking_uri=5), TypeError,
+         r"MLflow\.tracking_uri must be None \(\./mlruns\) or a non-empty str: .*; got int 5"),
+    Case("mlflow-store-is-file", PY, "MLflow(tracking_uri=) a file, not a folder",
+         _logger("MLflow", tracking_uri=lambda t: str(_a_file(t))), NotADirectoryError,
+         r"MLflow\.tracking_uri '.*not-a-folder' is a file; pass a folder path"),
+    Case("mlflow-config", PY, "MLflow(config=) a dict, not a TrainConfig", _logger("MLflow", config={"epochs": 2}),
+         TypeError, r"MLflow\.config must be None or a vae_core\.TrainConfig \(the one given to fit\); got dict"),
+]
+
+
+# vae export (issue 30): `vae export` and `vae_core.export` refused before anything is written
+def _export_cli(fmt: str = "torch_export", out: Callable[[Path], Path] | None = None,
+                checkpoint: Callable[[Path], Path] | None = None) -> Callable[[Path], list[str]]:
+    """A CLI case: vae export of a torch checkpoint of SPEC (or `checkpoint(tmp)`) to `fmt`, into tmp/out (or
+    `out(tmp)`)."""
+    def prepare(tmp: Path) -> list[str]:
+        path = checkpoint(tmp) if checkpoint is not None else _good_checkpoint(tmp)
+        return ["export", str(path), "--format", fmt, "--out", str(out(tmp) if out is not None else tmp / "out")]
+    return prepare
+
+
+def _full_folder(tmp: Path) -> Path:
+    (tmp / "out").mkdir()
+    (tmp / "out" / "notes.txt").write_text("an earlier file: kept\n")
+    return tmp / "out"
+
+
+def _huge_spec_checkpoint(tmp: Path) -> Path:
+    """A checkpoint header whose spec's encoder is 2.1 GiB of float32 (4096 x 140000), with a stand-in tensor: the
+    format's limit is checked from the header, before any tensor is read."""
+    import hashlib
+
+    from safetensors.numpy import save_file
+
+    from vae_core.io.checkpoint import METADATA_CHECKSUM_KEY, METADATA_KEY
+
+    spec = VAESpec(input_dim=4096, hidden_dims=(140_000,), latent_dim=2)
+    text = json.dumps({"schema_version": 2, "spec": spec.to_dict(), "epoch": 0, "checksums": {}})
+    path = tmp / "huge.safetensors"
+    save_file({"stand-in": np.zeros(1, np.float32)}, str(path),
+              metadata={METADATA_KEY: text, METADATA_CHECKSUM_KEY: hashlib.sha256(text.encode()).hexdigest()})
+    return path
+
+
+def _export_without(module: str, fmt: str) -> Callable[[Path], Callable[[], Any]]:
+    """A python case: vae_core.export(..., format=fmt) while `module` cannot be imported (as if not installed)."""
+    def prepare(tmp: Path) -> Callable[[], Any]:
+        import sys
+
+        from vae_core import export
+
+        path = _good_checkpoint(tmp)
+
+        def call() -> Any:
+            saved = sys.modules.get(module, False)
+            sys.modules[module] = None  # an import of it now fails, as when it is not installed
+            try:
+                return export(path, tmp / "out", format=fmt)
+            finally:
+                if saved is False:
+                    del sys.modules[module]
+                else:
+                    sys.modules[module] = saved
+        return call
+    return prepare
+
+
+def _export_py(fmt: str) -> Callable[[Path], Callable[[], Any]]:
+    def prepare(tmp: Path) -> Callable[[], Any]:
+        from vae_core import export
+
+        path = _good_checkpoint(tmp)
+        return lambda: export(path, tmp / "out", format=fmt)
+    return prepare
+
+
+CASES += [
+    Case("export-format", PY, 'vae_core.export(..., format="tflite")', _export_py("tflite"), ValueError,
+         r"export\.format must be one of onnx, saved_model, litert, torch_export; got 'tflite'\. Did you mean "
+         r"'litert'\?"),
+    Case("cli-export-format", CLI, "vae export --format tflite", _export_cli("tflite"), SystemExit,
+         r"argument --format: invalid choice: 'tflite' \(choose from 'onnx', 'saved_model', 'litert', "
+         r"'torch_export'\)"),
+    Case("cli-export-out-not-empty", CLI, "vae export --out a folder that holds a file", _export_cli(out=_full_folder),
+         ValueError, r"--out '.*out' is not empty \(it holds 1 entry, such as 'notes\.txt'\); pass a new or empty "
+                     r"folder: an export never mixes its files with others"),
+    Case("cli-export-out-is-file", CLI, "vae export --out FILE", _export_cli(out=_a_file), NotADirectoryError,
+         r"--out '.*not-a-folder' is a file; pass a new or empty folder"),
+    Case("cli-export-out-unwritable", CLI, "vae export --out in a folder that cannot be written",
+         _export_cli(out=lambda t: _unwritable_folder(t) / "out"), PermissionError,
+         r"--out '.*out' cannot be written \(.*\); pass a folder you can write to"),
+    Case("cli-export-litert-too-big", CLI, "vae export --format litert of a spec whose encoder is 2.1 GiB",
+         _export_cli("litert", checkpoint=_huge_spec_checkpoint), ValueError,
+         r"--format 'litert' cannot hold this checkpoint's encoder: its float32 weights are 2\.1 GiB, and a LiteRT "
+         r"file is one FlatBuffer, which addresses at most 2 GiB; export it as 'onnx', 'saved_model' or "
+         r"'torch_export'"),
+    Case("cli-export-missing-checkpoint", CLI, "vae export of a checkpoint that does not exist",
+         _export_cli(checkpoint=lambda t: t / "missing.safetensors"), FileNotFoundError,
+         r"checkpoint '.*missing\.safetensors' does not exist"),
+    Case("export-missing-runtime", PY, "vae_core.export(format=\"onnx\") without onnxruntime installed",
+         _export_without("onnxruntime", "onnx"), ImportError,
+         r"export\.format 'onnx' needs 'onnxruntime' to verify onnx in its runtime, which is not installed; install "
+         r"it with: pip install 'vae-core\[export\]', or pass verify=False to skip the check"),
+    Case("export-missing-exporter", PY, "vae_core.export(format=\"onnx\") without onnxscript installed",
+         _export_without("onnxscript", "onnx"), ImportError,
+         r"export\.format 'onnx' needs 'onnxscript' to write onnx, which is not installed; install it with: pip "
+         r"install 'vae-core\[export\]'$"),
 ]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vae_core.model.forward import reference_forward  # noqa: F401  (the checks' float64 reference, re-exported)
 from vae_core.registry import BACKENDS as _REGISTRY
 
 BACKENDS = tuple(_REGISTRY)  # every registered backend, in the registry's order (torch first: the reference)
@@ -114,72 +115,6 @@ def batch(spec, n: int = BATCH, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     x = rng.uniform(0, 1, (n, spec.input_dim)).astype(np.float32)  # (B, D)
     eps = rng.standard_normal((n, spec.latent_dim)).astype(np.float32)  # (B, latent_dim)
     return x, eps
-
-
-def reference_forward(spec, weights: dict[str, np.ndarray], x: np.ndarray, eps: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The model's forward pass in float64 NumPy from neutral weights: (decoder_out, mu, log_var).
-
-    Written from `spec.layers()` and the geometry of `vae_core.model.architecture` alone (explicit zero padding, "valid"
-    stride-2 convolutions, transposed convolutions cropped by the same amounts), so it pins what both backends
-    must compute without either framework's conv."""
-    w = {k: v.astype(np.float64) for k, v in weights.items()}
-    layers = {layer.name: layer for layer in spec.layers()}
-    names = list(layers)
-
-    def apply(name: str, h: np.ndarray) -> np.ndarray:
-        layer = layers[name]
-        kernel, bias = w[f"{name}.kernel"], w[f"{name}.bias"]
-        if layer.kind == "conv":
-            out = _conv2d(h, kernel, layer.level.pad) + bias  # (B, h', w', out)
-        elif layer.kind == "conv_transpose":
-            out = _conv2d_transpose(h, kernel, layer.level.pad, layer.level.in_size) + bias  # (B, h, w, out)
-        else:
-            out = h.reshape(len(h), -1) @ kernel + bias  # (B, out)
-            if layer.writes_map is not None:
-                out = out.reshape(len(h), *layer.writes_map)  # (B, h, w, c)
-        return np.maximum(out, 0.0) if layer.relu else out
-
-    h = x.astype(np.float64)
-    if spec.architecture == "conv":
-        h = h.reshape(len(h), *(*spec.image_shape, 1)[:3])  # (B, H, W, C)
-    encoder = [n for n in names if n.startswith("encoder.") and n not in ("encoder.mu", "encoder.log_var")]
-    for name in encoder:
-        h = apply(name, h)
-    mu, log_var = apply("encoder.mu", h), apply("encoder.log_var", h)  # (B, L) each
-    h = mu + np.exp(0.5 * log_var) * eps.astype(np.float64)  # (B, L)
-    for name in (n for n in names if n.startswith("decoder.")):
-        h = apply(name, h)
-    if spec.architecture == "conv":  # (B, H, W, C or 2C) -> channels-last rows, means then log-variances
-        c = spec.channels
-        h = np.concatenate([h[..., :c].reshape(len(h), -1), h[..., c:].reshape(len(h), -1)], axis=1)
-    return h, mu, log_var  # (B, D|2D), (B, L), (B, L)
-
-
-def _conv2d(h: np.ndarray, kernel: np.ndarray, pad) -> np.ndarray:
-    """Stride-2 cross-correlation of (B, h, w, in) zero-padded by ((top, bottom), (left, right)) with a
-    (k, k, in, out) kernel: (B, h', w', out)."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    k, n_in, n_out = kernel.shape[0], kernel.shape[2], kernel.shape[3]
-    padded = np.pad(h, ((0, 0), *pad, (0, 0)))
-    windows = sliding_window_view(padded, (k, k), axis=(1, 2))[:, ::2, ::2]  # (B, h', w', in, k, k)
-    b, ho, wo = windows.shape[:3]
-    patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(b * ho * wo, k * k * n_in)  # rows (y, x, in)
-    return (patches @ kernel.reshape(k * k * n_in, n_out)).reshape(b, ho, wo, n_out)
-
-
-def _conv2d_transpose(h: np.ndarray, kernel: np.ndarray, crop, size: tuple[int, int]) -> np.ndarray:
-    """The transpose of `_conv2d`: (B, m_h, m_w, in) with a (k, k, out, in) kernel -> the full stride-2 output,
-    cropped by ((top, bottom), (left, right)) to `size`: (B, H, W, out)."""
-    b, mh, mw, _ = h.shape
-    k, out = kernel.shape[0], kernel.shape[2]
-    full = np.zeros((b, (mh - 1) * 2 + k, (mw - 1) * 2 + k, out))
-    for y in range(k):
-        for x in range(k):
-            full[:, y:y + 2 * mh - 1:2, x:x + 2 * mw - 1:2] += np.einsum("bhwi,oi->bhwo", h, kernel[y, x])
-    (top, _), (left, _) = crop
-    return full[:, top:top + size[0], left:left + size[1]]
 
 
 def _device_of(model) -> str:

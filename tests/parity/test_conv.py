@@ -38,15 +38,15 @@ def test_the_reference_tells_a_one_pixel_padding_shift():
     """A conv whose padding is moved by one pixel ((1, 2) -> (2, 1): the extra row at the start instead of the end,
     the kind of shift that "same" in one framework against explicit padding in the other produces) gives outputs
     far outside FORWARD_ATOL: the checks above would catch a backend that did that."""
-    from tests.parity import drivers
+    from vae_core.model.forward import conv2d
 
     spec = VAESpec(**CONV_SPECS["27x29x3"])
     level = spec.layers()[0].level
     assert level.pad[0] == (1, 2)
     x = np.random.default_rng(0).random((2, 27, 29, 3))
     kernel = init_weights(spec, 0)["encoder.conv.0.kernel"].astype(np.float64)
-    right = drivers._conv2d(x, kernel, level.pad)
-    shifted = drivers._conv2d(x, kernel, ((2, 1), level.pad[1]))
+    right = conv2d(x, kernel, level.pad)
+    shifted = conv2d(x, kernel, ((2, 1), level.pad[1]))
     assert right.shape == shifted.shape and np.abs(right - shifted).max() > 100 * FORWARD_ATOL
 
 

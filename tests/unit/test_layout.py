@@ -29,8 +29,10 @@ LAYERS = (
     ("vae_core.io", "vae_core.data"),
     ("vae_core.train",),
     ("vae_core.registry",),
+    ("vae_core.deploy",),  # exports: the registry's backends write them, the reference forward checks them
     ("vae_core.metrics",),
     ("vae_core.viz",),
+    ("vae_core.callbacks",),  # the built-in callbacks log plots and metrics
     ("vae_core.cli", "vae_core"),  # the command line, and the package's front door
 )
 

@@ -7,7 +7,8 @@ explicit by writing one neutral checkpoint (`init.safetensors`) and loading it i
 the parity suite's shared eps, so the two runs differ only by float32 rounding.
 
 Writes into `out`: torch/ and tf/ (checkpoints), compare.png (curves and their per-epoch difference),
-compare.md and compare.json (final numbers, per-epoch wall time, and each class's test -ELBO, by the class's name).
+compare.md and compare.json (final numbers, per-epoch wall time, and each class's test -ELBO, by the class's name);
+with `tensorboard`, both runs as TensorBoard event files (`vae_core.callbacks.TensorBoard`), one run per backend.
 """
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vae_core.cli.loggers import tensorboard_callback
 from vae_core.cli.options import check_dataset_flags, flag_values, read_config_file
 from vae_core.config import TrainConfig
 from vae_core.data.datasets import load_dataset
 from vae_core.io.atomic import atomic_write
-from vae_core.io.out_dir import prepare_out_dir
+from vae_core.io.out_dir import check_writable_dir, prepare_out_dir
 from vae_core.model.spec import VAESpec
 from vae_core.registry import build, evaluate, fit, load_checkpoint, save_checkpoint
 from vae_core.viz.curves import plot_backend_comparison
@@ -34,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     file = read_config_file(args.config) if args.config else {}
     flags = flag_values(args)
     check_dataset_flags(args.dataset, args.image_size, args.image_mode)
+    if args.tensorboard is not None:  # checked before --out is made
+        check_writable_dir(args.tensorboard, "--tensorboard")
     out = prepare_out_dir(args.out, "--out")
     result = compare_backends(dataset=args.dataset, data_dir=args.data_dir, download=args.download,
                               image_size=args.image_size, image_mode=args.image_mode,
@@ -41,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
                               config_changes={**file.get("train", {}), **flags["train"]},
                               same_init=args.same_init or args.lockstep, lockstep=args.lockstep, out=out,
                               device=args.device or "auto", progress=not args.no_progress,
-                              command=args.command_line)
+                              command=args.command_line, tensorboard=args.tensorboard)
     print(result["markdown"])
     return 0
 
@@ -50,8 +54,12 @@ def compare_backends(*, dataset: str = "mnist-5k", data_dir: str | Path | None =
                      image_size: tuple[int, int] | None = None, image_mode: str | None = None,
                      spec_changes: dict[str, Any] | None = None, config_changes: dict[str, Any] | None = None,
                      same_init: bool = False, lockstep: bool = False, out: str | Path = "runs/compare",
-                     device: str = "auto", progress: bool = True, command: str | None = None) -> dict[str, Any]:
+                     device: str = "auto", progress: bool = True, command: str | None = None,
+                     tensorboard: str | Path | None = None) -> dict[str, Any]:
     """Train both backends and write the comparison; returns {"histories", "summary", "markdown", "paths"}.
+
+    tensorboard: a folder to log both runs into for TensorBoard, as two runs of each split (tensorboard/torch/train,
+    tensorboard/torch/validation, tensorboard/tf/...), so that TensorBoard overlays the backends' curves.
 
     command: the command line that ran this, written at the top of compare.md and into compare.json.
     image_size, image_mode: the files of "torchvision:image-folder" resized and converted (see load_dataset).
@@ -74,11 +82,15 @@ def compare_backends(*, dataset: str = "mnist-5k", data_dir: str | Path | None =
 
     histories: dict[str, dict[str, list[float]]] = {}
     models: dict[str, Any] = {}
+    loggers = {backend: [] if tensorboard is None else
+               [tensorboard_callback(Path(tensorboard) / backend, data.x_test, config.seed, "--tensorboard")]
+               for backend in ORDER}  # made (and so checked) before either backend trains
     for backend in ORDER:
         model = load_checkpoint(init_path, backend) if same_init else build(backend, spec, seed=config.seed)
         (out / backend).mkdir(exist_ok=True)
         histories[backend] = fit(model, data.x_train, data.x_test, config, out_dir=out / backend,
-                                 shared_noise=lockstep, device=device, progress=progress)
+                                 shared_noise=lockstep, device=device, progress=progress,
+                                 callbacks=loggers[backend])
         models[backend] = model
 
     summary = summarize(histories)

@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Sequence
 
 from vae_core.cli import compare, evaluate, plot, reconstruct, sample, score, train
+from vae_core.cli import export as export_command
 from vae_core.cli.parser import build_parser
+from vae_core.deploy.verify import ExportVerificationError
 from vae_core.io.atomic import WriteError
 from vae_core.io.checkpoint import CheckpointError
 from vae_core.io.run_lock import RunLockedError
+from vae_core.train.callbacks import CallbackError
 from vae_core.train.history import NonFiniteLossError
 from vae_core.train.interrupt import TrainingInterrupted
 from vae_core.train.world import launched_rank, launched_world_size
@@ -23,6 +26,7 @@ USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, Pe
                 CheckpointError, RunLockedError)
 COMMANDS = {"train": train.run, "evaluate": evaluate.run, "score": score.run, "sample": sample.run,
             "reconstruct": reconstruct.run, "plot": plot.run, "compare": compare.run}
+COMMANDS["export"] = export_command.run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,6 +42,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except NonFiniteLossError as e:
         print(f"{prog}: training stopped: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    except CallbackError as e:  # a logger failed mid-run (a write, a server): the last checkpoint written stays
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    except ExportVerificationError as e:  # exported files that do not compute what the checkpoint does: removed
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     except WriteError as e:  # the disk refused a write (ENOSPC, EFBIG, EIO, EACCES): the last good checkpoint stays
         if os.environ.get(DEBUG_ENV):

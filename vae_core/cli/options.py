@@ -122,7 +122,7 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     """A TOML (.toml) or YAML (.yaml/.yml) file with `[spec]` and `[train]` tables, and optionally `[run]`.
 
     `[run]` holds the non-field options (backend, dataset or data, image_size, image_mode, test_fraction, data_dir,
-    device, precision, out). Unknown sections or keys are errors, so a typo never passes silently.
+    device, precision, out, tensorboard, mlflow). Unknown sections or keys are errors, so a typo never passes silently.
     """
     path = Path(path)
     if not path.is_file():
@@ -166,7 +166,24 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
 
 # Keys of a config file's [run] table: the train command's options that are not spec or config fields.
 RUN_KEYS = ("backend", "dataset", "data", "image_size", "image_mode", "test_fraction", "data_dir", "binarize", "device",
-            "precision", "out")
+            "precision", "out", "tensorboard", "mlflow")
+
+
+def check_logger_options(opts: dict[str, Any]) -> None:
+    """The loggers' options as `resolve_train` merged them (flags, `[run]` of --config, run.json): `tensorboard`
+    None or a folder, made absolute (run.json's path works from any folder); `mlflow` None (off), "" (the local
+    store ./mlruns) or a tracking URI, from a flag or a config's `mlflow = true | false | "URI"`."""
+    tensorboard, mlflow = opts.get("tensorboard"), opts.get("mlflow")
+    if tensorboard is not None:
+        if not isinstance(tensorboard, (str, os.PathLike)) or not str(tensorboard):
+            raise ValueError(f"tensorboard must be a folder path (--tensorboard DIR, or tensorboard = \"DIR\" in "
+                             f"[run] of --config); got {tensorboard!r}")
+        opts["tensorboard"] = os.path.abspath(tensorboard)
+    if isinstance(mlflow, bool):
+        opts["mlflow"] = "" if mlflow else None
+    elif mlflow is not None and not isinstance(mlflow, str):
+        raise ValueError(f"mlflow must be true, false or a tracking URI (--mlflow [URI], or mlflow = true | \"URI\" "
+                         f"in [run] of --config); got {mlflow!r}")
 
 
 def image_size(text: str) -> tuple[int, int]:
@@ -230,8 +247,7 @@ def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
                          f"{str(given['data'])!r}")
     opts = {"backend": "torch", "dataset": None if given.get("data") else "mnist-5k", "data": None,
             "image_size": None, "image_mode": None, "test_fraction": None, "data_dir": None, "binarize": None,
-            "device": "auto",
-            "precision": "fp32", **given}
+            "device": "auto", "precision": "fp32", "tensorboard": None, "mlflow": None, **given}
     if opts["data"] is not None:
         opts["data"] = os.path.abspath(opts["data"])  # run.json's path works from any folder
         if opts["binarize"] is not None:
@@ -240,6 +256,7 @@ def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
         check_dataset_flags(opts["dataset"], opts["image_size"], opts["image_mode"], opts["test_fraction"])
     if opts["data_dir"] is not None:
         opts["data_dir"] = os.path.abspath(opts["data_dir"])  # as `data`: for vae evaluate/plot from any folder
+    check_logger_options(opts)  # --tensorboard made absolute, `mlflow = true` of a config file as --mlflow
     if not str(out):
         source = (opts["dataset"] or Path(opts["data"]).stem or "data").replace(":", "-")
         out = Path("runs") / f"{source}-{opts['backend']}"

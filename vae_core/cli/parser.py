@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from vae_core.cli.options import DATASETS, DEVICES, PRECISIONS, add_field_flags, image_size
+from vae_core.deploy.formats import FORMATS
 from vae_core.registry import BACKENDS
 
 # `vae --help`'s description
@@ -16,7 +17,9 @@ DESCRIPTION = """The `vae` command: train, evaluate, score, sample, reconstruct,
     vae score runs/mnist/best.safetensors --data new/ --reference mnist-5k --out scores.csv   # per-image scores
     vae sample runs/mnist/last.safetensors -n 100 -o samples.png --npy samples.npy
     vae plot runs/mnist/best.safetensors --out runs/mnist/plots
+    vae export runs/mnist/best.safetensors --format onnx --out exports/onnx   # also saved_model, litert, torch_export
     vae compare --dataset fashion-mnist --epochs 20 --same-init --out runs/compare
+    vae train --dataset fashion-mnist --tensorboard runs/tb --mlflow   # curves in TensorBoard, a run in ./mlruns
     vae train --nproc 2 --dataset fashion-mnist --out runs/fm   # data-parallel: torchrun, or tf's MirroredStrategy
 
 A bad argument exits with status 2 and one line on stderr, never a traceback; so does a second run into a folder
@@ -68,6 +71,13 @@ def _add_backend_flag(p: argparse.ArgumentParser, help_default: str) -> None:
     p.add_argument("--backend", choices=sorted(BACKENDS), default=None, help=f"backend (default: {help_default})")
 
 
+def _add_tensorboard_flag(p: argparse.ArgumentParser, runs: str) -> None:
+    p.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                   help=f"log for TensorBoard into {runs}: every epoch's losses, learning rate and seconds; image "
+                        f"grids and latent histograms every 5 epochs (view: tensorboard --logdir DIR); needs the "
+                        f"tensorboard extra")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vae", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
@@ -91,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "CPU as N logical devices). --batch-size stays the global batch (default 1)")
     p.add_argument("--no-plots", action="store_true", help="skip the plots at the end")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_tensorboard_flag(p, "DIR/train and DIR/validation")
+    p.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
+                   help="log the run to MLflow: params, epoch metrics, then plots and best.safetensors as artifacts; "
+                        "to the local store ./mlruns (or $MLFLOW_TRACKING_URI), or to URI (a folder, http(s)://...); "
+                        "experiment vae-core, or $MLFLOW_EXPERIMENT_NAME; needs the mlflow extra")
     add_field_flags(p)
 
     p = sub.add_parser("evaluate", help="test -ELBO, recon, KL, IWAE NLL and active units of a checkpoint")
@@ -169,6 +184,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=None, help="TOML or YAML file with [spec] and [train] tables")
     _add_device_flag(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_tensorboard_flag(p, "DIR/torch/{train,validation} and DIR/tf/{train,validation}, so TensorBoard overlays "
+                             "the two backends' curves")
     add_field_flags(p)
+    p = sub.add_parser("export", help="a checkpoint as ONNX, a TF SavedModel, LiteRT or torch.export files, verified",
+                       description="Export a checkpoint of either backend to --format, into the new or empty folder "
+                                   "--out: the deterministic encoder (x -> mean, log_var) and decoder (z -> the "
+                                   "decoder's mean), a dynamic batch, and export.json. Each file is then run in its "
+                                   "runtime and compared with the NumPy reference of the checkpoint (exit 1, and "
+                                   "nothing written, past the tolerance). See docs/deploy.md.")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--format", required=True, choices=tuple(FORMATS),
+                   help="onnx (encoder.onnx, decoder.onnx), saved_model (a TF SavedModel with signatures encode and "
+                        "decode), litert (encoder.tflite, decoder.tflite) or torch_export (encoder.pt2, decoder.pt2)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new or empty folder to write into")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip running the files in their runtime against the NumPy reference")
     return parser
 

@@ -89,6 +89,9 @@ def _from_dataset(data: Any, split: str) -> Examples:
 
 def data_examples(args: argparse.Namespace, info: dict[str, Any], spec: VAESpec) -> Examples:
     """The examples of --data or --dataset (or run.json's data), their --split, the first --limit."""
+    if args.data is not None and args.dataset is not None:
+        raise ValueError(f"pass --data {str(args.data)!r} or --dataset {args.dataset!r}, not both: they are the "
+                         f"examples to score (--reference takes a second source)")
     split = args.split or ("all" if args.data is not None else "test")
     if split == "all":
         if args.data is None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from vae_core.cli.common import check_images_fit, load_data, positive, save_plots, write_json
 from vae_core.cli.launch import launch_torchrun
+from vae_core.cli.loggers import train_callbacks
 from vae_core.cli.options import RUN_FILE, resolve_train
 from vae_core.io.atomic import atomic_write
 from vae_core.io.out_dir import prepare_out_dir
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
                                  f"--device {opts['device']}")
             strategy = backend_module("tf").distributed.mirrored_strategy(args.nproc)
         backend_module(opts["backend"]).device.resolve_device(opts["device"], "--device")  # imports the framework
+        # --tensorboard and --mlflow: checked (installed, writable) by making them, before anything is written
+        callbacks = train_callbacks(opts, data, config, Path(opts["out"])) if writer else []
         if out is None:  # every argument is checked before anything is written
             out = prepare_out_dir(Path(opts["out"]), "--out")
         lock = held.enter_context(run_lock(out, "--out")) if writer else None  # one run per folder
@@ -79,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
               f"{len(data.x_test)} test), {spec.num_params:,} parameters, {config.epochs} epochs -> {out}/",
               file=sys.stderr)
         kwargs: dict[str, Any] = {"out_dir": out, "resume_from": plan["resume_from"], "device": opts["device"],
-                                  "precision": opts["precision"], "progress": not args.no_progress}
+                                  "precision": opts["precision"], "progress": not args.no_progress,
+                                  "callbacks": callbacks}
         history = fit(model, data.x_train, data.x_test, config, **kwargs)
         write_json(out / "history.json", history)
         atomic_write(out / "history.csv", _history_csv(history))

@@ -5,6 +5,7 @@ as x / 255, 4x smaller than float32), or float32 for float arrays in [0, 1]. The
 in the memory-mapped file (`vae_core.data.mapped.MappedRows`), so a training set larger than memory trains a batch at a
 time. Rows are (N, H*W*C), channels last,
 with `image_shape` (H, W) for one channel or (H, W, C). The train/test split is a function of `seed` alone.
+`read_images(path)` gives every image unsplit, in file order, with each file's name (what `vae score` scores).
 Pillow reads the files (`pip install 'vae-core[data]'`); arrays need NumPy only and never unpickle.
 """
 from __future__ import annotations

@@ -22,6 +22,8 @@ index, what was expected and what was found.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from vae_core.data.examples import ExampleReader

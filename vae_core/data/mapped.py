@@ -4,8 +4,9 @@
 torch's `Subset` of a map-style dataset: nothing is read until `take` asks for a batch, and the pages the OS
 caches are file pages it can drop again. `vae_core.data.load_images` returns the training split of a `.npy` as
 one; a backend's `fit` streams it (and any `np.memmap` it is given) batch by batch instead of copying it to the
-device. Other consumers (`evaluate`, the metrics) read it whole through `np.asarray`. It is a
-`vae_core.data.lazy.LazyRows`, the interface both trainers stream.
+device, and `iwae_nll` and `score` read it a batch at a time too. Other consumers (`evaluate`,
+`posterior_means`) read it whole through `np.asarray`. It is a `vae_core.data.lazy.LazyRows`, the interface both
+trainers stream.
 """
 from __future__ import annotations
 

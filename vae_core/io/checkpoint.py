@@ -127,21 +127,25 @@ def write_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     return path
 
 
-def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read and validate a checkpoint. Raises FileNotFoundError or CheckpointError, never unpickles."""
+def _read_file(path: Path, *, tensors: bool) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """A safetensors file's metadata and, with `tensors`, its tensors; FileNotFoundError or CheckpointError."""
     from safetensors import safe_open
 
-    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist; pass the path of a .safetensors file "
                                 f"written by save_checkpoint")
     try:
         with safe_open(str(path), framework="np") as f:
-            raw_meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
     except Exception as e:  # safetensors raises its own error types for bad headers and sizes
         raise CheckpointError(f"{str(path)!r} is not a readable safetensors checkpoint "
                               f"(truncated, corrupt, or another format): {e}") from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read and validate a checkpoint. Raises FileNotFoundError or CheckpointError, never unpickles."""
+    path = Path(path)
+    raw_meta, tensors = _read_file(path, tensors=True)
     meta = _parse_metadata(path, raw_meta)
     _verify_tensors(path, meta, tensors)
     try:
@@ -163,6 +167,19 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(f"{str(path)!r}: {e}") from None
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{str(path)!r}: its metadata does not describe a checkpoint: {e}") from None
+
+
+def read_spec(path: str | os.PathLike) -> VAESpec:
+    """The spec in a checkpoint's header, read without its tensors: for checks on the spec before a large file is
+    read (`vae export`). Checks the header's own checksum only; `read_checkpoint` verifies the rest."""
+    path = Path(path)
+    raw_meta, _ = _read_file(path, tensors=False)
+    try:
+        return VAESpec.from_dict(_parse_metadata(path, raw_meta)["spec"])
+    except (TypeError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"{str(path)!r}: its spec is invalid: {e}") from None
 
 
 def tensor_checksum(array: np.ndarray) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from vae_core.metrics.estimators import (ACTIVE_THRESHOLD, DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, DEFAULT_K,
-                                         ActiveUnits, IWAEResult, check_iwae_args)
+                                         SCORE_K, ActiveUnits, IWAEResult, check_iwae_args)
 from vae_core.registry import backend_of
 
 
@@ -17,14 +17,12 @@ def iwae_nll(model: Any, x: np.ndarray, *, k: int = DEFAULT_K, chunk_size: int =
              device: str = "auto") -> IWAEResult:
     """IWAE negative log-likelihood NLL = −log p̂(x) (nats, mean over the images of x) for either backend.
 
-    x: (N, D) float32/float64 or uint8 images. k: samples per image; chunk_size: samples per decoder pass;
-    batch_size: images per batch; seed: the noise (see `iwae_noise`); progress: a tqdm bar.
+    x: (N, D) float32/float64 or uint8 images, or what `fit` reads a batch at a time (a .npy map, a map-style
+    dataset, an iterable of batches), read here a batch at a time too. k: samples per image; chunk_size: samples per
+    decoder pass; batch_size: images per batch; seed: the noise (see `iwae_noise`); progress: a tqdm bar.
     """
     return backend_of(model)[1].metrics.iwae_nll(model, x, k=k, chunk_size=chunk_size, batch_size=batch_size,
                                                  seed=seed, progress=progress, device=device)
-
-
-SCORE_K = 100  # score's importance samples per example, as `vae evaluate --k`'s default (k = 1000 takes 10x longer)
 
 
 def score(model: Any, x: Any, *, k: int = SCORE_K, seed: int = 0, batch_size: int = DEFAULT_BATCH_SIZE,

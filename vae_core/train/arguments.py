@@ -17,6 +17,7 @@ from vae_core.data.mapped import MappedRows
 from vae_core.data.rows import check_data
 from vae_core.io.out_dir import prepare_out_dir
 from vae_core.model.spec import VAESpec
+from vae_core.train.callbacks import Callback, check_callbacks
 
 DEVICES = ("auto", "cpu", "cuda")  # and "cuda:N"
 
@@ -50,6 +51,7 @@ class FitArguments:
     precision: str  # one of PRECISIONS
     progress: bool  # the progress bar and the early-stopping line, on stderr
     data_workers: int = 0  # parallel readers of a dataset's items (`check_data_workers`)
+    callbacks: tuple[Callback, ...] = ()  # called as training goes (`vae_core.train.callbacks`)
 
 def check_data_workers(data_workers: Any) -> int:
     """`fit(data_workers=)`: how many readers read a map-style dataset's items ahead of the step. 0 (the default):
@@ -59,9 +61,11 @@ def check_data_workers(data_workers: Any) -> int:
                      fix="0 reads a dataset in the training process, N > 0 in N parallel readers")
 
 def check_fit_arguments(spec: VAESpec, train: Any, val: Any, config: Any, *, out_dir: Any, resume_from: Any,
-                        shared_noise: Any, precision: str, progress: Any, data_workers: Any = 0) -> FitArguments:
+                        shared_noise: Any, precision: str, progress: Any, data_workers: Any = 0,
+                        callbacks: Any = None) -> FitArguments:
     """The checks of `fit`'s neutral arguments; creates `out_dir` last, once everything else has passed."""
     data_workers = check_data_workers(data_workers)
+    callbacks = check_callbacks(callbacks)
     train, val = check_fit_inputs(spec, train, val, config)
     check_fp64_run(precision, out_dir, resume_from)
     check_bool("fit", "shared_noise", shared_noise)
@@ -71,7 +75,7 @@ def check_fit_arguments(spec: VAESpec, train: Any, val: Any, config: Any, *, out
                         f"got {type(resume_from).__name__}")
     out = prepare_out_dir(out_dir)
     return FitArguments(train, val, config, out, None if resume_from is None else Path(resume_from), shared_noise,
-                        precision, progress, data_workers)
+                        precision, progress, data_workers, callbacks)
 
 def check_fit_inputs(spec: VAESpec, train: Any, val: Any, config: Any
                      ) -> tuple[np.ndarray | LazyRows, np.ndarray | None]:

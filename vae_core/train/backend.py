@@ -35,6 +35,7 @@ class TrainerBackend(Protocol):
     """One model and its optimizer on one device, driven by `vae_core.train.loop.run`."""
 
     name: str  # the backend's registry name, written into checkpoints ("torch", "tf")
+    model: Any  # the native model being trained (what callbacks see)
     world: World  # the processes of the run (`vae_core.train.world.SINGLE` for one); the data is split between them
 
     def set_data(self, train: np.ndarray | LazyRows, val: np.ndarray | None, val_eps: np.ndarray | None) -> None:
@@ -54,9 +55,11 @@ class TrainerBackend(Protocol):
         """
 
     def train_steps(self, first: int, stop: int, should_stop: Callable[[], bool],
-                    on_steps: Callable[[int], object]) -> StepsResult:
+                    on_steps: Callable[[int, np.ndarray | None], object], step_losses: bool = False) -> StepsResult:
         """Run the epoch's optimizer steps `first`, ..., `stop - 1` (0-based) in order, and return early at a step
-        boundary once `should_stop()` is true. on_steps(k): k more steps are done (for the progress bar)."""
+        boundary once `should_stop()` is true. on_steps(k, losses): k more steps are done (the progress bar), with
+        their (k, 3) float64 batch means when `step_losses` asks for them (a callback's batch hook; a backend that
+        keeps them on the device reads them back per step only then), else None or the means it has at hand."""
 
     def validate(self) -> Means:
         """The validation set's means under its fixed noise, in eval mode, without gradients."""

@@ -25,7 +25,7 @@ checkpoint written stays.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 Logs = dict[str, float]
 
@@ -71,7 +71,7 @@ def check_callbacks(callbacks: Any) -> tuple[Callback, ...]:
                         f"{type(callbacks).__name__}. Wrap one callback in a list: callbacks=[cb]")
     for i, cb in enumerate(callbacks):
         if not isinstance(cb, Callback):
-            kind = "a class, not an instance: call it" if isinstance(cb, type) else f"a {type(cb).__name__}"
+            kind = "a class, not an instance: call it" if isinstance(cb, type) else type(cb).__name__
             raise TypeError(f"fit: callbacks[{i}] must be a vae_core.callbacks.Callback instance (Keras' own "
                             f"callbacks go to Keras' model.fit); got {kind}")
     return tuple(callbacks)
@@ -83,19 +83,15 @@ class CallbackRunner:
     def __init__(self, callbacks: Sequence[Callback], model: Any, rank: int):
         self.callbacks = [cb for cb in callbacks if rank == 0 or cb.all_ranks]
         self.model = model
-        # only callbacks that override the batch hook are called per step
-        self.batch = [cb for cb in self.callbacks
-                      if type(cb).on_train_batch_end is not Callback.on_train_batch_end]
-        self.last_checkpoint: str | None = None  # for the message of a callback that raises
+        # only callbacks that override the batch hook are called per step; every rank reads the step losses back
+        # when any callback has one, as the ranks all-reduce them together
+        self.batch = [cb for cb in self.callbacks if _has_batch_hook(cb)]
+        self.per_step = any(_has_batch_hook(cb) for cb in callbacks)
+        self.saved: Callable[[], str | None] = lambda: None  # the last checkpoint written, for a raising callback
         if self.callbacks:
             _set_stop(model, False)
             for cb in self.callbacks:
                 cb.set_model(model)
-
-    @property
-    def per_step(self) -> bool:
-        """Whether a callback wants each step's losses."""
-        return bool(self.batch)
 
     @property
     def stop_requested(self) -> bool:
@@ -106,8 +102,8 @@ class CallbackRunner:
             try:
                 getattr(cb, hook)(*args)
             except Exception as e:
-                kept = (f"the last checkpoint, {self.last_checkpoint!r}, stays" if self.last_checkpoint else
-                        "no checkpoint had been written")
+                saved = self.saved()
+                kept = f"the last checkpoint, {saved!r}, stays" if saved else "no checkpoint had been written"
                 raise CallbackError(f"callback {type(cb).__name__}.{hook} raised {type(e).__name__}: {e}; training "
                                     f"stopped, and {kept}") from e
 
@@ -123,6 +119,10 @@ class CallbackRunner:
         """The run is over: `stop_training` back to False, so a later `fit` of the same model starts clean."""
         if self.callbacks:
             _set_stop(self.model, False)
+
+
+def _has_batch_hook(cb: Callback) -> bool:
+    return type(cb).on_train_batch_end is not Callback.on_train_batch_end
 
 
 def _set_stop(model: Any, value: bool) -> None:

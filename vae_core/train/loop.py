@@ -16,6 +16,8 @@
 - the LR plateau and early stopping (`vae_core.train.state.TrainerState`, stored as the checkpoint's JSON);
 - the non-finite stop: `NonFiniteLossError` at the first non-finite step, before any later checkpoint is written;
 - progress (one tqdm bar counting optimizer steps, on stderr) and messages;
+- callbacks (`vae_core.train.callbacks`): Keras' hooks, and a stop asked by one (`model.stop_training = True`),
+  agreed by every process as a signal is, but ending the run cleanly: a checkpoint, the history returned;
 - the processes of a distributed run (`vae_core.train.world`, the backend's `world`): every rank agrees on each stop
   decision and on the epoch times, so every rank returns the same history; rank 0 alone holds the run lock,
   writes checkpoints and shows progress. A checkpoint's position counts global steps of the global batch, so it
@@ -37,6 +39,7 @@ from vae_core.io.run_lock import run_lock
 from vae_core.model.spec import VAESpec
 from vae_core.train.arguments import FitArguments
 from vae_core.train.backend import TrainerBackend
+from vae_core.train.callbacks import CallbackRunner
 from vae_core.train.history import TRAIN_KEYS, VAL_KEYS, NonFiniteLossError, empty_history
 from vae_core.train.interrupt import StopSignals, TrainingInterrupted
 from vae_core.train.resume import open_resume
@@ -58,6 +61,11 @@ def run(backend: TrainerBackend, spec: VAESpec, args: FitArguments) -> dict[str,
 
 
 AGREE_EVERY = 8  # with several processes, a stop is agreed on before every 8th step (one small all-reduce)
+CALLBACK_STOP = 1  # a stop asked by a callback, agreed as a signal number: below every real one, so a signal wins
+
+
+class _CallbackStop(Exception):
+    """A callback asked to stop inside an epoch: `train` ends the run cleanly."""
 
 
 class _AgreedStop:
@@ -72,10 +80,17 @@ class _AgreedStop:
 
     def __init__(self, signals: StopSignals, world: World):
         self.signals, self.world, self.requested, self.steps = signals, world, None, 0
+        self.callbacks: CallbackRunner | None = None  # whose `stop_requested` counts as a local stop
+
+    @property
+    def by_callback(self) -> bool:
+        """The agreed stop is a callback's (end cleanly), not a signal's (raise TrainingInterrupted)."""
+        return self.requested == CALLBACK_STOP
 
     def __call__(self) -> bool:
         if self.requested is None:
-            local = self.signals.requested if self.signals() else None
+            local = self.signals.requested if self.signals() else \
+                CALLBACK_STOP if self.callbacks is not None and self.callbacks.stop_requested else None
             if self.world.size > 1:
                 local = int(self.world.max(np.array([local or 0]))[0]) or None  # the largest signal number
             self.requested = local
@@ -107,6 +122,9 @@ class _Run:
                              f"processes would each read whole, in orders of their own; a data-parallel run needs "
                              f"a training set the trainer shards: pass the map-style dataset behind it (e.g. "
                              f"loader.dataset) or an array")
+        self.callbacks = CallbackRunner(args.callbacks, backend.model, self.world.rank)
+        self.callbacks.saved = lambda: self.last_good
+        signals.callbacks = self.callbacks
         n, batch = len(args.train), self.config.batch_size
         self.n_steps = -(-n // batch)
         self.rows = np.minimum(batch, n - batch * np.arange(self.n_steps))  # (n_steps,) examples per step
@@ -141,27 +159,40 @@ class _Run:
         bar = tqdm(total=max(0, len(epochs) * self.n_steps - done_before), desc=f"{backend.name} fit", unit="step",
                    disable=not args.progress or self.world.rank != 0, dynamic_ncols=True, file=sys.stderr)
         try:
-            for epoch in epochs:  # 0-based here; 1-based in history, checkpoints and errors
+            self.callbacks.call("on_train_begin", {})
+            for epoch in epochs:  # 0-based here and in the callbacks; 1-based in history, checkpoints and errors
+                self.callbacks.call("on_epoch_begin", epoch, {})
                 train_means, seconds = self._train_epoch(epoch, bar)
                 val_means = None if args.val is None else backend.validate()
                 if val_means is not None and not np.isfinite(val_means).all():
                     raise NonFiniteLossError(epoch + 1, self.n_steps, self.last_good, phase="validation")
                 self._end_epoch(epoch, train_means, val_means, seconds)
+                self.callbacks.call("on_epoch_end", epoch, self._logs())
                 bar.set_postfix({"epoch": epoch + 1, "loss": f"{train_means[0]:.2f}",
                                  **({"val": f"{val_means[0]:.2f}"} if val_means else {}),
                                  "lr": f"{self.history['lr'][-1]:.2g}"})
                 if self.signals():
+                    if self.signals.by_callback:
+                        break
                     raise TrainingInterrupted(self.signals.requested, epoch + 1, self.n_steps, self._saved())
                 if self.state.stopped_early:
                     bar.close()
                     if args.progress and self.world.rank == 0:
                         print(self.state.stop_message(epoch + 1), file=sys.stderr)
                     break
+        except _CallbackStop:  # asked inside an epoch: the epochs that ended are the history
+            pass
         finally:
             bar.close()
+            self.callbacks.end()
         if config.early_stopping and self.best_weights is not None:  # as the seed's loop: end on the best weights
             backend.import_weights(self.best_weights)
+        self.callbacks.call("on_train_end", self._logs())
         return self.history
+
+    def _logs(self) -> dict[str, float]:
+        """The last epoch's history values, under the history's keys (empty before the first epoch ends)."""
+        return {key: values[-1] for key, values in self.history.items() if values}
 
     def _train_epoch(self, epoch: int, bar: Any) -> tuple[np.ndarray, float]:
         """The epoch's optimizer steps, from a resumed position if there is one; returns the (3,) exact means over
@@ -184,11 +215,14 @@ class _Run:
             stop = self.n_steps if every is None else \
                 min(self.n_steps, (done // every + 1) * every - epoch * self.n_steps)
             # none when a stop came first
-            result = self.backend.train_steps(step, stop, self.signals.between_steps, bar.update)
+            result = self.backend.train_steps(step, stop, self.signals.between_steps, self._on_steps(step, bar),
+                                              self.callbacks.per_step)
             finite = np.isfinite(result.losses).all(axis=1)  # (k,)
             if not finite.all():
                 raise NonFiniteLossError(epoch + 1, step + int(np.argmin(finite)) + 1, self.last_good)
             step += len(result.losses)
+            if step == 0 and self.signals.by_callback:
+                raise _CallbackStop
             if step == 0:  # stopped before this epoch's first step: the previous epoch's end is the position
                 raise TrainingInterrupted(self.signals.requested, epoch, self.n_steps if epoch else 0, self._saved())
             losses = np.concatenate([losses, result.losses])
@@ -198,11 +232,26 @@ class _Run:
                     (self.signals() or (every and (epoch * self.n_steps + step) % every == 0)):
                 self._write_step_checkpoint(epoch, step, losses, seconds + time.perf_counter() - start)
             if step < self.n_steps and self.signals():
+                if self.signals.by_callback:
+                    raise _CallbackStop
                 raise TrainingInterrupted(self.signals.requested, epoch + 1, step, self._saved(),
                                           restarts_epoch=self.sequential)
         means = (losses * self.rows[:, None]).sum(axis=0) / n  # (3,) exact means: each example counts once
         seconds += time.perf_counter() - start
         return means, float(self.world.max(np.array([seconds]))[0])  # the slowest process's time, on every rank
+
+    def _on_steps(self, first: int, bar: Any) -> Any:
+        """The backend's on_steps for a run of steps from `first`: the progress bar, and the batch hooks."""
+        done = first
+
+        def on_steps(k: int, losses: np.ndarray | None) -> None:
+            nonlocal done
+            bar.update(k)
+            if self.callbacks.per_step and losses is not None:
+                self.callbacks.batches(done, losses)
+            done += k
+
+        return on_steps
 
     def _saved(self) -> str | None:
         """The checkpoint that holds the current position, with an out_dir: the last one written, or the one this
