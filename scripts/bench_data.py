@@ -22,6 +22,7 @@ of reading PNG files goes: cProfile over `ItemRows.take` of 4,096 ImageFolder it
     .venv/bin/python -m scripts.bench_data                              # 2 epochs, both backends, prints the table
     .venv/bin/python -m scripts.bench_data --epochs 3 --out             # also writes scripts/results/bench_data.*
     .venv/bin/python -m scripts.bench_data --backends tf --variants array "tf.data stream"
+    .venv/bin/python -m scripts.bench_data --epochs 4 --variants array "torchvision, 0 workers" --out --tag torchvision
 """
 from __future__ import annotations
 
@@ -212,6 +213,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "vae_bench_data",
                         help="where torchvision's raw files and the 60,000 PNGs are written (once)")
     parser.add_argument("--out", action="store_true", help="write scripts/results/bench_data.{md,json}")
+    parser.add_argument("--tag", default="", help="with --out: write bench_data_TAG.{md,json} instead (a subset "
+                                                  "of the variants, kept beside the full run)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--backend", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -247,8 +250,9 @@ def main() -> None:
     print(text)
     if args.out:
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "bench_data.md").write_text(text)
-        (RESULTS / "bench_data.json").write_text(json.dumps({"command": command, "results": results,
+        name = f"bench_data_{args.tag}" if args.tag else "bench_data"
+        (RESULTS / f"{name}.md").write_text(text)
+        (RESULTS / f"{name}.json").write_text(json.dumps({"command": command, "results": results,
                                                             "summary": summary}, indent=1))
 
 
