@@ -132,7 +132,7 @@ def train_or_load(backend: str, dataset: str, d: dict[str, Any], args: argparse.
     model = build(backend, spec, seed=args.seed)
     start = time.perf_counter()
     fit(model, d["x_train"], None, config, out_dir=args.runs / dataset / backend, progress=args.progress,
-        device=args.device)
+        device=args.device, overwrite=True)  # a rerun retrains: it replaces the earlier run's checkpoints
     return model, {"epochs": args.epochs, "train_seconds": time.perf_counter() - start,
                    "dynamic_binarization": d["dynamic"], "checkpoint": str(args.runs / dataset / backend)}
 

@@ -33,24 +33,35 @@ class TrainConfig:
     checkpoint_every_steps: int | None = None  # also write last.safetensors every N optimizer steps; None: per epoch
 
     def __post_init__(self) -> None:
-        check_int("TrainConfig", "batch_size", self.batch_size, minimum=1)
-        check_int("TrainConfig", "epochs", self.epochs, minimum=1)
-        check_float("TrainConfig", "learning_rate", self.learning_rate, low=0.0, low_open=True)
-        check_float("TrainConfig", "adam_beta1", self.adam_beta1, low=0.0, high=1.0, high_open=True)
-        check_float("TrainConfig", "adam_beta2", self.adam_beta2, low=0.0, high=1.0, high_open=True)
-        check_float("TrainConfig", "adam_eps", self.adam_eps, low=0.0, low_open=True)
-        check_int("TrainConfig", "seed", self.seed, minimum=0)
+        # Each field is stored as the checker returns it: a NumPy scalar (np.int64(16)) becomes a plain number, so
+        # to_dict() and the checkpoint's JSON take it.
+        def store(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        store("batch_size", check_int("TrainConfig", "batch_size", self.batch_size, minimum=1))
+        store("epochs", check_int("TrainConfig", "epochs", self.epochs, minimum=1))
+        store("learning_rate", check_float("TrainConfig", "learning_rate", self.learning_rate, low=0.0, low_open=True))
+        store("adam_beta1", check_float("TrainConfig", "adam_beta1", self.adam_beta1, low=0.0, high=1.0,
+                                        high_open=True))
+        store("adam_beta2", check_float("TrainConfig", "adam_beta2", self.adam_beta2, low=0.0, high=1.0,
+                                        high_open=True))
+        store("adam_eps", check_float("TrainConfig", "adam_eps", self.adam_eps, low=0.0, low_open=True))
+        store("seed", check_int("TrainConfig", "seed", self.seed, minimum=0))
         if self.grad_clip_norm is not None:
-            check_float("TrainConfig", "grad_clip_norm", self.grad_clip_norm, low=0.0, low_open=True)
-        check_bool("TrainConfig", "reduce_lr_on_plateau", self.reduce_lr_on_plateau)
-        check_float("TrainConfig", "lr_plateau_factor", self.lr_plateau_factor, low=0.0, high=1.0,
-                    low_open=True, high_open=True)
-        check_int("TrainConfig", "lr_plateau_patience", self.lr_plateau_patience, minimum=0)
-        check_bool("TrainConfig", "early_stopping", self.early_stopping)
-        check_int("TrainConfig", "early_stopping_patience", self.early_stopping_patience, minimum=1)
-        check_bool("TrainConfig", "dynamic_binarization", self.dynamic_binarization)
+            store("grad_clip_norm", check_float("TrainConfig", "grad_clip_norm", self.grad_clip_norm, low=0.0,
+                                                low_open=True))
+        store("reduce_lr_on_plateau", check_bool("TrainConfig", "reduce_lr_on_plateau", self.reduce_lr_on_plateau))
+        store("lr_plateau_factor", check_float("TrainConfig", "lr_plateau_factor", self.lr_plateau_factor, low=0.0,
+                                               high=1.0, low_open=True, high_open=True))
+        store("lr_plateau_patience", check_int("TrainConfig", "lr_plateau_patience", self.lr_plateau_patience,
+                                               minimum=0))
+        store("early_stopping", check_bool("TrainConfig", "early_stopping", self.early_stopping))
+        store("early_stopping_patience", check_int("TrainConfig", "early_stopping_patience",
+                                                   self.early_stopping_patience, minimum=1))
+        store("dynamic_binarization", check_bool("TrainConfig", "dynamic_binarization", self.dynamic_binarization))
         if self.checkpoint_every_steps is not None:
-            check_int("TrainConfig", "checkpoint_every_steps", self.checkpoint_every_steps, minimum=1)
+            store("checkpoint_every_steps", check_int("TrainConfig", "checkpoint_every_steps",
+                                                      self.checkpoint_every_steps, minimum=1))
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from vae_core.checks import caller_stacklevel, check_seed
 from vae_core.config import TrainConfig
 from vae_core.io.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from vae_core.model.spec import VAESpec
+from vae_core.system.memory import check_training_memory
 
 # backend name -> (its package, the frameworks it imports (the first one is the framework), the pip extra that
 # installs them). Adding a backend is one line here and one folder backends/<name>/ with the contract below.
@@ -58,13 +61,18 @@ def backend_of(model: Any) -> tuple[str, ModuleType]:
     return name, backend_module(name)
 
 
-def build(backend: str, spec: VAESpec | None = None, *, seed: int | None = None, **overrides: Any) -> Any:
+def build(backend: str, spec: VAESpec | None = None, *, seed: int | None = None, check_memory: bool = True,
+          **overrides: Any) -> Any:
     """Build the VAE of `spec` in `backend` and return that framework's native model.
 
     `overrides` change spec fields (`build("tf", latent_dim=2)`). The same `seed` gives the same initial
-    weights in every backend; `seed=None` draws fresh ones.
+    weights in every backend; `seed=None` draws fresh ones. Before anything is allocated, the memory that training
+    the model needs (at `TrainConfig`'s default batch size) is estimated: above what this process can have, a
+    `MemoryLimitError` says so and how to shrink the model (`check_memory=False` skips the check); a model that
+    will take much of the machine, or an MLP on large images, gets a warning (`vae_core.system.memory`).
     """
     _check_name(backend)
+    seed = check_seed("build", seed)
     if spec is None:
         spec = VAESpec()
     elif not isinstance(spec, VAESpec):
@@ -72,7 +80,16 @@ def build(backend: str, spec: VAESpec | None = None, *, seed: int | None = None,
                         f"Build one with VAESpec(...) or VAESpec.from_dict(d)")
     if overrides:
         spec = spec.replace(**overrides)
+    if check_memory:
+        _check_memory(spec, TrainConfig().batch_size, backend)
     return backend_module(backend).build_model(spec, seed=seed)
+
+
+def _check_memory(spec: VAESpec, batch_size: int, backend: str) -> None:
+    """Refuse a model whose training cannot fit in memory; warn of one that takes much of it."""
+    _, notes = check_training_memory(spec, batch_size=batch_size, backend=backend)
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=caller_stacklevel())
 
 
 def fit(model: Any, train: Any, val: Any = None, config: Any = None, **kwargs: Any) -> dict[str, list[float]]:
@@ -97,10 +114,15 @@ def save_checkpoint(path: str | os.PathLike, model: Any, *, train_config: TrainC
     return write_checkpoint(path, ckpt)
 
 
-def load_checkpoint(path: str | os.PathLike, backend: str) -> Any:
-    """Rebuild the model a checkpoint describes in `backend` ("torch" or "tf"), with its weights loaded."""
+def load_checkpoint(path: str | os.PathLike, backend: str, *, check_memory: bool = True) -> Any:
+    """Rebuild the model a checkpoint describes in `backend` ("torch" or "tf"), with its weights loaded.
+
+    Memory is checked as `build` does, at the checkpoint's own batch size, before the model is built."""
     module = backend_module(backend)
     ckpt = read_checkpoint(path)
+    if check_memory:
+        config = ckpt.train_config or TrainConfig()
+        _check_memory(ckpt.spec, config.batch_size, backend)
     model = module.build_model(ckpt.spec, seed=0)
     module.weights.import_weights(model, ckpt.weights)
     return model

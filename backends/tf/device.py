@@ -10,6 +10,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import tensorflow as tf
 
+from vae_core.checks import check_int
+from vae_core.system.threads import ThreadPolicy, check_threads
 from vae_core.train.arguments import check_device_name
 
 
@@ -41,6 +43,40 @@ def exact_fp32(device: str) -> Iterator[None]:
         yield
     finally:
         tf.config.experimental.enable_tensor_float_32_execution(saved)
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None, argument: str = "threads") -> Iterator[ThreadPolicy]:
+    """TensorFlow's CPU threads: `threads` for its intra-op and inter-op pools, or with None its own default (its
+    pool keeps its speed beside a busy process: scripts/results/bench_threads.md). TensorFlow fixes its pools when
+    its runtime starts, so a count is set then and refused afterwards unless it is the one in force (the CLI sets
+    --threads before TensorFlow starts)."""
+    threads = check_threads(threads, argument)
+    if threads is not None:
+        set_threads(threads, argument)
+    yield ThreadPolicy(threads)  # not followed: TF's pools are not resized while it runs
+
+
+def follow_threads(policy: ThreadPolicy) -> None:
+    """Between steps: nothing to follow (TensorFlow's pools are fixed once it runs)."""
+
+
+def set_threads(threads: int, argument: str = "threads") -> None:
+    """TensorFlow's intra-op and inter-op threads, set before its runtime starts; once it has started, a
+    ValueError unless `threads` is the count in force."""
+    threads = check_int("set_threads", argument, threads, minimum=1)
+    in_force = (tf.config.threading.get_intra_op_parallelism_threads(),
+                tf.config.threading.get_inter_op_parallelism_threads())
+    if in_force == (threads, threads):
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError as e:
+        raise ValueError(f"{argument}={threads}: TensorFlow has started with {in_force[0] or 'its default'} intra-op "
+                         f"threads and cannot change them in this process; call "
+                         f"backends.tf.device.set_threads({threads}) before TensorFlow runs anything (before "
+                         f"building a model), or leave {argument} at its default") from e
 
 
 def to_device(x: np.ndarray, device: str, dtype: Any = "float32") -> tf.Tensor:

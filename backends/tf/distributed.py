@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from vae_core.checks import check_int
 from vae_core.train.world import SINGLE, World, launched_world_size
 
 
@@ -64,8 +65,7 @@ def mirrored_strategy(n: int) -> tf.distribute.MirroredStrategy:
     """A MirroredStrategy over n devices of this host: the first n GPUs when there are that many, else the CPU
     split into n logical devices (TF's way to run replicas on one CPU; they share its cores). The split must
     happen before TensorFlow first uses its devices."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"mirrored_strategy: n must be an int >= 1 (the number of devices); got {n!r}")
+    n = check_int("mirrored_strategy", "n", n, minimum=1, fix="Pass the number of devices")  # np.int64 too
     gpus = tf.config.list_physical_devices("GPU")
     if len(gpus) >= n:
         return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(n)])

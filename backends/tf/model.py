@@ -34,6 +34,7 @@ import tensorflow as tf
 from backends.tf import steps as _steps
 from backends.tf.distributed import strategy_of as _strategy_of
 from backends.tf.weights import import_weights
+from vae_core.checks import check_seed
 from vae_core.data.rows import rows_shape
 from vae_core.model.architecture import CONV, CONV_TRANSPOSE, Layer
 from vae_core.model.attributes import SpecAttributes
@@ -73,6 +74,11 @@ class Sampling(keras.layers.Layer):
         return {**super().get_config(), "seed": self.seed}
 
 
+# In a .keras archive's config of the VAE, for the reader of Keras' "Could not locate class 'VAE'" error (which
+# prints the config): the import that registers the classes. `VAE.from_config` ignores it.
+LOAD_HINT = "import backends.tf before keras.models.load_model"
+
+
 @keras.saving.register_keras_serializable(package="vae_core")
 class VAE(SpecAttributes, keras.Model):
     """Variational autoencoder of a `VAESpec` (an MLP, or convolutions then dense layers), built, holding
@@ -81,6 +87,9 @@ class VAE(SpecAttributes, keras.Model):
 
     Registered as Keras-serializable: `model.save("vae.keras")` and `keras.models.load_model("vae.keras")`
     round-trip with `safe_mode` on, from the JSON config (the spec as a dict) and the weights; nothing is unpickled.
+    Keras finds a registered class only once its module is imported (it imports a config's `module` itself only
+    for keras, keras_hub, keras_cv and keras_nlp), so a fresh process runs `import backends.tf` first; the config
+    carries that line (`LOAD_HINT`), which Keras prints in its "Could not locate class 'VAE'" error.
     """
 
     backend_name = "tf"
@@ -88,6 +97,7 @@ class VAE(SpecAttributes, keras.Model):
     def __init__(self, spec: VAESpec, *, seed: int | None = None, **kwargs: Any):
         if not isinstance(spec, VAESpec):
             raise TypeError(f"VAE(spec) needs a vae_core.VAESpec; got {type(spec).__name__}")
+        seed = check_seed("VAE", seed)  # a plain int: keras.random.SeedGenerator refuses np.int64
         super().__init__(name=kwargs.pop("name", "vae"), **kwargs)  # dtype="float64": a float64 model
         self.spec = spec
         self.encoder_conv_layers, self.encoder_layers, self.decoder_layers, self.decoder_conv_layers = [], [], [], []
@@ -328,7 +338,8 @@ class VAE(SpecAttributes, keras.Model):
         return _steps.test_step(self, data)
 
     def get_config(self) -> dict[str, Any]:
-        return {"spec": self.spec.to_dict(), "seed": self.sampling.seed, "name": self.name,
+        # "load_with" first: Keras prints the config in its error when the class is not registered yet
+        return {"load_with": LOAD_HINT, "spec": self.spec.to_dict(), "seed": self.sampling.seed, "name": self.name,
                 "dtype": self.dtype_policy.name}
 
     @classmethod

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from backends.tf import distributed, weights
-from backends.tf.device import exact_fp32, resolve_device
+from backends.tf.device import cpu_threads, exact_fp32, resolve_device
 from backends.tf.losses import kl_to_standard_normal, reconstruction_nll
 from backends.tf.model import VAE, check_model
 from backends.tf.optim import make_optimizer
@@ -194,9 +194,10 @@ class Trainer(WeightsAdapter):
 
 def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | None = None,
         config: TrainConfig = TrainConfig(), *, out_dir: str | os.PathLike | None = None,
-        resume_from: str | os.PathLike | None = None, shared_noise: bool = False, device: str = "auto",
+        resume_from: str | os.PathLike | None = None, overwrite: bool = False, shared_noise: bool = False,
+        device: str = "auto",
         precision: str = "fp32", progress: bool = True, data_workers: int = 0,
-        callbacks: Sequence[Callback] | None = None) -> dict[str, list[float]]:
+        callbacks: Sequence[Callback] | None = None, threads: int | None = None) -> dict[str, list[float]]:
     """Train `model` with Adam on the negative ELBO (`vae_core.train.loop.run`) through Keras; returns the history.
 
     train, val: (N, D) rows or (N, H, W[, C]) images of the spec's image_shape, channels last: float32/float64 (in
@@ -213,6 +214,10 @@ def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | 
     out_dir: `last.safetensors` every epoch and `best.safetensors` when the monitored loss (val_loss, or
         train_loss without val) improves, with Adam and the loop state. resume_from: a checkpoint of either
         backend; training continues up to `config.epochs` epochs in total.
+    overwrite: an out_dir that holds a checkpoint (a run) is refused (`vae_core.io.run_files.RunExistsError`),
+        unless resume_from continues a run or overwrite=True replaces it: its last.safetensors and
+        best.safetensors are removed once every argument has passed, before the first step (other files there
+        stay). Every checkpoint path is checked before training (no folder in its way).
     shared_noise: eps from `vae_core.train.schedule.epoch_noise`, the same in every backend.
     device: "auto" | "cpu" | "cuda" (or "cuda:N"): the tf.device the steps run on (TF32 off on GPUs).
     precision: "fp32"; "bf16" (Keras mixed_bfloat16 on the model's layers: float32 weights, loss and Adam); or
@@ -223,6 +228,10 @@ def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | 
     callbacks: `vae_core.callbacks.Callback`s, called as training goes (Keras' hooks; `vae_core.train.callbacks`).
     data_workers: 0 (the default) or 1 reads a dataset one block at a time, one ahead; N > 1 in N parallel calls of
         the tf.data read (threads of this process, sharing the GIL). Arrays and .npy maps ignore it.
+    threads: TensorFlow's CPU threads (intra- and inter-op); None (the default) keeps TensorFlow's own pools,
+        which keep their speed beside a busy process (scripts/results/bench_threads.md). TensorFlow fixes them
+        when it starts: set them first with `backends.tf.device.set_threads(N)` (`vae train --threads` does);
+        another count once it has started is a ValueError.
 
     History lists are per epoch (`vae_core.train.history.HISTORY_KEYS`), exact means over the examples. Raises
     NonFiniteLossError at the first NaN/inf loss, before any checkpoint after the last finite step is written.
@@ -244,7 +253,7 @@ def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | 
                          f"trains float32 weights; pass precision='fp64', or build a float32 model")
     args = check_fit_arguments(model.spec, train, val, config, out_dir=out_dir, resume_from=resume_from,
                                shared_noise=shared_noise, precision=precision, progress=progress,
-                               data_workers=data_workers, callbacks=callbacks)
+                               data_workers=data_workers, callbacks=callbacks, overwrite=overwrite)
     # Keras variables keep their dtype: an fp64 run of a float32 model trains a float64 twin
     with contextlib.nullcontext() if strategy is None else strategy.scope():
         twin = VAE(model.spec, seed=model.sampling.seed, dtype="float64") \
@@ -254,7 +263,7 @@ def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | 
     try:
         # under a strategy, its devices are where the steps run
         place = tf.device(device_name) if strategy is None else contextlib.nullcontext()
-        with place, exact_fp32(device_name), _MixedPrecision(twin, precision):
+        with place, exact_fp32(device_name), cpu_threads(threads), _MixedPrecision(twin, precision):
             return run(Trainer(twin, config, device_name, world, args.data_workers), model.spec, args)
     finally:  # unchecked: after a non-finite loss the model holds the non-finite weights, as in fp32
         if twin is not model:

@@ -10,6 +10,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from vae_core.checks import check_int
+from vae_core.system.threads import ThreadPolicy, check_threads
 from vae_core.train.arguments import check_device_name
 
 
@@ -61,6 +63,32 @@ def flush_denormals() -> Iterator[None]:
     finally:
         if not before:
             torch.set_flush_denormal(False)
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None, argument: str = "threads") -> Iterator[ThreadPolicy]:
+    """torch's CPU threads while the block runs: `threads`, or with None as many as other processes leave idle,
+    followed as they change (`vae_core.system.threads`; call `follow_threads(policy)` between steps). The caller's
+    thread count is restored after."""
+    policy = ThreadPolicy(check_threads(threads, argument))
+    before = torch.get_num_threads()
+    torch.set_num_threads(policy.first())
+    try:
+        yield policy
+    finally:
+        torch.set_num_threads(before)
+
+
+def follow_threads(policy: ThreadPolicy) -> None:
+    """Between steps: the policy's thread count now, if it changed (a look at the CPUs at most once a second)."""
+    threads = policy.update()
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+
+
+def set_threads(threads: int, argument: str = "threads") -> None:
+    """torch's CPU threads for this process from now on (`torch.set_num_threads`)."""
+    torch.set_num_threads(check_int("set_threads", argument, threads, minimum=1))
 
 
 def to_device(x: np.ndarray, device: torch.device, dtype: Any = "float32") -> torch.Tensor:

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from backends.torch import distributed, weights
-from backends.torch.device import exact_fp32, flush_denormals, resolve_device, to_device
+from backends.torch.device import (cpu_threads, exact_fp32, flush_denormals, follow_threads, resolve_device,
+                                  to_device)
 from backends.torch.losses import per_example
 from backends.torch.model import VAE, check_model, eval_mode
 from backends.torch.optim import make_optimizer
@@ -36,6 +37,7 @@ from vae_core.config import TrainConfig
 from vae_core.data.items import ItemRows
 from vae_core.data.lazy import LazyRows
 from vae_core.data.rows import check_data
+from vae_core.system.threads import ThreadPolicy
 from vae_core.train.arguments import EVAL_BATCH_SIZE, check_device_name, check_fit_arguments, check_precision
 from vae_core.train.callbacks import Callback
 from vae_core.train.backend import Means, StepsResult, WeightsAdapter
@@ -106,8 +108,9 @@ class Trainer(WeightsAdapter):
     weights_module = weights
 
     def __init__(self, model: VAE, config: TrainConfig, device: torch.device, precision: str, compile: bool,
-                 world: World = SINGLE, data_workers: int = 0):
+                 world: World = SINGLE, data_workers: int = 0, threads: ThreadPolicy | None = None):
         self.model, self.config, self.device, self.world = model, config, device, world
+        self.threads = threads  # the CPU threads to follow between steps (`cpu_threads`); None: left as they are
         self.data_workers = data_workers  # DataLoader worker processes for a dataset's items; 0: a thread
         self.dtype = _compute_dtype(model)  # float64 inside precision="fp64"
         self.optimizer = make_optimizer(model, config)
@@ -197,6 +200,8 @@ class Trainer(WeightsAdapter):
             if should_stop():
                 break
             rows, b = self._rows(s)
+            if self.threads is not None:
+                follow_threads(self.threads)
             losses_dev[done] = self.step(next(batches), self.eps_epoch[rows], self.world.size / b)  # (b, D) batch
             global_rows.append(b)
             done += 1
@@ -241,9 +246,10 @@ def _float64_weights(model: VAE, enabled: bool) -> Iterator[None]:
 
 def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | None = None,
         config: TrainConfig = TrainConfig(), *, out_dir: str | os.PathLike | None = None,
-        resume_from: str | os.PathLike | None = None, shared_noise: bool = False, device: str = "auto",
+        resume_from: str | os.PathLike | None = None, overwrite: bool = False, shared_noise: bool = False,
+        device: str = "auto",
         precision: str = "fp32", progress: bool = True, data_workers: int = 0,
-        callbacks: Sequence[Callback] | None = None,
+        callbacks: Sequence[Callback] | None = None, threads: int | None = None,
         compile: bool = False) -> dict[str, list[float]]:
     """Train `model` with Adam on the negative ELBO (`vae_core.train.loop.run`); returns the history.
 
@@ -261,6 +267,10 @@ def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | 
     out_dir: `last.safetensors` every epoch and `best.safetensors` when the monitored loss (val_loss, or
         train_loss without val) improves, with Adam and the loop state. resume_from: a checkpoint of either
         backend; training continues up to `config.epochs` epochs in total.
+    overwrite: an out_dir that holds a checkpoint (a run) is refused (`vae_core.io.run_files.RunExistsError`),
+        unless resume_from continues a run or overwrite=True replaces it: its last.safetensors and
+        best.safetensors are removed once every argument has passed, before the first step (other files there
+        stay). Every checkpoint path is checked before training (no folder in its way).
     shared_noise: eps from `vae_core.train.schedule.epoch_noise`, the same in every backend.
     device: "auto" | "cpu" | "cuda" (or "cuda:N"); the model is moved there and stays there.
     precision: "fp32" (TF32 off on CUDA); "bf16" (torch.autocast; loss, weights and Adam stay float32); or
@@ -272,6 +282,9 @@ def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | 
         N DataLoader worker processes, started every epoch, each with a copy of the dataset (under the spawn start
         method, one re-imported by each: guard the script with `if __name__ == "__main__":`). Arrays and .npy maps
         ignore it.
+    threads: torch's CPU threads while it trains (restored after); None (the default) uses the CPUs other
+        processes leave idle, looked at again each second, so a busy machine does not stall the step
+        (`vae_core.system.threads`, scripts/results/bench_threads.md).
     compile: torch.compile the forward pass and loss of full batches (static shapes; a partial last batch runs
         eagerly). Costs a compile at the start and needs a C++ compiler on the CPU (scripts/results/bench_torch_cpu.md).
 
@@ -296,10 +309,12 @@ def fit(model: VAE, train: np.ndarray | LazyRows | Any, val: np.ndarray | Any | 
                          f"compile=False")
     args = check_fit_arguments(model.spec, train, val, config, out_dir=out_dir, resume_from=resume_from,
                                shared_noise=shared_noise, precision=precision, progress=progress,
-                               data_workers=data_workers, callbacks=callbacks)
-    with exact_fp32(dev), flush_denormals(), _float64_weights(model, precision == "fp64"):
+                               data_workers=data_workers, callbacks=callbacks, overwrite=overwrite)
+    with exact_fp32(dev), flush_denormals(), cpu_threads(threads) as policy, \
+            _float64_weights(model, precision == "fp64"):
         model.to(dev)
-        return run(Trainer(model, config, dev, precision, compile, world, args.data_workers), model.spec, args)
+        trainer = Trainer(model, config, dev, precision, compile, world, args.data_workers, policy)
+        return run(trainer, model.spec, args)
 
 
 def _sums(model: VAE, x: torch.Tensor, eps: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from vae_core import CheckpointError, TrainConfig, VAESpec
+from vae_core import CheckpointError, MemoryLimitError, TrainConfig, VAESpec
 
 SPEC = VAESpec(input_dim=64, hidden_dims=(16,), latent_dim=2)  # the 8x8 digits
 X = np.random.default_rng(0).random((20, 64), dtype=np.float32)
@@ -863,4 +863,536 @@ CASES += [
          _export_without("onnxscript", "onnx"), ImportError,
          r"export\.format 'onnx' needs 'onnxscript' to write onnx, which is not installed; install it with: pip "
          r"install 'vae-core\[export\]'$"),
+]
+
+
+# ---------------------------------------------------------------------------- issue 31: memory and threads
+_HUGE = VAESpec(input_dim=64, hidden_dims=(4_000_000_000,), latent_dim=2)  # 5e11 parameters: refused anywhere
+
+
+def _build_huge(tmp: Path) -> Callable[[], Any]:
+    from vae_core import build
+
+    return lambda: build("torch", _HUGE, seed=0)
+
+
+CASES += [
+    Case("build-model-too-big", PY, "build() of a model whose training needs more memory than the machine has",
+         _build_huge, MemoryLimitError,
+         r"training this model \([\d,]+ parameters, mlp on 8x8 inputs, batch 128\) needs about [\d,.]+ GiB "
+         r"\(weights, gradients, Adam's moments, activations and a checkpoint write\), and this process can have "
+         r"[\d,.]+ GiB \(.*\): more than the 75% of it that a run may take; use smaller images, .*narrower "
+         r"hidden_dims; or pass check_memory=False"),
+    Case("cli-train-model-too-big", CLI, "vae train with --hidden-dims whose model cannot fit in memory",
+         lambda t: [*TRAIN, "--hidden-dims", "4000000000", "--out", str(t / "run")], MemoryLimitError,
+         r"vae train: error: training this model \([\d,]+ parameters, .* needs about [\d,.]+ GiB .* "
+         r"more than the 75% of it that a run may take; use smaller images \(--image-size H,W\), .*narrower "
+         r"--hidden-dims; or --no-memory-check if you know the machine has the memory"),
+    Case("cli-train-threads", CLI, "vae train --threads 0", lambda t: [*TRAIN, "--threads", "0", "--out",
+                                                                        str(t / "run")], ValueError,
+         r"--threads must be an int >= 1; got 0\. Pass the number of CPU threads a step may use"),
+    Case("fit-threads", PY, "fit(threads=0)", lambda t: lambda: _fit(X, threads=0), ValueError,
+         r"fit: threads must be None \(auto: the CPUs other processes leave idle\) or an int >= 1; got 0"),
+]
+
+
+def _run_folder(tmp: Path, *, without: tuple[str, ...] = (), folders: tuple[str, ...] = (),
+                files: tuple[str, ...] = ()) -> Path:
+    """tmp/run as `vae train` leaves a finished run of SPEC on the digits (its checkpoints, run.json, history), less
+    the files in `without`, with a folder in place of each name in `folders`, and a file for each name in `files`."""
+    from vae_core.io.run_files import RUN_FILES
+
+    run = tmp / "run"
+    run.mkdir()
+    for name in ("last.safetensors", "best.safetensors"):
+        _good_checkpoint(run, name)
+    (run / "run.json").write_text(json.dumps({"backend": "torch", "dataset": "digits", "seed": 0}))
+    (run / "history.json").write_text(json.dumps({"train_loss": [40.0]}))
+    (run / "history.csv").write_text("epoch,train_loss\n1,40.0\n")
+    for name in (*without, *folders):
+        if name in RUN_FILES:
+            (run / name).unlink()
+    for name in folders:
+        (run / name).mkdir()
+    for name in files:
+        (run / name).write_text("x")
+    return run
+
+
+def _train_into(*extra: str, **run: Any) -> Callable[[Path], list[str]]:
+    """A CLI case: `vae train --dataset digits --out tmp/run` (a finished run, `_run_folder(**run)`), `extra` last."""
+    return lambda tmp: ["train", "--dataset", "digits", "--epochs", "1", "--no-progress",
+                        "--out", str(_run_folder(tmp, **run)), *extra]
+
+
+def _compare_over_comparison(tmp: Path) -> list[str]:
+    (tmp / "cmp" / "torch").mkdir(parents=True)
+    _good_checkpoint(tmp / "cmp" / "torch", "last.safetensors")
+    return ["compare", "--dataset", "digits", "--epochs", "1", "--no-progress", "--out", str(tmp / "cmp")]
+
+
+# ---------------------------------------------------------------------------- issue 32: run folders never lost
+from vae_core.io.run_files import RunExistsError  # noqa: E402  (a new run over a folder that holds one)
+
+CASES += [
+    Case("run-train-over-run", CLI, "vae train --out DIR into a folder that holds a finished run, without --resume",
+         _train_into("--latent-dim", "3"), RunExistsError,
+         r"--out '.*run' holds a run \(last\.safetensors, best\.safetensors, run\.json, history\.json, "
+         r"history\.csv\); pass --resume to continue it, --overwrite to replace it \(its files are removed first\), "
+         r"or another --out$"),
+    Case("run-resume-no-last", CLI, "vae train --resume over a run whose last.safetensors was deleted",
+         _train_into("--resume", without=("last.safetensors",)), FileNotFoundError,
+         r"--resume: --out '.*run' holds a run \(best\.safetensors, run\.json, history\.json, history\.csv\) but "
+         r"no last\.safetensors to continue from; put it back to resume, pass --overwrite instead of --resume to "
+         r"replace the run, or pass another --out$"),
+    Case("run-resume-last-folder", CLI, "vae train --resume where last.safetensors is a folder",
+         _train_into("--resume", folders=("last.safetensors",)), ValueError,
+         r"--resume: '.*run/last\.safetensors' is a folder, not the run's checkpoint file; move it away and put the "
+         r"checkpoint back to resume, or pass another --out$"),
+    Case("run-resume-and-overwrite", CLI, "vae train --resume --overwrite", _train_into("--resume", "--overwrite"),
+         ValueError, r"pass --resume \(continue the run in --out\) or --overwrite \(replace it with a new run\), "
+                     r"not both"),
+    Case("run-overwrite-best-folder", CLI, "vae train --overwrite where best.safetensors is a folder",
+         _train_into("--overwrite", folders=("best.safetensors",)), ValueError,
+         r"--out '.*run': best\.safetensors is a folder, where the run writes a file; move it away, or pass another "
+         r"--out$"),
+    Case("run-resume-plots-file", CLI, "vae train --resume where plots (a folder of the run) is a file",
+         _train_into("--resume", "--epochs", "2", files=("plots",)),
+         ValueError, r"--out '.*run': plots is a file, where the run writes a folder; move it away, or pass another "
+                     r"--out$"),
+    Case("run-evaluate-json-over-run-json", CLI, "vae evaluate CKPT --json DIR/run.json, the run's own metadata",
+         lambda t: ["evaluate", str(_run_folder(t) / "best.safetensors"), "--json", str(t / "run" / "run.json")],
+         ValueError, r"--json '.*run/run\.json' is the run\.json of the run in '.*run', which later commands read; "
+                     r"write the output to another file name or folder$"),
+    Case("run-score-out-over-history", CLI, "vae score --out DIR/history.csv --overwrite, the run's history",
+         lambda t: ["score", str(_run_folder(t) / "best.safetensors"), "--out", str(t / "run" / "history.csv"),
+                    "--overwrite"],
+         ValueError, r"--out '.*run/history\.csv' is the history\.csv of the run in '.*run', which later commands "
+                     r"read; write the output to another file name or folder$"),
+    Case("run-compare-over-comparison", CLI, "vae compare --out DIR where an earlier comparison left its runs",
+         _compare_over_comparison, RunExistsError,
+         r"--out '.*cmp' holds a run \(torch/last\.safetensors\); pass --overwrite to replace it \(its files are "
+         r"removed first\), or another --out$"),
+    Case("run-fit-over-run", PY, "fit(out_dir=) into a folder that holds a run's checkpoints",
+         lambda t: (lambda run: lambda: _fit(X, out_dir=run))(_run_folder(t)), RunExistsError,
+         r"out_dir '.*run' holds a run \(last\.safetensors, best\.safetensors\); pass resume_from='.*run/"
+         r"last\.safetensors' to continue it, overwrite=True to replace it \(its files are removed first\), or "
+         r"another out_dir$"),
+    Case("run-fit-last-folder", PY, "fit(out_dir=, resume_from=best) where out_dir/last.safetensors is a folder",
+         lambda t: (lambda run: lambda: _fit(X, out_dir=run, resume_from=run / "best.safetensors"))(
+             _run_folder(t, folders=("last.safetensors",))), ValueError,
+         r"out_dir '.*run': last\.safetensors is a folder, where the run writes a file; move it away, or pass "
+         r"another out_dir$"),
+    Case("run-fit-resume-and-overwrite", PY, "fit(resume_from=..., overwrite=True)",
+         lambda t: (lambda run: lambda: _fit(X, out_dir=run, resume_from=run / "last.safetensors", overwrite=True))(
+             _run_folder(t)), ValueError,
+         r"fit: pass resume_from \(continue a run\) or overwrite=True \(replace the run in out_dir\), not both"),
+    Case("run-fit-overwrite-without-out", PY, "fit(overwrite=True) without out_dir",
+         lambda t: lambda: _fit(X, overwrite=True), ValueError,
+         r"fit: overwrite=True replaces the run in out_dir, but out_dir is None; pass out_dir, or drop overwrite"),
+    Case("run-fit-overwrite-type", PY, "fit(overwrite=\"yes\")", lambda t: lambda: _fit(X, overwrite="yes"),
+         ValueError, r"fit\.overwrite must be True or False; got 'yes'"),
+]
+
+
+def _image_dir(add: Callable[[Path], Any]) -> Callable[[Path], Path]:
+    """prepare(tmp) -> tmp/"images": two 8x8 grey PNGs, and the file `add(folder)` writes beside them."""
+    def prepare(tmp: Path) -> Path:
+        from PIL import Image
+
+        folder = tmp / "images"
+        folder.mkdir()
+        for i in range(2):
+            Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(folder / f"{i}.png")
+        add(folder)
+        return folder
+    return prepare
+
+
+def _animated_png(folder: Path) -> None:
+    from PIL import Image
+
+    frames = [Image.fromarray(np.full((8, 8), v, np.uint8)) for v in (0, 255)]
+    frames[0].save(folder / "moving.png", save_all=True, append_images=frames[1:])  # an APNG of 2 frames
+
+
+def _tiff_of(array: np.ndarray, mode: str) -> Callable[[Path], None]:
+    def add(folder: Path) -> None:
+        from PIL import Image
+
+        Image.fromarray(array, mode).save(folder / "wide.tif")
+    return add
+
+
+def _deep_png(folder: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray((np.arange(64) * 1000).astype(np.uint16).reshape(8, 8)).save(folder / "deep.png")  # I;16
+
+
+def _images_call(read: str, folder: Callable[[Path], Path], **kwargs: Any) -> Callable[[Path], Callable[[], None]]:
+    """A python case: vae_core.data.<read>(folder(tmp), **kwargs)."""
+    def prepare(tmp: Path) -> Callable[[], None]:
+        from vae_core import data
+
+        path = folder(tmp)
+        return lambda: getattr(data, read)(path, **kwargs)
+    return prepare
+
+
+def _config_file(name: str, text: str) -> Callable[[Path], list[str]]:
+    """A CLI case: vae train --config tmp/name (holding `text`) --out tmp/o."""
+    def prepare(tmp: Path) -> list[str]:
+        (tmp / name).write_text(text)
+        return [*TRAIN, "--out", str(tmp / "o"), "--config", str(tmp / name)]
+    return prepare
+
+
+def _edited_checkpoint(**changes: Any) -> Callable[[Path], Path]:
+    """path_of(tmp): a good checkpoint whose metadata has `changes` ("trainer_state__lr" sets trainer_state["lr"])
+    and a header checksum that matches them again: an edited file that no checksum catches."""
+    def path_of(tmp: Path) -> Path:
+        import hashlib
+
+        from safetensors import safe_open
+        from safetensors.numpy import save_file
+
+        from vae_core.io.checkpoint import METADATA_CHECKSUM_KEY, METADATA_KEY
+
+        path = _good_checkpoint(tmp)
+        with safe_open(str(path), framework="np") as f:
+            meta, tensors = json.loads(f.metadata()[METADATA_KEY]), {k: f.get_tensor(k) for k in f.keys()}
+        for key, value in changes.items():
+            *parents, name = key.split("__")
+            table = meta
+            for parent in parents:
+                table = table.setdefault(parent, {})
+            table[name] = value
+        text = json.dumps(meta)  # NaN written as NaN, as an editor might
+        save_file(tensors, str(path), metadata={METADATA_KEY: text,
+                                                METADATA_CHECKSUM_KEY: hashlib.sha256(text.encode()).hexdigest()})
+        return path
+    return path_of
+
+
+def _save_checkpoint(**kwargs: Any) -> Callable[[Path], Callable[[], None]]:
+    def prepare(tmp: Path) -> Callable[[], None]:
+        from vae_core import build, save_checkpoint
+
+        return lambda: save_checkpoint(tmp / "c.safetensors", build("torch", SPEC, seed=0), **kwargs)
+    return prepare
+
+
+_MASKED = np.ma.masked_array(X, mask=X > 0.99)  # 15 masked values in 12 of X's 20 rows
+
+
+# ---------------------------------------------------------------------------- issue 32: no silent data changes
+CASES += [
+    Case("images-animated", CLI, "vae train --data FOLDER holding an animated PNG (APNG)",
+         lambda t: [*TRAIN[:1], "--data", str(_image_dir(_animated_png)(t)), *TRAIN[3:], "--out", str(t / "o")],
+         ValueError, r"load_images: '.*moving\.png' is animated \(2 frames\): only its first frame would be read; "
+                     r"save the frames you want as still images \(PIL\.ImageSequence\) or remove the file$"),
+    Case("images-unreadable", CLI, "vae train --data FOLDER holding a damaged .png",
+         lambda t: [*TRAIN[:1], "--data", str(_image_dir(lambda f: (f / "2.png").write_bytes(b"\x89PNG\r\n"))(t)),
+                    *TRAIN[3:], "--out", str(t / "o")],
+         ValueError, r"load_images: '.*images/2\.png' is not a readable image \(.*\); remove or replace it$"),
+    Case("images-32-bit-int", PY, "load_images on a folder with a 32-bit integer TIFF of values past 65535",
+         _images_call("load_images", _image_dir(_tiff_of(np.full((8, 8), 70000, np.int32), "I")), mode="L"),
+         ValueError, r"load_images: '.*wide\.tif' holds 32-bit integer pixels in \[70000, 70000\]; images are read "
+                     r"as 8-bit \(0\.\.255\) or 16-bit \(0\.\.65535\) levels: save it as a 16-bit PNG, or pass the "
+                     r"images as a \.npy of floats in \[0, 1\]$"),
+    Case("images-float", PY, "read_images on a folder with a 32-bit float TIFF (mode F)",
+         _images_call("read_images", _image_dir(_tiff_of(np.full((8, 8), 0.5, np.float32), "F")), mode="L"),
+         ValueError, r"read_images: '.*wide\.tif' holds 32-bit float pixels \(Pillow mode 'F'\), which converting "
+                     r"to 8 bits would clip; save it as an 8- or 16-bit PNG, or pass the images as a \.npy of floats "
+                     r"in \[0, 1\]$"),
+    Case("tv-folder-16-bit", CLI, "vae train --dataset torchvision:image-folder with a 16-bit PNG",
+         _tv_train("torchvision:image-folder", _tv_edit(_FOLDER, lambda r: _deep_png(r / "cat")), "--image-mode",
+                   "L"),
+         ValueError, r"torchvision:image-folder: '.*cat/deep\.png' is a 16-bit image \(Pillow mode 'I;16'\), which "
+                     r"this dataset's uint8 items would clip; read the folder with vae train --data FOLDER "
+                     r"\(load_images, which keeps 16-bit levels as floats\), or save the files as 8-bit images$"),
+    Case("masked-array", PY, "fit on a NumPy masked array with masked values",
+         lambda t: lambda: _fit(_MASKED), ValueError,
+         r"train is a NumPy masked array with 15 masked value\(s\) in 12 of its 20 examples; the mask would be "
+         r"ignored and the values under it read as data\. Fill them with x\.filled\(value\), or drop those "
+         r"examples with x\[~np\.ma\.getmaskarray\(x\)\.reshape\(len\(x\), -1\)\.any\(axis=1\)\]\.data$"),
+    Case("masked-item", PY, "fit on a map-style dataset whose item 3 is a masked array",
+         lambda t: lambda: _fit_items(_Items({3: np.ma.masked_array(X[3], mask=np.arange(64) == 5)})), ValueError,
+         r"train\[3\] is a NumPy masked array with 1 masked value\(s\); the mask would be ignored .*Fill them "
+         r"with x\.filled\(value\), or leave that example out$"),
+    Case("config-yaml-duplicate-key", CLI, "a YAML --config giving one key twice",
+         _config_file("c.yaml", "train:\n  epochs: 2\n  batch_size: 8\n  epochs: 3\n"), ValueError,
+         r"--config '.*c\.yaml': key 'epochs' is given twice \(lines 2 and 4\); YAML would keep the last silently\. "
+         r"Keep one of them$"),
+    Case("config-toml-duplicate-key", CLI, "a TOML --config giving one key twice",
+         _config_file("c.toml", "[train]\nepochs = 2\nepochs = 3\n"), ValueError,
+         r"--config '.*c\.toml' is not valid TOML: Cannot overwrite a value \(at line 3, column 11\): 'epochs = 3' "
+         r"gives a key or table a second time; keep one of them$"),
+    Case("checkpoint-epoch-huge", CLI, "vae evaluate on a checkpoint whose checksummed epoch is 10**18",
+         lambda t: ["evaluate", str(_edited_checkpoint(epoch=10**18)(t))], CheckpointError,
+         r"'.*good\.safetensors': its epoch \(epochs completed\) is 1000000000000000000; expected an int in "
+         r"\[0, 1000000000\]: the file was edited or not written by save_checkpoint; use another copy or an earlier "
+         r"checkpoint$"),
+    Case("checkpoint-epoch-negative", PY, "load_checkpoint of a checkpoint whose checksummed epoch is -1",
+         _load(_edited_checkpoint(epoch=-1)), CheckpointError,
+         r"its epoch \(epochs completed\) is -1; expected an int in \[0, 1000000000\]"),
+    Case("checkpoint-adam-step", PY, "load_checkpoint of a checkpoint whose adam_step is -5",
+         _load(_edited_checkpoint(adam_step=-5)), CheckpointError,
+         r"its adam_step is -5; expected None or an int in \[0, 2\*\*53\]: the file was edited"),
+    Case("checkpoint-history-short", PY, "load_checkpoint of a checkpoint of epoch 3 with one train_loss",
+         _load(_edited_checkpoint(epoch=3, history={"train_loss": [40.0]})), CheckpointError,
+         r"its history\['train_loss'\] is '1 values'; expected one per epoch done, 3 \(or none\)"),
+    Case("checkpoint-lr-nan", PY, "load_checkpoint of a checkpoint whose trainer_state lr is NaN",
+         _load(_edited_checkpoint(trainer_state__lr=float("nan"))), CheckpointError,
+         r"its trainer_state learning rate \(lr\) is nan; expected a finite number > 0"),
+    Case("checkpoint-best-epoch", PY, "load_checkpoint of a checkpoint of epoch 1 whose best_epoch is 7",
+         _load(_edited_checkpoint(trainer_state__best_epoch=7)), CheckpointError,
+         r"its trainer_state best_epoch is 7; expected None or an int in \[1, 1\] \(the epochs done\)"),
+    Case("checkpoint-write-epoch", PY, "save_checkpoint(epoch=-1)", _save_checkpoint(epoch=-1), CheckpointError,
+         r"write_checkpoint '.*c\.safetensors': its epoch \(epochs completed\) is -1; expected an int in "
+         r"\[0, 1000000000\]: a checkpoint with it could not be read back$"),
+]
+
+
+# issue 32, one clean line: what is not a regular file, misnamed or oversized .npy headers, too-long names, config
+# values of the wrong type, a NumPy scalar where an int goes, and hints that name NaN's row or a huge beta
+def _train_data(path_of: Callable[[Path], Path], *extra: str) -> Callable[[Path], list[str]]:
+    """A CLI case: vae train --data path_of(tmp), --out tmp/o, one small epoch, `extra` last."""
+    return lambda t: ["train", "--data", str(path_of(t)), "--out", str(t / "o"), "--hidden-dims", "16",
+                      "--latent-dim", "2", "--epochs", "1", "--no-plots", "--no-progress", *extra]
+
+
+def _fifo(name: str) -> Callable[[Path], Path]:
+    """prepare(tmp) -> a FIFO (named pipe) tmp/name: opening it to read blocks until a writer comes."""
+    import os
+
+    return lambda t: (os.mkfifo(t / name), t / name)[1]
+
+
+def _device_link(t: Path) -> Path:
+    """zero.npy, a link to the character device /dev/zero (reads forever)."""
+    (t / "zero.npy").symlink_to("/dev/zero")
+    return t / "zero.npy"
+
+
+def _folder(name: str) -> Callable[[Path], Path]:
+    return lambda t: ((t / name).mkdir(), t / name)[1]
+
+
+def _npz_as_npy(t: Path) -> Path:
+    np.savez(t / "images.npz", images=np.zeros((4, 8, 8), np.uint8))
+    return (t / "images.npz").rename(t / "images.npy")
+
+
+def _npy_as_npz(t: Path) -> Path:
+    np.save(t / "images.npy", np.zeros((4, 8, 8), np.uint8))
+    return (t / "images.npy").rename(t / "images.npz")
+
+
+def _huge_dim_npy(t: Path) -> Path:
+    """An .npy whose header gives a first dimension of 10**23 (over 64 bits) for 4 images' bytes."""
+    np.save(t / "huge.npy", np.zeros((4, 8, 8), np.uint8))
+    data = (t / "huge.npy").read_bytes()
+    header_len = int.from_bytes(data[8:10], "little")
+    header = data[10:10 + header_len].decode("latin1").replace("(4, 8, 8)", f"({10 ** 23}, 8, 8)").rstrip()
+    header += " " * (-(10 + len(header) + 1) % 64) + "\n"  # the format pads the header to 64 bytes
+    (t / "huge.npy").write_bytes(data[:8] + len(header).to_bytes(2, "little") + header.encode("latin1")
+                                 + data[10 + header_len:])
+    return t / "huge.npy"
+
+
+def _nan_image_3(t: Path) -> Path:
+    images = X[:6].reshape(6, 8, 8).copy()
+    images[3, 1, 1] = np.nan
+    return _npy("nan.npy", images)(t)
+
+
+def _config(name: str, content: str | bytes) -> Callable[[Path], list[str]]:
+    """A CLI case: vae train (TRAIN, --out tmp/o) with --config tmp/name holding `content`."""
+    def prepare(t: Path) -> list[str]:
+        (t / name).write_bytes(content.encode() if isinstance(content, str) else content)
+        return [*TRAIN, "--out", str(t / "o"), "--config", str(t / name)]
+    return prepare
+
+
+LONG_NAME = "a" * 300 + ".safetensors"  # over every common file system's 255 bytes per name
+
+
+def _load_checkpoint(path: Any) -> Any:
+    from vae_core import load_checkpoint
+
+    return load_checkpoint(path, "torch")
+
+
+def _read_checkpoint(path: Any) -> Any:
+    from vae_core import read_checkpoint
+
+    return read_checkpoint(path)
+
+
+def _load_images(path: Path) -> Any:
+    from vae_core.data import load_images
+
+    return load_images(path)
+
+
+def _binarize(x: np.ndarray) -> np.ndarray:
+    from vae_core.data import binarize
+
+    return binarize(x, np.random.default_rng(0))
+
+
+def _build(**kwargs: Any) -> Any:
+    from vae_core import build
+
+    return build("torch", SPEC, **kwargs)
+
+
+# ---------------------------------------------------------------------------- issue 32: one clean line, every refusal
+CASES += [
+    Case("data-fifo", CLI, "vae train --data data.npy, a FIFO (named pipe): reading it blocked forever",
+         _train_data(_fifo("data.npy")), ValueError,
+         r"load_images\.path must be a folder of images, or a regular \.npy/\.npz file; got \"'.*data\.npy', a FIFO "
+         r"\(named pipe\)\"\. Save the array to a regular file and pass that"),
+    Case("data-device", CLI, "vae train --data zero.npy, a link to the device /dev/zero", _train_data(_device_link),
+         ValueError, r"got \"'.*zero\.npy', a character device\"\. Save the array to a regular file"),
+    Case("checkpoint-folder", CLI, "vae evaluate on a folder named model.safetensors",
+         lambda t: ["evaluate", str(_folder("model.safetensors")(t))], CheckpointError,
+         r"checkpoint '.*model\.safetensors' is a folder, not a regular file; pass the path of a \.safetensors "
+         r"file written by save_checkpoint"),
+    Case("checkpoint-fifo", PY, "read_checkpoint of a FIFO named best.safetensors",
+         lambda t: (lambda path: lambda: _read_checkpoint(path))(_fifo("best.safetensors")(t)), CheckpointError,
+         r"checkpoint '.*best\.safetensors' is a FIFO \(named pipe\), not a regular file"),
+    Case("checkpoint-bytes", PY, "load_checkpoint(b'model.safetensors')",
+         lambda t: lambda: _load_checkpoint(b"model.safetensors"), TypeError,
+         r"read_checkpoint: path must be the checkpoint's path as str or os\.PathLike; got bytes "
+         r"b'model\.safetensors'\. Pass e\.g\. 'runs/r/best\.safetensors' \(decode bytes with \.decode\(\)\)"),
+    Case("checkpoint-none", PY, "load_checkpoint(None)", lambda t: lambda: _load_checkpoint(None), TypeError,
+         r"read_checkpoint: path must be the checkpoint's path as str or os\.PathLike; got NoneType None"),
+    Case("npz-named-npy", CLI, "vae train --data images.npy that is a .npz archive", _train_data(_npz_as_npy),
+         ValueError, r"load_images\.path must be a \.npy array; got \"'.*images\.npy', a \.npz archive \(a zip of "
+                     r"arrays\)\"\. Rename it to \.npz"),
+    Case("npy-named-npz", PY, "load_images of images.npz that is a .npy array",
+         lambda t: (lambda path: lambda: _load_images(path))(_npy_as_npz(t)), ValueError,
+         r"load_images\.path must be a \.npz archive; got \"'.*images\.npz', a \.npy array\"\. Rename it to \.npy"),
+    Case("npy-huge-dimension", CLI, "vae train --data huge.npy whose header gives 10**23 images",
+         _train_data(_huge_dim_npy), ValueError,
+         r"load_images: '.*huge\.npy' is not a readable NumPy file without pickles \(its header declares a shape "
+         r"too large to address"),
+    Case("long-name-checkpoint", CLI, "vae evaluate on a 300-character file name",
+         lambda t: ["evaluate", str(t / LONG_NAME)], ValueError,
+         r"checkpoint '.*a{300}\.safetensors': its name 'a{40}\.\.\.' is 312 bytes long, over the file system's "
+         r"limit of \d+ bytes per name; use a shorter name"),
+    Case("long-name-python", PY, "load_checkpoint of a 300-character file name",
+         lambda t: lambda: _load_checkpoint(t / LONG_NAME), ValueError,
+         r"its name 'a{40}\.\.\.' is 312 bytes long, over the file system's limit of \d+ bytes per name"),
+    Case("long-name-out", CLI, "vae train --out with a 300-character folder name",
+         lambda t: [*TRAIN, "--out", str(t / LONG_NAME)], OSError,
+         r"path '.*a{300}\.safetensors': its name 'a{40}\.\.\.' is 312 bytes long, over the file system's limit of "
+         r"\d+ bytes per name; use a shorter name"),
+    Case("config-wrong-type", CLI, "a --config file with out = 3 in [run]", _config("c.toml", "[run]\nout = 3\n"),
+         ValueError, r"--config '.*c\.toml': \[run\] out must be a string; got 3 \(int\)\. Write e\.g\. out = "
+                     r"\"runs/r\"$"),
+    Case("config-quoted-number", CLI, "a TOML --config with learning_rate = \"1e-3\" (a string)",
+         _config("c.toml", "[train]\nlearning_rate = \"1e-3\"\n"), ValueError,
+         r"\[train\] learning_rate must be a number; got '1e-3' \(str\) \(a string: write it without quotes\)\. "
+         r"Write e\.g\. learning_rate = 0\.001"),
+    Case("config-yaml-1e3-epochs", CLI, "a YAML --config with epochs: 1e3 (a string in YAML 1.1)",
+         _config("c.yaml", "train:\n  epochs: 1e3\n"), ValueError,
+         r"\[train\] epochs must be an integer; got '1e3' \(str\) \(YAML 1\.1 reads that number as a string\)\. "
+         r"Write e\.g\. epochs: 20"),
+    Case("config-list-type", CLI, "a --config file with hidden_dims = \"16\"",
+         _config("c.toml", "[spec]\nhidden_dims = \"16\"\n"), ValueError,
+         r"\[spec\] hidden_dims must be a list of positive integers; got '16' \(str\)\. Write e\.g\. hidden_dims = "
+         r"\[400, 400\]"),
+    Case("config-not-utf8", CLI, "a --config file in Latin-1, not UTF-8",
+         _config("c.toml", "[run]\nout = \"r\u00e9sultats\"\n".encode("latin1")), ValueError,
+         r"--config '.*c\.toml' is not UTF-8 text \(byte 14: invalid continuation byte\); save it as UTF-8"),
+    Case("config-fifo", CLI, "--config c.toml, a FIFO (named pipe)",
+         lambda t: [*TRAIN, "--out", str(t / "o"), "--config", str(_fifo("c.toml")(t))], ValueError,
+         r"--config '.*c\.toml' is a FIFO \(named pipe\), not a regular file; pass a \.toml or \.yaml file"),
+    Case("fit-config-as-val", PY, "fit(model, x, config) with the config in val's place",
+         lambda t: lambda: _fit_items(X, TrainConfig(epochs=1)), TypeError,
+         r"fit: val is a TrainConfig: pass the config as config=\.\.\. \(the third positional argument is val, the "
+         r"validation examples\)"),
+    Case("spec-beta-huge", PY, "VAESpec(beta=1e308)", lambda t: lambda: VAESpec(beta=1e308), ValueError,
+         r"VAESpec\.beta must be a number in \[0\.0, 1000000\.0\]; got 1e\+308\. beta weighs the KL term: .* far "
+         r"above that the float32 loss and its gradients overflow"),
+    Case("cli-beta-huge", CLI, "vae train --beta 1e308", lambda t: [*TRAIN, "--beta", "1e308", "--out", str(t / "o")],
+         ValueError, r"VAESpec\.beta must be a number in \[0\.0, 1000000\.0\]; got 1e\+308"),
+    Case("nan-row-named", PY, "fit on rows with NaN in row 3", lambda t: lambda: _fit(_with(np.nan)), ValueError,
+         r"train holds NaN or inf values in 1 example\(s\); clean or drop them first \(row 3, counted from 0\)"),
+    Case("nan-image-named", CLI, "vae train --data on a float .npy with a NaN in image 3",
+         _train_data(_nan_image_3), ValueError,
+         r"got \"NaN or inf in 1 of the 6 images of '.*nan\.npy'\"\. Clean or drop those images \(image 3, counted "
+         r"from 0\)"),
+    Case("binarize-nan", PY, "vae_core.data.binarize on pixels with a NaN",
+         lambda t: lambda: _binarize(_with(np.nan)), ValueError,
+         r"binarize\.x must be finite values in \[0, 1\]; got 'NaN or inf at 1 position\(s\), the first at index "
+         r"\(3, 5\)'\. Clean or drop those examples first"),
+    Case("numpy-bool-batch-size", PY, "TrainConfig(batch_size=np.True_)",
+         lambda t: lambda: TrainConfig(batch_size=np.True_), ValueError,
+         r"TrainConfig\.batch_size must be an int >= 1; got np\.True_"),
+    Case("numpy-float-latent-dim", PY, "VAESpec(latent_dim=np.float64(2.0))",
+         lambda t: lambda: VAESpec(latent_dim=np.float64(2.0)), ValueError,
+         r"VAESpec\.latent_dim must be an int >= 1; got np\.float64\(2\.0\)"),
+    Case("build-seed", PY, "build('torch', seed=-1)", lambda t: lambda: _build(seed=-1), ValueError,
+         r"build\.seed must be an int >= 0; got -1\. Pass e\.g\. seed=0, or seed=None for fresh weights"),
+]
+
+
+def _sample(*extra: str, spec: VAESpec = SPEC) -> Callable[[Path], list[str]]:
+    """A CLI case: vae sample on a checkpoint of `spec` (tmp/good.safetensors), -o tmp/s.png, `extra` last."""
+    return lambda t: ["sample", str(_good_checkpoint(t, spec=spec)), "-o", str(t / "s.png"), *extra]
+
+
+_WIDE = VAESpec(image_shape=(64, 64, 3), hidden_dims=(2,), latent_dim=2)  # 12,288 values a sample: 4.6 TiB at -n 10**8
+
+
+# ---------------------------------------------------------------------------- issue 32: sizes before memory
+CASES += [
+    Case("sample-n-huge", CLI, "vae sample -n 1000000000", _sample("-n", "1000000000"), ValueError,
+         r"-n 1,000,000,000 is more than the 100,000,000 samples vae sample draws at once: as float32 they would "
+         r"take 238\.4 GiB \(64 values each\); pass a smaller -n \(the grid shows at most 400\), or draw several "
+         r"sets with different --seed values$"),
+    Case("sample-npy-over-disk", CLI, "vae sample -n 100000000 --npy FILE of 64x64 RGB samples, over the free disk",
+         lambda t: _sample("-n", "100000000", "--npy", str(t / "s.npy"), spec=_WIDE)(t), ValueError,
+         r"--npy '.*s\.npy' would hold -n 100,000,000 samples of 12,288 values as float32, [\d,.]+ GiB, more than "
+         r"the [\d,.]+ GiB free on its disk; pass a smaller -n, or an --npy path on a disk with room$"),
+    Case("sample-not-image", CLI, "vae sample of a model of 6 values (no image_shape), without --npy",
+         _sample(spec=VAESpec(input_dim=6, hidden_dims=(4,), latent_dim=2)), ValueError,
+         r"the checkpoint's input_dim=6 is not an image \(no image_shape\), so there is no grid to draw; pass "
+         r"--npy FILE\.npy to save the samples$"),
+    Case("train-image-size-huge", CLI, "vae train --data (two 8x8 PNGs) --image-size 1000000,1000000",
+         _train_data(_image_dir(lambda folder: None), "--image-size", "1000000,1000000"), MemoryLimitError,
+         r"vae train: error: training this model \([\d,]+ parameters, mlp on 1000000x1000000 inputs, batch 1\) needs "
+         r"about [\d,.]+ GiB .*: more than the 75% of it that a run may take; use smaller images \(--image-size "
+         r"H,W\), .*; or --no-memory-check if you know the machine has the memory$"),
+    Case("train-image-size-huge-unchecked", CLI,
+         "vae train --data (two 8x8 PNGs) --image-size 1000000,1000000 --no-memory-check: the images cannot load",
+         _train_data(_image_dir(lambda folder: None), "--image-size", "1000000,1000000", "--no-memory-check"),
+         MemoryLimitError,
+         r"load_images: image_size=\(1000000, 1000000\) makes the 2 images of '.*images' \(1000000x1000000x1\) "
+         r"need about [\d,.]+ GiB as they are read, and this process can have [\d,.]+ GiB \(.*\): more than the "
+         r"75% of it that loading may take; pass a smaller image_size=\(H, W\) \(--image-size H,W\)$"),
+    Case("load-images-size-huge", PY, "load_images(folder of two 8x8 PNGs, image_size=(10**6, 10**6))",
+         _images_call("load_images", _image_dir(lambda folder: None), image_size=(10 ** 6, 10 ** 6)),
+         MemoryLimitError, r"load_images: image_size=\(1000000, 1000000\) makes the 2 images of '.*images' "
+                           r"\(1000000x1000000x1\) need about [\d,.]+ GiB as they are read, .*; pass a smaller "
+                           r"image_size=\(H, W\) \(--image-size H,W\)$"),
+]
+
+# ---------------------------------------------------------------------------- issue 32: found by the fuzz test
+CASES += [
+    Case("cli-train-threads-huge", CLI, "vae train --threads 2147483648 (once: run.json written, then torch's "
+                                        "'Overflow when unpacking long' in the first step)",
+         lambda t: [*TRAIN, "--threads", "2147483648", "--out", str(t / "run")], ValueError,
+         r"vae train: error: --threads must be at most 4,096; got 2147483648\. Pass the number of CPU threads a "
+         r"step may use: this process may run on \d+ CPUs$"),
+    Case("fit-threads-huge", PY, "fit(threads=2**31)", lambda t: lambda: _fit(X, threads=2 ** 31), ValueError,
+         r"fit: threads must be at most 4,096; got 2147483648\. Pass the number of CPU threads a step may use"),
+    Case("cli-train-resume-without-out", CLI, "vae train --resume without --out (once: resumed the working folder)",
+         lambda t: [*TRAIN, "--resume"], ValueError,
+         r"vae train: error: --resume needs --out: the folder of the run to continue$"),
 ]

@@ -3,8 +3,8 @@
 For each backend: one uninterrupted run, then one run that is killed (SIGKILL) mid-epoch at a random moment;
 preempted with SIGTERM mid-epoch, and again with SIGTERM while the step checkpoint is being written (exit 143,
 one line naming the epoch, the step and how to resume); killed in the middle of
-a checkpoint write (made slow with the VAE_CORE_SLOW_WRITE_SECONDS test hook, so the kill lands while the temp
-file is half-written); and resumed to the end. After every kill the latest checkpoint must load;
+a checkpoint write (made slow with the VAE_CORE_SLOW_WRITE_SECONDS test hook, so the kill lands after the temp
+file is written and before it replaces the checkpoint); and resumed to the end. After every kill the latest checkpoint must load;
 at the end the weights, Adam state and history must equal the uninterrupted run's bit for bit (CPU, fixed seed:
 data order and noise are functions of (seed, epoch), so an epoch that is re-run draws what it drew before).
 """
@@ -111,13 +111,13 @@ def test_sigkill_anywhere_then_resume_equals_an_uninterrupted_run(backend, tmp_p
             assert ckpt.epoch == epoch
         assert ckpt.epoch < EPOCHS
 
-    # 3. During a checkpoint write: resume with slow writes, kill while the temp file is half-written.
+    # 3. During a checkpoint write: resume with slow writes, kill while the temp file waits to replace the checkpoint.
     proc = start(killed, backend, "--resume", slow_write=2.0)
     wait_for(lambda: temp_files(killed), proc, "a checkpoint write")
     time.sleep(rng.uniform(0.0, 0.5))
     kill(proc)
     assert temp_files(killed), "the kill should have landed inside the slow write"
-    after = read_checkpoint(killed / "last.safetensors")  # the previous complete file, not the half-written one
+    after = read_checkpoint(killed / "last.safetensors")  # the previous complete file, not the new one in the temp file
     assert after.epoch >= saved.epoch
     for name in ("best.safetensors",):
         read_checkpoint(killed / name)

@@ -1,8 +1,10 @@
 """The user's own images: `vae_core.data.load_images` on folders of PNG/JPEG files and on .npy/.npz arrays."""
+import re
+
 import numpy as np
 import pytest
 
-from vae_core.data import load_images
+from vae_core.data import load_images, read_images
 from vae_core.data.mapped import MappedRows
 
 PIL = pytest.importorskip("PIL.Image")
@@ -103,7 +105,7 @@ def test_bad_arrays_are_refused_with_what_was_found(tmp_path, make, match):
 def test_bad_arguments_name_the_argument(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_images(tmp_path / "missing")
-    with pytest.raises(FileNotFoundError, match=r"no \.png/\.jpg/\.jpeg files"):
+    with pytest.raises(FileNotFoundError, match=r"no \.png/\.jpg/\.jpeg/\.webp/.* files"):
         load_images(tmp_path)
     np.save(tmp_path / "a.npy", np.zeros((4, 8, 8), np.uint8))
     with pytest.raises(ValueError, match=r"load_images\.image_size must be None for an array file"):
@@ -121,3 +123,103 @@ def test_importing_the_images_module_first_works():
 
     subprocess.run([sys.executable, "-c", "from vae_core.data.images import load_images; import vae_core.data"],
                    check=True)
+
+
+# ------------------------------------------------------------------- issue 32: no silent data changes in image files
+def _gradient16(path):
+    """An 8x8 16-bit grey PNG of 64 levels spread over 0..65535; returns the levels."""
+    levels = (np.arange(64) * 65535 // 63).astype(np.uint16).reshape(8, 8)
+    PIL.fromarray(levels).save(path)
+    assert PIL.open(path).mode.startswith("I")  # Pillow reads it as a 16-bit mode
+    return levels
+
+
+def test_16_bit_files_keep_every_level_scaled_by_the_16_bit_range(tmp_path):
+    levels = _gradient16(tmp_path / "a.png")
+    _gradient16(tmp_path / "b.png")
+    images = read_images(tmp_path)
+    assert images.x.dtype == np.float32 and images.image_shape == (8, 8)
+    assert len(np.unique(images.x[0])) == 64  # Pillow's own convert("L") keeps 2 of them
+    np.testing.assert_allclose(images.x[0], levels.reshape(-1) / 65535, rtol=1e-6)
+    assert images.x.min() == 0.0 and images.x.max() == 1.0
+    data = load_images(tmp_path, mode="L")  # the advice an older vae_core gave: now it keeps the levels too
+    assert data.x_train.dtype == np.float32 and len(np.unique(data.x_train)) == 64
+    rgb = read_images(tmp_path, mode="RGB")
+    assert rgb.image_shape == (8, 8, 3) and np.array_equal(rgb.x[0, 0::3], images.x[0])
+    resized = read_images(tmp_path, image_size=(4, 4))
+    assert resized.x.dtype == np.float32 and len(np.unique(resized.x[0])) == 16 and resized.x.max() <= 1.0
+
+
+def test_an_8_bit_file_beside_16_bit_ones_is_scaled_by_255(tmp_path):
+    _gradient16(tmp_path / "a.png")
+    grey = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    PIL.fromarray(grey).save(tmp_path / "b.png")
+    images = read_images(tmp_path)
+    assert images.x.dtype == np.float32 and images.files == ("a.png", "b.png")
+    np.testing.assert_allclose(images.x[1], grey.reshape(-1) / 255, rtol=1e-6)
+
+
+def test_32_bit_integer_and_float_files_are_refused_by_name_with_a_fix(tmp_path):
+    PIL.fromarray(np.full((4, 4), 70000, np.int32), "I").save(tmp_path / "wide.tif")
+    with pytest.raises(ValueError, match=r"'.*wide\.tif' holds 32-bit integer pixels in \[70000, 70000\].*save it "
+                                         r"as a 16-bit PNG"):
+        read_images(tmp_path)
+    (tmp_path / "wide.tif").unlink()
+    PIL.fromarray(np.full((4, 4), 0.5, np.float32), "F").save(tmp_path / "float.tif")
+    with pytest.raises(ValueError, match=r"'.*float\.tif' holds 32-bit float pixels .*a \.npy of floats in \[0, 1\]"):
+        read_images(tmp_path, mode="L")
+
+
+@pytest.mark.parametrize("suffix, orientation, turn", [(".png", 6, -1), (".png", 8, 1), (".jpg", 6, -1)])
+def test_the_exif_orientation_is_applied(tmp_path, suffix, orientation, turn):
+    rows, cols = np.mgrid[:16, :24]
+    pixels = (6 * rows + 4 * cols).astype(np.uint8)  # 16 high, 24 wide as stored; smooth, so a JPEG keeps it
+    exif = PIL.Exif()
+    exif[0x0112] = orientation  # 6: turn 90 degrees clockwise to show; 8: counter-clockwise
+    PIL.fromarray(pixels).save(tmp_path / f"a{suffix}", exif=exif.tobytes(), **({"quality": 100} if suffix == ".jpg"
+                                                                                  else {}))
+    images = read_images(tmp_path)
+    assert images.image_shape == (24, 16)  # upright: 24 high, 16 wide
+    shown = images.x[0].reshape(24, 16).astype(int)
+    assert np.abs(shown - np.rot90(pixels, turn)).max() <= (0 if suffix == ".png" else 3)
+    assert np.abs(shown - np.rot90(pixels, -turn)).mean() > 20  # not the other way round
+
+
+def test_animated_files_are_refused_by_name(tmp_path):
+    frames = [PIL.fromarray(np.full((8, 8), v, np.uint8)) for v in (0, 255)]
+    _folder(tmp_path, [(8, 8)], mode="L", classes=("a",))
+    frames[0].save(tmp_path / "a" / "moving.png", save_all=True, append_images=frames[1:])
+    with pytest.raises(ValueError, match=r"'.*moving\.png' is animated \(2 frames\): only its first frame would be "
+                                         r"read; save the frames you want as still images"):
+        load_images(tmp_path)
+    (tmp_path / "a" / "moving.png").unlink()
+    frames[0].save(tmp_path / "a" / "moving.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(ValueError, match=r"'.*moving\.gif' is animated"):
+        load_images(tmp_path, mode="L")
+
+
+def test_an_unreadable_file_is_refused_by_name(tmp_path):
+    _folder(tmp_path, [(8, 8)] * 2, classes=("a",))
+    (tmp_path / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    with pytest.raises(ValueError, match=r"load_images: '.*broken\.png' is not a readable image .*; remove or "
+                                         r"replace it"):
+        load_images(tmp_path)
+
+
+def test_other_image_types_are_read_and_other_files_counted_in_one_warning(tmp_path):
+    _folder(tmp_path, [(8, 8)] * 2, classes=("a",))
+    rgb = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    PIL.fromarray(rgb).save(tmp_path / "a" / "c.bmp")
+    PIL.fromarray(rgb).save(tmp_path / "a" / "d.webp", lossless=True)
+    PIL.fromarray(rgb).save(tmp_path / "a" / "e.tif")
+    for name in ("notes.txt", "labels.txt", "README"):
+        (tmp_path / "a" / name).write_text("x")
+    with pytest.warns(UserWarning) as caught:
+        images = read_images(tmp_path)
+    assert images.files == ("a/000.png", "a/001.png", "a/c.bmp", "a/d.webp", "a/e.tif")
+    for i in (2, 3, 4):  # lossless: exactly the pixels written
+        np.testing.assert_array_equal(images.x[i], rgb.reshape(-1))
+    notes = [str(w.message) for w in caught]
+    assert len(notes) == 1 and caught[0].filename == __file__, notes
+    assert re.fullmatch(r"read_images: skipped 3 files that are not images in '.*' \(2 \.txt, 1 \(no extension\)\); "
+                        r"it reads \.png/\.jpg/.*/\.tiff files", notes[0]), notes[0]

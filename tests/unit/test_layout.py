@@ -26,7 +26,7 @@ FRAMEWORK_IMPORTERS = {"vae_core.triton_guard": {"triton"}}  # the guard preload
 LAYERS = (
     ("vae_core.checks", "vae_core.triton_guard", "vae_core._moved"),
     ("vae_core.config", "vae_core.model"),
-    ("vae_core.io", "vae_core.data"),
+    ("vae_core.io", "vae_core.data", "vae_core.system"),  # system: the machine's memory and threads
     ("vae_core.train",),
     ("vae_core.registry",),
     ("vae_core.deploy",),  # exports: the registry's backends write them, the reference forward checks them

@@ -26,7 +26,7 @@ def test_spec_defaults_are_the_seeds():
     ("hidden_dims", (400, 2.5), "positive ints"),
     ("latent_dim", -2, "an int >= 1"),
     ("likelihood", "poisson", "one of 'bernoulli', 'gaussian', 'gaussian_learned'"),
-    ("beta", -0.1, r"a number in \[0.0, inf\)"),
+    ("beta", -0.1, r"a number in \[0.0, 1000000.0\]"),
     ("beta", float("nan"), "a finite number"),
     ("image_shape", (28,), r"None, \(H, W\) or \(H, W, C\) of positive ints"),
     ("image_shape", (28, 28, 0), r"None, \(H, W\) or \(H, W, C\) of positive ints"),

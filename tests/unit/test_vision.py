@@ -172,3 +172,30 @@ def test_without_torchvision_the_error_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r"dataset 'torchvision:mnist' needs the optional package 'torchvision'; "
                                           r"install it with: pip install 'vae-core\[torch\]'"):
         load_dataset("torchvision:mnist", data_dir=tmp_path)
+
+
+def test_image_folder_reads_files_upright_and_refuses_16_bit_and_animated_ones_by_name(tmp_path):
+    """Issue 32: the EXIF orientation is applied (sizes are checked upright, before decoding); a 16-bit file, which
+    the uint8 items would clip, and an animated one are refused by name, each with a fix."""
+    from PIL import Image
+
+    roots.image_folder(tmp_path, classes=("a", "b"), per_class=3, shape=(8, 6))  # 8 high, 6 wide
+    rows, cols = np.mgrid[:6, :8]
+    stored = (20 * rows + 10 * cols).astype(np.uint8)  # 6 high, 8 wide as stored: 8 x 6 once turned
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turn 90 degrees clockwise to show
+    Image.fromarray(stored).save(tmp_path / "a" / "turned.png", exif=exif.tobytes())
+    data = load_dataset("torchvision:image-folder", data_dir=tmp_path)
+    assert data.image_shape == (8, 6)
+    files = [path for path, _ in data.x_train.dataset.samples]
+    turned = vision.ImageFile("L")(files[[i for i, p in enumerate(files) if p.endswith("turned.png")][0]])
+    np.testing.assert_array_equal(turned[..., 0], np.rot90(stored, -1))
+    Image.fromarray((np.arange(48) * 1000).astype(np.uint16).reshape(8, 6)).save(tmp_path / "b" / "deep.png")
+    with pytest.raises(ValueError, match=r"'.*deep\.png' is a 16-bit image .*would clip; read the folder with vae "
+                                         r"train --data FOLDER \(load_images, which keeps 16-bit levels"):
+        load_dataset("torchvision:image-folder", data_dir=tmp_path, mode="L")
+    (tmp_path / "b" / "deep.png").unlink()
+    frames = [Image.fromarray(np.full((8, 6), v, np.uint8)) for v in (0, 255)]
+    frames[0].save(tmp_path / "b" / "moving.png", save_all=True, append_images=frames[1:])
+    with pytest.raises(ValueError, match=r"'.*moving\.png' is animated \(2 frames\)"):
+        load_dataset("torchvision:image-folder", data_dir=tmp_path)

@@ -13,7 +13,10 @@ from vae_core.data.images import load_images
 from vae_core.io.atomic import atomic_write
 from vae_core.io.checkpoint import read_checkpoint
 from vae_core.io.out_dir import prepare_out_dir
+from vae_core.io.run_files import check_not_run_file
+from vae_core.model.spec import VAESpec
 from vae_core.registry import backend_module
+from vae_core.system.memory import check_training_memory
 from vae_core.viz.gallery import plot_all
 
 
@@ -23,8 +26,11 @@ def positive(name: str, value: int | None, minimum: int = 1) -> None:
 
 
 def check_output_file(path: Path, argument: str, suffix: str) -> Path:
+    """An output file of a command (`--json`, `-o`, `--npy`, `--out`): its suffix, that it replaces no checkpoint
+    and no run's metadata (`vae_core.io.run_files.check_not_run_file`), and that its folder can be written."""
     if path.suffix.lower() != suffix:
         raise ValueError(f"{argument} must end in {suffix}; got {str(path)!r}")
+    check_not_run_file(path, argument)
     prepare_out_dir(path.parent, f"the folder of {argument}")
     return path
 
@@ -57,6 +63,24 @@ def load_data(opts: dict[str, Any], *, download: bool = False, seed: int = 0):
                            test_fraction=0.1 if fraction is None else fraction, seed=seed)
     return load_dataset(opts["dataset"], data_dir=opts.get("data_dir"), download=download,
                         binarize=opts.get("binarize"), seed=seed, image_size=size, mode=opts.get("image_mode"))
+
+
+def check_image_size_memory(opts: dict[str, Any], spec_changes: dict[str, Any], *, processes: int = 1) -> None:
+    """`vae train --data FOLDER --image-size H,W`: the memory guard (`check_training_memory`) on the smallest model
+    those images can give (one channel unless --image-mode RGB, a batch of one) before a file is read, so that a
+    size too large to train is refused before the images are resized to it (MemoryLimitError naming --image-size);
+    the guard runs again once the data gives the real shape."""
+    size, data = opts.get("image_size"), opts.get("data")
+    if size is None or data is None or not Path(data).is_dir():
+        return
+    shape = (int(size[0]), int(size[1]), *((3,) if opts.get("image_mode") == "RGB" else ()))
+    changes = {k: v for k, v in spec_changes.items() if k not in ("input_dim", "image_shape")}
+    try:
+        spec = VAESpec(**changes, image_shape=shape)
+    except (TypeError, ValueError):  # refused once the data gives its shape, with the message that names why
+        return
+    check_training_memory(spec, batch_size=1, precision=opts.get("precision") or "fp32", processes=processes,
+                          backend=opts.get("backend"), fix_flags=True)
 
 
 def load_checkpoint_data(args: argparse.Namespace, info: dict[str, Any], spec=None):

@@ -6,23 +6,31 @@ explicit by writing one neutral checkpoint (`init.safetensors`) and loading it i
 (`epoch_permutation`); the reparameterisation noise is each backend's own stream unless `lockstep`, which feeds both
 the parity suite's shared eps, so the two runs differ only by float32 rounding.
 
-Writes into `out`: torch/ and tf/ (checkpoints), compare.png (curves and their per-epoch difference),
-compare.md and compare.json (final numbers, per-epoch wall time, and each class's test -ELBO, by the class's name);
-with `tensorboard`, both runs as TensorBoard event files (`vae_core.callbacks.TensorBoard`), one run per backend.
+Writes into `out`: torch/ and tf/ (each backend's checkpoints and run.json, as `vae train` writes into its --out, so
+that `vae evaluate`, `score`, `sample`, `reconstruct` and `plot` find the data without --dataset), compare.png
+(curves and their per-epoch difference), compare.md and compare.json (final numbers, per-epoch wall time, and each
+class's test -ELBO, by the class's name); with `tensorboard`, both runs as TensorBoard event files
+(`vae_core.callbacks.TensorBoard`), one run per backend.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 from pathlib import Path
 from typing import Any
 
+from vae_core.cli.backend_options import check_applies
+from vae_core.cli.common import write_json
 from vae_core.cli.loggers import tensorboard_callback
-from vae_core.cli.options import check_dataset_flags, flag_values, read_config_file
+from vae_core.cli.options import RUN_FILE, RUN_KEYS, check_dataset_flags, flag_values, read_config_file, run_record
 from vae_core.config import TrainConfig
 from vae_core.data.datasets import load_dataset
 from vae_core.io.atomic import atomic_write
 from vae_core.io.out_dir import check_writable_dir, prepare_out_dir
+from vae_core.io.run_files import RUN_FILES, check_file_targets, check_new_run, remove_run
+from vae_core.io.run_lock import run_lock
 from vae_core.model.spec import VAESpec
 from vae_core.registry import build, evaluate, fit, load_checkpoint, save_checkpoint
 from vae_core.viz.curves import plot_backend_comparison
@@ -36,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     file = read_config_file(args.config) if args.config else {}
     flags = flag_values(args)
     check_dataset_flags(args.dataset, args.image_size, args.image_mode)
+    for backend in ORDER:  # the help's "(backends: ...)" (vae_core.cli.backend_options)
+        check_applies("--device", args.device, backend)
     if args.tensorboard is not None:  # checked before --out is made
         check_writable_dir(args.tensorboard, "--tensorboard")
     out = prepare_out_dir(args.out, "--out")
@@ -45,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                               config_changes={**file.get("train", {}), **flags["train"]},
                               same_init=args.same_init or args.lockstep, lockstep=args.lockstep, out=out,
                               device=args.device or "auto", progress=not args.no_progress,
-                              command=args.command_line, tensorboard=args.tensorboard)
+                              command=args.command_line, tensorboard=args.tensorboard, overwrite=args.overwrite)
     print(result["markdown"])
     return 0
 
@@ -55,8 +65,11 @@ def compare_backends(*, dataset: str = "mnist-5k", data_dir: str | Path | None =
                      spec_changes: dict[str, Any] | None = None, config_changes: dict[str, Any] | None = None,
                      same_init: bool = False, lockstep: bool = False, out: str | Path = "runs/compare",
                      device: str = "auto", progress: bool = True, command: str | None = None,
-                     tensorboard: str | Path | None = None) -> dict[str, Any]:
+                     tensorboard: str | Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Train both backends and write the comparison; returns {"histories", "summary", "markdown", "paths"}.
+
+    overwrite: replace the comparison `out` holds (`compare_files`: its runs and results), whose files are removed
+    once the arguments have passed, before training; without it such a folder is refused before anything is read.
 
     tensorboard: a folder to log both runs into for TensorBoard, as two runs of each split (tensorboard/torch/train,
     tensorboard/torch/validation, tensorboard/tf/...), so that TensorBoard overlays the backends' curves.
@@ -65,6 +78,9 @@ def compare_backends(*, dataset: str = "mnist-5k", data_dir: str | Path | None =
     image_size, image_mode: the files of "torchvision:image-folder" resized and converted (see load_dataset).
     """
 
+    if not overwrite:  # a finished comparison is never replaced by accident
+        check_new_run(out, compare_files(), "--out", overwrite="--overwrite")
+    check_file_targets(out, compare_files(), "--out")  # nothing but a file where one goes: checked before training
     data = load_dataset(dataset, data_dir=data_dir, download=download,
                         image_size=None if image_size is None else tuple(image_size), mode=image_mode)
     changes = dict(spec_changes or {})
@@ -76,6 +92,8 @@ def compare_backends(*, dataset: str = "mnist-5k", data_dir: str | Path | None =
     same_init = same_init or lockstep
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if overwrite:  # the arguments have passed: the old comparison's files go, none left beside the new one's
+        remove_run(out, compare_files())
     init_path = out / "init.safetensors"
     if same_init:
         save_checkpoint(init_path, build("torch", spec, seed=config.seed), train_config=config)
@@ -85,12 +103,18 @@ def compare_backends(*, dataset: str = "mnist-5k", data_dir: str | Path | None =
     loggers = {backend: [] if tensorboard is None else
                [tensorboard_callback(Path(tensorboard) / backend, data.x_test, config.seed, "--tensorboard")]
                for backend in ORDER}  # made (and so checked) before either backend trains
+    argv = shlex.split(command)[1:] if command else []  # run.json's command line, as `vae train` writes it
     for backend in ORDER:
         model = load_checkpoint(init_path, backend) if same_init else build(backend, spec, seed=config.seed)
-        (out / backend).mkdir(exist_ok=True)
-        histories[backend] = fit(model, data.x_train, data.x_test, config, out_dir=out / backend,
-                                 shared_noise=lockstep, device=device, progress=progress,
-                                 callbacks=loggers[backend])
+        folder = out / backend
+        folder.mkdir(exist_ok=True)
+        with run_lock(folder, "--out"):  # held from run.json to the last checkpoint, as `vae train` holds it
+            write_json(folder / RUN_FILE, run_record(
+                _run_options(backend, folder, dataset, data_dir, image_size, image_mode, device, tensorboard),
+                spec, config, argv))
+            histories[backend] = fit(model, data.x_train, data.x_test, config, out_dir=folder,
+                                     shared_noise=lockstep, device=device, progress=progress,
+                                     callbacks=loggers[backend])
         models[backend] = model
 
     summary = summarize(histories)
@@ -104,6 +128,24 @@ def compare_backends(*, dataset: str = "mnist-5k", data_dir: str | Path | None =
              "json": atomic_write(out / "compare.json", json.dumps(
                  {**meta, "summary": summary, "histories": histories}, indent=1).encode())}
     return {"histories": histories, "summary": summary, "markdown": text, "paths": paths}
+
+
+def _run_options(backend: str, folder: Path, dataset: str, data_dir: str | Path | None,
+                 image_size: tuple[int, int] | None, image_mode: str | None, device: str,
+                 tensorboard: str | Path | None) -> dict[str, Any]:
+    """One backend's run options for its run.json, with the keys of `vae train`'s (RUN_KEYS, None where compare has
+    no such option); paths absolute, as `vae train` writes them, so the run's data is found from any folder."""
+    return {**dict.fromkeys(RUN_KEYS), "backend": backend, "dataset": dataset,
+            "image_size": None if image_size is None else list(image_size), "image_mode": image_mode,
+            "data_dir": None if data_dir is None else os.path.abspath(data_dir), "device": device, "precision": "fp32",
+            "tensorboard": None if tensorboard is None else os.path.abspath(Path(tensorboard) / backend),
+            "out": str(folder)}
+
+
+def compare_files() -> list[str]:
+    """The files of a comparison in its folder: the shared init checkpoint, each backend's run, the results."""
+    return ["init.safetensors", *(f"{backend}/{name}" for backend in ORDER for name in RUN_FILES),
+            "compare.png", "compare.md", "compare.json"]
 
 
 def per_class(models: dict[str, Any], data: Any, seed: int, device: str) -> list[dict[str, Any]]:

@@ -17,15 +17,20 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from vae_core.cli.config_text import load_yaml, toml_error
+from vae_core.cli.backend_options import check_applies
+from vae_core.cli.config_values import config_text, config_value
 from vae_core.config import TrainConfig
 from vae_core.data.datasets import DATASETS
 from vae_core.data.vision import IMAGE_FOLDER
 from vae_core.io.checkpoint import LAST_FILE, read_checkpoint
+from vae_core.io.files import check_regular_file
+from vae_core.io.run_files import RUN_FILE, resume_checkpoint
 from vae_core.model.spec import ARCHITECTURES, LIKELIHOODS, VAESpec
 from vae_core.registry import BACKENDS
+from vae_core.train.world import launched_rank
 
 SECTIONS = {"spec": VAESpec, "train": TrainConfig}
-RUN_FILE = "run.json"  # the options of a `vae train` run, beside its checkpoints
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
 # Fields the data decides; a flag or config value for them is checked against the dataset.
@@ -124,24 +129,23 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     `[run]` holds the non-field options (backend, dataset or data, image_size, image_mode, test_fraction, data_dir,
     device, precision, out, tensorboard, mlflow). Unknown sections or keys are errors, so a typo never passes silently.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--config {str(path)!r} does not exist; pass a .toml or .yaml file")
+    path = check_regular_file(Path(path), "--config", "pass a .toml or .yaml file")  # a FIFO would block the read
+    text = config_text(path)  # UTF-8; a leading byte-order mark dropped
     suffix = path.suffix.lower()
     if suffix == ".toml":
         import tomllib
 
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"--config {str(path)!r} is not valid TOML: {e}") from None
+            raise ValueError(toml_error(path, text, e)) from None  # a key given twice: with its line
     elif suffix in (".yaml", ".yml"):
         try:
             import yaml
         except ModuleNotFoundError:
             raise ImportError("--config: reading YAML needs PyYAML; pip install pyyaml, or use a .toml file") from None
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = load_yaml(text, path) or {}  # safe_load that refuses a key given twice
         except yaml.YAMLError as e:
             raise ValueError(f"--config {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
     else:
@@ -160,7 +164,7 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
         if bad:
             raise ValueError(f"--config {str(path)!r}: unknown key(s) {bad} in [{section}]; "
                              f"allowed: {', '.join(sorted(allowed))}")
-        out[section] = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+        out[section] = {k: config_value(path, section, k, v, yaml_file=suffix != ".toml") for k, v in table.items()}
     return out
 
 
@@ -215,6 +219,13 @@ def run_info(checkpoint: Path) -> dict[str, Any]:
         return {}
 
 
+def run_record(opts: dict[str, Any], spec: VAESpec, config: TrainConfig, argv: list[str]) -> dict[str, Any]:
+    """What run.json holds, beside a run's checkpoints (`vae train`'s --out, each backend's folder of `vae
+    compare`): the run's options (RUN_KEYS and out), seed, spec, train config and command line. `run_info` reads it
+    back, so that `vae evaluate`, `score`, `sample`, `reconstruct` and `plot` find the run's data without --dataset."""
+    return {**opts, "seed": config.seed, "spec": spec.to_dict(), "train_config": config.to_dict(), "argv": list(argv)}
+
+
 def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
     """Merge defaults, run.json (with --resume), --config and flags into the run's options, spec and config."""
 
@@ -222,15 +233,22 @@ def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
     flags = flag_values(args)
     run_file = file.get("run", {})
     explicit = {k: getattr(args, k) for k in RUN_KEYS if getattr(args, k, None) is not None}
-    out = Path(explicit.get("out") or run_file.get("out") or "")
+    given_out = explicit.get("out") or run_file.get("out")  # str(Path("")) is ".", so this says if one was given
+    out = Path(given_out or "")
     resume_from, previous = None, {}
+    if args.resume and args.overwrite:
+        raise ValueError("pass --resume (continue the run in --out) or --overwrite (replace it with a new run), not "
+                         "both")
     if args.resume:
-        if not str(out):
+        if not given_out:
             raise ValueError("--resume needs --out: the folder of the run to continue")
-        previous = run_info(out / LAST_FILE)
-        if (out / LAST_FILE).is_file():
+        if launched_rank() == 0:  # another rank of a torchrun job may find the run.json rank 0 just wrote
+            resume_from = resume_checkpoint(out)  # never a new run over an old one's files
+        elif (out / LAST_FILE).is_file():
             resume_from = out / LAST_FILE
-        else:
+        if resume_from is not None:
+            previous = run_info(resume_from)
+        elif launched_rank() == 0:  # a folder with no run file: nothing to continue yet
             print(f"vae train: no {LAST_FILE} in {str(out)!r} yet; starting from scratch", file=sys.stderr)
     if explicit.get("dataset") is not None and explicit.get("data") is not None:
         raise ValueError(f"pass --dataset or --data, not both; got --dataset {explicit['dataset']!r} and --data "
@@ -257,7 +275,7 @@ def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
     if opts["data_dir"] is not None:
         opts["data_dir"] = os.path.abspath(opts["data_dir"])  # as `data`: for vae evaluate/plot from any folder
     check_logger_options(opts)  # --tensorboard made absolute, `mlflow = true` of a config file as --mlflow
-    if not str(out):
+    if not given_out:
         source = (opts["dataset"] or Path(opts["data"]).stem or "data").replace(":", "-")
         out = Path("runs") / f"{source}-{opts['backend']}"
     opts["out"] = str(out)
@@ -266,6 +284,9 @@ def resolve_train(args: argparse.Namespace) -> dict[str, Any]:
         if opts[key] not in choices:
             raise ValueError(f"{key} must be one of {', '.join(c for c in choices if c)}; got {opts[key]!r} "
                              f"(from --config)")
+    for flag, value in (("--precision", opts["precision"]), ("--device", opts["device"]),
+                        ("--nproc", getattr(args, "nproc", 1)), ("--threads", getattr(args, "threads", None))):
+        check_applies(flag, value, opts["backend"])  # the help's "(backends: ...)" (vae_core.cli.backend_options)
 
     spec_changes = {**file.get("spec", {}), **flags["spec"]}
     config_changes = {**file.get("train", {}), **flags["train"]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vae_core.cli.backend_options import applies_suffix
 from vae_core.cli.options import DATASETS, DEVICES, PRECISIONS, add_field_flags, image_size
 from vae_core.deploy.formats import FORMATS
 from vae_core.registry import BACKENDS
@@ -23,9 +24,11 @@ DESCRIPTION = """The `vae` command: train, evaluate, score, sample, reconstruct,
     vae train --nproc 2 --dataset fashion-mnist --out runs/fm   # data-parallel: torchrun, or tf's MirroredStrategy
 
 A bad argument exits with status 2 and one line on stderr, never a traceback; so does a second run into a folder
-that another run holds. A run that fails while training (a non-finite loss, or a disk that refuses a write) exits
-with status 1 and keeps its last good checkpoint. SIGTERM and Ctrl-C stop at the next step boundary after a
-checkpoint of that step, with one line saying how to resume, and exit 143 and 130.
+that another run holds, a new run into a folder that holds a run (--resume continues it, --overwrite replaces it),
+and an output file that would replace a checkpoint or a run's run.json or history. A run that fails while training
+(a non-finite loss, or a disk that refuses a write) exits with status 1 and keeps its last good checkpoint. SIGTERM
+and Ctrl-C stop at the next step boundary after a checkpoint of that step, with one line saying how to resume, and
+exit 143 and 130.
 """
 
 
@@ -64,7 +67,9 @@ def _add_data_flags(p: argparse.ArgumentParser, *, default: str | None, own_imag
 
 
 def _add_device_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", choices=DEVICES, default=None, help="where to run (default: auto)")
+    p.add_argument("--device", choices=DEVICES, default=None,
+                   help=f"where to run: auto (a GPU if the backend sees one, else the CPU), cpu or cuda (default: "
+                        f"auto) {applies_suffix('--device')}")
 
 
 def _add_backend_flag(p: argparse.ArgumentParser, help_default: str) -> None:
@@ -92,15 +97,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=None, help="TOML or YAML file with [spec], [train], [run] tables")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<dataset>-<backend>)")
     _add_device_flag(p)
-    p.add_argument("--precision", choices=PRECISIONS, default=None, help="fp32 (default) or bf16 autocast (torch)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help=f"fp32 (default), or bf16 mixed precision: bfloat16 compute, float32 weights, loss and Adam "
+                        f"{applies_suffix('--precision')}")
     p.add_argument("--resume", action="store_true",
                    help="continue from --out/last.safetensors (either backend wrote it) up to --epochs in total")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out: its files (checkpoints, run.json, history, plots) are removed "
+                        "once every argument has passed, before training; without it (or --resume) a folder that "
+                        "holds a run is refused")
     p.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="data-parallel over N: torch, N processes on this host through torch.distributed.run "
                         "(gloo on the CPU, NCCL on GPUs); tf, a MirroredStrategy over N devices (N GPUs, else the "
-                        "CPU as N logical devices). --batch-size stays the global batch (default 1)")
+                        f"CPU as N logical devices). --batch-size stays the global batch (default 1) "
+                        f"{applies_suffix('--nproc')}")
     p.add_argument("--no-plots", action="store_true", help="skip the plots at the end")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads of a training step; default: auto, the CPUs other processes leave idle (torch "
+                        f"follows them each second; tf keeps its own pools) {applies_suffix('--threads')}")
+    p.add_argument("--no-memory-check", action="store_true",
+                   help="train even when the memory estimate says the model does not fit in what this process can "
+                        "have (vae_core.system.memory); by default such a run is refused before anything is written")
     _add_tensorboard_flag(p, "DIR/train and DIR/validation")
     p.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
                    help="log the run to MLflow: params, epoch metrics, then plots and best.safetensors as artifacts; "
@@ -181,11 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lockstep", action="store_true",
                    help="also feed both the same noise (the parity suite's shared eps); implies --same-init")
     p.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder (default runs/compare)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the comparison in --out (its runs torch/ and tf/ and init.safetensors); without it "
+                        "a folder that holds one is refused")
     p.add_argument("--config", type=Path, default=None, help="TOML or YAML file with [spec] and [train] tables")
     _add_device_flag(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_tensorboard_flag(p, "DIR/torch/{train,validation} and DIR/tf/{train,validation}, so TensorBoard overlays "
-                             "the two backends' curves")
+    _add_tensorboard_flag(p, "DIR/BACKEND/train and DIR/BACKEND/validation, one run per backend, so TensorBoard "
+                             "overlays the backends' curves")
     add_field_flags(p)
     p = sub.add_parser("export", help="a checkpoint as ONNX, a TF SavedModel, LiteRT or torch.export files, verified",
                        description="Export a checkpoint of either backend to --format, into the new or empty folder "

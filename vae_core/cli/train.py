@@ -10,17 +10,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vae_core.cli.common import check_images_fit, load_data, positive, save_plots, write_json
+from vae_core.cli.common import check_image_size_memory, check_images_fit, load_data, positive, save_plots, \
+    write_json
 from vae_core.cli.launch import launch_torchrun
 from vae_core.cli.loggers import train_callbacks
-from vae_core.cli.options import RUN_FILE, resolve_train
+from vae_core.cli.options import RUN_FILE, resolve_train, run_record
 from vae_core.io.atomic import atomic_write
 from vae_core.io.out_dir import prepare_out_dir
+from vae_core.io.run_files import PLOTS_DIR, RUN_FILES, check_file_targets, check_new_run, remove_run
 from vae_core.io.run_lock import LOCK_FILE, run_lock
 from vae_core.model.spec import VAESpec
 from vae_core.registry import backend_module, build, fit
+from vae_core.system.memory import check_training_memory
+from vae_core.system.threads import check_threads
 from vae_core.train.history import HISTORY_KEYS
+from vae_core.train.resume import idle_resume
 from vae_core.train.world import launched_rank, launched_world_size
+from vae_core.viz.gallery import GALLERY_FILES
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,10 +38,18 @@ def run(args: argparse.Namespace) -> int:
                          f"batch, split evenly between them; use a multiple of {args.nproc}")
     rank, launched = launched_rank(), launched_world_size() > 1  # under torchrun: rank 0 writes and prints
     writer = rank == 0
+    if plan["resume_from"] is not None:  # nothing to train: one line, exit 0, before any data is read or file written
+        idle = idle_resume(plan["resume_from"], config, flags=True)
+        if idle is not None:
+            if writer:
+                print(f"vae train: {opts['out']!r} {idle}; nothing written", file=sys.stderr)
+            return 0
     # The CLI, not the trainer, holds the run lock: it writes run.json before fit starts, and with --nproc the
     # ranks are other processes, which find it held through HELD_ENV (the trainer's run_lock is then a no-op).
     with contextlib.ExitStack() as held:
-        out = _check_out_early(Path(opts["out"]), held if writer else None)
+        out = _check_out_early(Path(opts["out"]), held if writer else None, args)
+        if plan["spec"] is None and not launched and not args.no_memory_check:  # --image-size: before files resize
+            check_image_size_memory(opts, plan["spec_changes"], processes=args.nproc)
         data = load_data(opts, download=args.download, seed=config.seed)
         spec = plan["spec"]
         if spec is None:
@@ -48,6 +62,16 @@ def run(args: argparse.Namespace) -> int:
             spec = VAESpec(**changes)
         else:
             check_images_fit(spec, data, f"--resume: {data.name!r}")
+        if not launched and not args.no_memory_check:  # before a byte is allocated for the model or written
+            batch = min(config.batch_size, len(data.x_train))  # a step never holds more examples than there are
+            _, notes = check_training_memory(spec, batch_size=batch, precision=opts["precision"],
+                                             processes=args.nproc, backend=opts["backend"], fix_flags=True)
+            for note in notes:
+                print(f"vae train: note: {note}", file=sys.stderr)
+        if args.threads is not None:  # checked now; TensorFlow takes it before it starts (the strategy starts it)
+            check_threads(args.threads, "--threads")
+            if opts["backend"] == "tf":
+                backend_module("tf").device.set_threads(args.threads)
         strategy = None
         if args.nproc > 1 and opts["backend"] == "tf":  # before TensorFlow starts: it may split the CPU
             if opts["device"] != "auto":
@@ -60,30 +84,34 @@ def run(args: argparse.Namespace) -> int:
         if out is None:  # every argument is checked before anything is written
             out = prepare_out_dir(Path(opts["out"]), "--out")
         lock = held.enter_context(run_lock(out, "--out")) if writer else None  # one run per folder
+        if writer:  # again, under the lock: nothing came into the folder since the early check
+            _check_run_folder(out, args)
         if args.nproc > 1 and opts["backend"] == "torch" and not launched:
             del data  # checked; each rank loads its own
             return launch_torchrun(args.nproc, args.argv, lock)
         if not writer:  # another rank of a torchrun job: it trains, rank 0 writes
-            model = build(opts["backend"], spec, seed=config.seed)
+            model = build(opts["backend"], spec, seed=config.seed, check_memory=False)
             fit(model, data.x_train, data.x_test, config, out_dir=out, resume_from=plan["resume_from"],
-                device=opts["device"], precision=opts["precision"], progress=False)
+                overwrite=args.overwrite, device=opts["device"], precision=opts["precision"], progress=False)
             return 0
         for stale in out.glob(".*.safetensors.*.tmp"):  # temp files of a write that was killed mid-way
             stale.unlink()
-        info = {**opts, "seed": config.seed, "spec": spec.to_dict(), "train_config": config.to_dict(),
-                "argv": sys.argv[1:]}
-        write_json(out / RUN_FILE, info)
+        if args.overwrite:  # every argument has passed: the old run's files go, none left beside the new run's
+            remove_run(out, _run_paths())
+        write_json(out / RUN_FILE, run_record(opts, spec, config, sys.argv[1:]))
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
-            model = build(opts["backend"], spec, seed=config.seed)
+            model = build(opts["backend"], spec, seed=config.seed, check_memory=False)
         start_msg = f"resuming {plan['resume_from']}" if plan["resume_from"] else "training"
         size = launched_world_size() if launched else args.nproc
         world = f" x {size}" if size > 1 else ""
         print(f"vae train: {start_msg}: {opts['backend']}{world} on {data.name} ({len(data.x_train)} train / "
-              f"{len(data.x_test)} test), {spec.num_params:,} parameters, {config.epochs} epochs -> {out}/",
+              f"{len(data.x_test)} test), {spec.num_params:,} parameters, {config.epochs} epochs, threads "
+              f"{args.threads or 'auto'} -> {out}/",
               file=sys.stderr)
-        kwargs: dict[str, Any] = {"out_dir": out, "resume_from": plan["resume_from"], "device": opts["device"],
-                                  "precision": opts["precision"], "progress": not args.no_progress,
-                                  "callbacks": callbacks}
+        kwargs: dict[str, Any] = {"out_dir": out, "resume_from": plan["resume_from"], "overwrite": args.overwrite,
+                                  "device": opts["device"], "precision": opts["precision"],
+                                  "progress": not args.no_progress,
+                                  "callbacks": callbacks, "threads": args.threads}
         history = fit(model, data.x_train, data.x_test, config, **kwargs)
         write_json(out / "history.json", history)
         atomic_write(out / "history.csv", _history_csv(history))
@@ -94,18 +122,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_out_early(out: Path, held: contextlib.ExitStack | None) -> Path | None:
+def _check_out_early(out: Path, held: contextlib.ExitStack | None, args: argparse.Namespace) -> Path | None:
     """--out checked before the data is read, where that writes nothing: when the folder exists (or a file stands
     in its way) it is prepared now, and if a run left its lock file there (a busy folder has one) the lock is taken
-    into `held` (None: not the writing rank). Returns the prepared folder, or None when --out does not exist yet: it
-    is created only once the data and every other argument have passed."""
+    into `held` (None: not the writing rank); then the writing rank checks the run folder (`_check_run_folder`).
+    Returns the prepared folder, or None when --out does not exist yet: it is created only once the data and every
+    other argument have passed."""
     nearest = next((p for p in (out, *out.parents) if p.exists()), None)
     if nearest is None or (nearest != out and nearest.is_dir()):
         return None
     out = prepare_out_dir(out, "--out")  # raises for a file in the way; else probes the existing folder
     if held is not None and (out / LOCK_FILE).is_file():
         held.enter_context(run_lock(out, "--out"))
+    if held is not None:  # another rank of a torchrun job may find the files rank 0 is writing
+        _check_run_folder(out, args)
     return out
+
+
+def _run_paths() -> list[str]:
+    """The files of a `vae train` run in its folder: what --overwrite removes."""
+    return [*RUN_FILES, *(f"{PLOTS_DIR}/{name}" for name in GALLERY_FILES)]
+
+
+def _check_run_folder(out: Path, args: argparse.Namespace) -> None:
+    """A folder that holds a run takes only --resume (continue it) or --overwrite (replace it); and every file the
+    run writes there can be written (nothing but a regular file where one goes), before any of them is replaced."""
+    if not args.resume and not args.overwrite:
+        check_new_run(out, RUN_FILES, "--out", resume="--resume", overwrite="--overwrite")
+    plots = () if args.no_plots else (PLOTS_DIR,)
+    check_file_targets(out, _run_paths() if plots else RUN_FILES, "--out", folders=plots)
 
 
 def _history_csv(history: dict[str, list[float]]) -> bytes:

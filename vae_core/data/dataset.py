@@ -69,9 +69,14 @@ def binarize(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     x = np.asarray(x)
     if x.dtype.kind not in "fiu":
         fail("binarize", "x", "a numeric array of probabilities in [0, 1]", f"dtype {x.dtype}")
-    if x.size and not (np.all(np.isfinite(x)) and x.min() >= 0 and x.max() <= 1):
-        got = f"values in [{np.nanmin(x)}, {np.nanmax(x)}]" if np.isfinite(x).any() else "non-finite values"
-        fail("binarize", "x", "finite values in [0, 1]", got, "Scale pixels to [0, 1] first.")
+    finite = np.isfinite(x)
+    if not finite.all():  # named first: a range of the finite values would hide the NaN
+        where = np.argwhere(~finite)
+        fail("binarize", "x", "finite values in [0, 1]", f"NaN or inf at {len(where)} position(s), the first at "
+             f"index {tuple(int(i) for i in where[0])}", "Clean or drop those examples first.")
+    if x.size and not (x.min() >= 0 and x.max() <= 1):
+        fail("binarize", "x", "finite values in [0, 1]", f"values in [{x.min()}, {x.max()}]",
+             "Scale pixels to [0, 1] first.")
     return (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32)
 
 def import_optional(module: str, purpose: str, extra: str = DATA_EXTRA) -> Any:

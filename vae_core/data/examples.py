@@ -38,6 +38,25 @@ def example_of(item: Any, where: str) -> Any:
     return item
 
 
+def refuse_masked(x: Any, argument: str, *, batch: bool = True) -> Any:
+    """`x`, or the plain array of a NumPy masked array that masks nothing; a masked array with masked values is
+    refused (ValueError naming `argument` and the fix): `np.asarray` and the trainer would read the values under its
+    mask as data. `batch`: `x` holds examples along its first axis (the fix may drop examples), else it is one."""
+    if not isinstance(x, np.ma.MaskedArray):
+        return x
+    masked = int(np.ma.count_masked(x))
+    if not masked:
+        return x.data
+    if batch and np.ndim(x) >= 1:
+        rows = int(np.ma.getmaskarray(x).reshape(len(x), -1).any(axis=1).sum())
+        where = f" in {rows} of its {len(x)} examples"
+        drop = "drop those examples with x[~np.ma.getmaskarray(x).reshape(len(x), -1).any(axis=1)].data"
+    else:
+        where, drop = "", "leave that example out"
+    raise ValueError(f"{argument} is a NumPy masked array with {masked} masked value(s){where}; the mask would be "
+                     f"ignored and the values under it read as data. Fill them with x.filled(value), or {drop}")
+
+
 class ExampleReader:
     """Reads examples of `spec` for `argument`, checking each; the first read decides `dtype`."""
 
@@ -51,6 +70,7 @@ class ExampleReader:
     def rows(self, value: Any, where: str, *, batch: bool) -> np.ndarray:
         """`value`'s example(s) as checked rows of `self.dtype`: (b, D) for a batch, (D,) for one example."""
         example = example_of(value, where)
+        refuse_masked(example, where, batch=batch)  # a mask np.asarray would drop
         try:
             x = np.asarray(example)
         except Exception as e:

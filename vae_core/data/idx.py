@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from vae_core.data.dataset import import_optional
+from vae_core.io.files import check_regular_file
 
 CACHE_ENV = "VAE_CORE_DATA"
 
@@ -104,7 +105,7 @@ def _parse_idx(data: bytes, path: Path) -> np.ndarray:
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an IDX ubyte file (plain or .gz) into a uint8 array; ValueError if malformed."""
-    path = Path(path)
+    path = check_regular_file(Path(path), "IDX file", "pass an MNIST-style IDX file (plain or .gz)")  # never a FIFO
     return _parse_idx(_idx_bytes(path), path).copy()
 
 def _find_file(folder: Path, stem: str) -> Path | None:

@@ -1,30 +1,32 @@
-"""The user's own images as a `vae_core.data.Dataset`: a folder of PNG/JPEG files, or a .npy/.npz array.
+"""The user's own images as a `vae_core.data.Dataset`: a folder of image files, or a .npy/.npz array.
 
-`load_images(path)` returns uint8 pixels when the source is uint8 (files always are; `fit` and the models read uint8
-as x / 255, 4x smaller than float32), or float32 for float arrays in [0, 1]. The training split of a .npy stays
-in the memory-mapped file (`vae_core.data.mapped.MappedRows`), so a training set larger than memory trains a batch at a
-time. Rows are (N, H*W*C), channels last,
-with `image_shape` (H, W) for one channel or (H, W, C). The train/test split is a function of `seed` alone.
+`load_images(path)` returns uint8 pixels when the source is uint8 (8-bit files; `fit` and the models read uint8
+as x / 255, 4x smaller than float32), or float32 in [0, 1] for float arrays and for a folder with a 16-bit file
+(levels / 65535, every level kept; `vae_core.data.image_files` says how each file is read). The training split of
+a .npy stays in the memory-mapped file (`vae_core.data.mapped.MappedRows`), so a training set larger than memory
+trains a batch at a time. Rows are (N, H*W*C), channels last, with `image_shape` (H, W) for one channel or (H, W, C). The train/test split is a function of `seed` alone.
 `read_images(path)` gives every image unsplit, in file order, with each file's name (what `vae score` scores).
 Pillow reads the files (`pip install 'vae-core[data]'`); arrays need NumPy only and never unpickle.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from vae_core.checks import fail
+from vae_core.checks import as_float, caller_stacklevel, fail, listed
 from vae_core.data.dataset import DATA_EXTRA, Dataset
+from vae_core.data.image_files import DEEP_MODES, IMAGE_SUFFIXES, MODES, as_unit_floats, pillow, pixels, read_mode, \
+    read_upright, skipped_note
 from vae_core.data.mapped import MappedRows, is_mapped
+from vae_core.io.files import FILE, FOLDER, path_kind
+from vae_core.system.memory import GIB, REFUSE_SHARE, MemoryLimitError, available_memory
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npy", ".npz")
-MODES = ("L", "RGB")  # grey levels (C = 1) or colour (C = 3)
 CHANNELS = (1, 3)  # what an array may hold too: the images vae_core plots
-_GREY_MODES = ("1", "L")  # Pillow modes read as "L" without being asked
 
 
 class Images(NamedTuple):
@@ -70,17 +72,23 @@ def load_images(path: str | os.PathLike[str], *, image_size: tuple[int, int] | N
                 test_fraction: float = 0.1, seed: int = 0) -> "Dataset":
     """Read the user's images and split them reproducibly into train and test.
 
-    path: a folder of .png/.jpg/.jpeg files (searched recursively; `y` is the index of each file's own folder among
-        the sorted folders that hold images, 0 when all lie in one folder, and `class_names` are those folders'
-        paths relative to `path`; `files_train` and `files_test` name each image's file), or a .npy/.npz array of
+    path: a folder of .png/.jpg/.jpeg/.webp/.bmp/.gif/.tif/.tiff files (searched recursively; other files are
+        skipped and counted in one UserWarning; `y` is the index of each file's own folder among the sorted folders
+        that hold images, 0 when all lie in one folder, and `class_names` are those folders' paths relative to
+        `path`; `files_train` and `files_test` name each image's file). Each file is read upright (its EXIF
+        orientation applied); 8-bit files give uint8 pixels, and a 16-bit grey file makes the whole folder float32
+        in [0, 1] (16-bit levels / 65535, 8-bit ones / 255); an animated file, a float file or one Pillow cannot
+        read is refused by name (`vae_core.data.image_files`). Or a .npy/.npz array of
         shape (N, H, W) or (N, H, W, C) with C 1 or 3, uint8 or float in [0, 1] (a .npz holding one array, or one
         named "images" or "x"; `y` is 0). A .npy is memory-mapped: its training split stays in the file (`x_train` is a
         `vae_core.data.mapped.MappedRows`, which `fit` reads a batch at a time), and its test split is read into memory
         (float64 is cast to float32 as it is read).
     image_size: (H, W) to resize every file to (Pillow, bilinear); without it every file must have the size of
-        the first, and a file that does not is refused by name.
-    mode: "L" or "RGB" to convert every file to; without it every file must share the first file's mode ("1" counts
-        as "L"), and a file that does not is refused by name.
+        the first, and a file that does not is refused by name. Images that would need more than REFUSE_SHARE of
+        the available memory as they are read (`vae_core.system.memory`) are refused (MemoryLimitError) before the
+        first is.
+    mode: "L" or "RGB" to convert every file to; without it every file must share the first file's mode ("1" and
+        16-bit grey count as "L"), and a file that does not is refused by name.
     test_fraction: the share of images held out for testing, in (0, 1); at least one image each side.
     seed: the split is `np.random.default_rng(seed).permutation(N)`: the first `round(N * test_fraction)` go to test.
     """
@@ -107,18 +115,23 @@ def _check_arguments(path: Any, image_size: Any, mode: Any, test_fraction: Any, 
         fail(owner, "path", "a folder of images or a .npy/.npz file (str or os.PathLike)",
              type(path).__name__)
     path = Path(path)
-    if not path.exists():
+    kind = path_kind(path, f"{owner}: path")  # None: nothing there; a name too long: ValueError naming the limit
+    if kind is None:
         raise FileNotFoundError(f"{owner}: path {str(path)!r} does not exist; pass a folder of "
                                 f"{'/'.join(IMAGE_SUFFIXES)} files or a .npy/.npz array")
-    if not path.is_dir() and path.suffix.lower() not in ARRAY_SUFFIXES:
+    if kind != FOLDER and path.suffix.lower() not in ARRAY_SUFFIXES:
         fail(owner, "path", "a folder of images, or a file ending in .npy or .npz", str(path),
              "Put single images in a folder and pass the folder")
+    if kind not in (FOLDER, FILE):  # a FIFO is never opened (reading one blocks until a writer comes), nor a device
+        fail(owner, "path", "a folder of images, or a regular .npy/.npz file", f"{str(path)!r}, {kind}",
+             "Save the array to a regular file and pass that")
     if image_size is not None and not (isinstance(image_size, (tuple, list)) and len(image_size) == 2 and all(
             isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in image_size)):
         fail(owner, "image_size", "None or two positive ints (H, W)", image_size)
     if mode is not None and mode not in MODES:
         fail(owner, "mode", "None, 'L' (grey levels) or 'RGB'", mode)
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+    fraction = as_float(test_fraction)  # a NumPy float too; never a bool
+    if fraction is None or not 0 < fraction < 1:
         fail(owner, "test_fraction", "a number in (0, 1)", test_fraction)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         fail(owner, "seed", "an int >= 0", seed)
@@ -127,14 +140,15 @@ def _check_arguments(path: Any, image_size: Any, mode: Any, test_fraction: Any, 
 
 def _read_folder(folder: Path, image_size: tuple[int, int] | None, mode: str | None,
                  owner: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
-    """(N, H, W, C) uint8, (N,) folder labels of every image file under `folder`, in sorted path order, the class
-    names (each label's folder, relative to `folder`; `folder`'s own name for the files directly in it), and each
-    image's file, relative to `folder`."""
-    try:
-        from PIL import Image
-    except ModuleNotFoundError:
-        raise ImportError(f"{owner}: reading image files needs Pillow; {DATA_EXTRA}") from None
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """(N, H, W, C) uint8 (float32 in [0, 1] with a 16-bit file), (N,) folder labels of every image file under
+    `folder`, in sorted path order, the class names (each label's folder, relative to `folder`; `folder`'s own name
+    for the files directly in it), and each image's file, relative to `folder`."""
+    pillow(owner, DATA_EXTRA)
+    found = [p for p in folder.rglob("*") if p.is_file()]
+    files = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES)
+    note = skipped_note(owner, folder, (p for p in found if p.suffix.lower() not in IMAGE_SUFFIXES))
+    if note is not None:  # other files beside the images: counted, never skipped without a word
+        warnings.warn(note, UserWarning, stacklevel=caller_stacklevel())
     if not files:
         raise FileNotFoundError(f"{owner}: no {'/'.join(IMAGE_SUFFIXES)} files in {str(folder)!r}")
     classes = {folder: i for i, folder in enumerate(sorted({p.parent for p in files}))}
@@ -142,35 +156,46 @@ def _read_folder(folder: Path, image_size: tuple[int, int] | None, mode: str | N
     names = tuple(d.relative_to(folder).as_posix() if d != folder else folder.resolve().name or "." for d in classes)
     images, first = [], None
     for file in files:
-        try:
-            with Image.open(file) as image:
-                image.load()
-        except (OSError, SyntaxError, Image.DecompressionBombError) as e:  # a damaged, unknown or huge file
-            raise ValueError(f"{owner}: {str(file)!r} is not a readable image ({e}); remove or replace it") \
-                from None
-        read_mode = "L" if image.mode in _GREY_MODES else image.mode
-        if mode is not None:
-            image = image.convert(mode)
-        elif read_mode not in MODES:
+        image = read_upright(file, owner, DATA_EXTRA)  # EXIF orientation applied; animated or unreadable: refused
+        own_mode = read_mode(image.mode)  # 8- and 16-bit grey files alike are "L"
+        if mode is None and own_mode not in MODES:
             fail(owner, "mode", f"given for {str(file)!r}, whose mode is {image.mode!r}", None,
                  "Pass mode='L' or 'RGB' (--image-mode) to convert every file")
-        else:
-            image = image.convert(read_mode)
-        if image_size is not None:
-            image = image.resize((int(image_size[1]), int(image_size[0])), Image.Resampling.BILINEAR)
+        size = image.size if image_size is None else (int(image_size[1]), int(image_size[0]))  # (W, H)
         if first is None:
-            first = (file, image.size, image.mode)
-        elif (image.size, image.mode) != first[1:]:
-            what = "size" if image.size != first[1] else "mode"
-            got = f"{image.size[1]}x{image.size[0]}" if what == "size" else image.mode
+            first = (file, size, mode or own_mode)
+            _check_folder_fits(owner, folder, len(files), size, first[2], image.mode in DEEP_MODES, image_size)
+        elif (size, mode or own_mode) != first[1:]:
+            what = "size" if size != first[1] else "mode"
+            got = f"{size[1]}x{size[0]}" if what == "size" else own_mode
             want = f"{first[1][1]}x{first[1][0]}" if what == "size" else first[2]
             fix = "Pass image_size=(H, W) (--image-size H,W) to resize every file" if what == "size" else \
                 "Pass mode='L' or 'RGB' (--image-mode) to convert every file"
             raise ValueError(f"{owner}: {str(file)!r} has {what} {got}, but {str(first[0])!r} (the first file) "
                              f"has {want}; every image must have the same {what}. {fix}")
-        array = np.asarray(image, np.uint8)
-        images.append(array[..., None] if array.ndim == 2 else array)
-    return np.stack(images), labels, names, tuple(f.relative_to(folder).as_posix() for f in files)
+        images.append(pixels(image, mode or own_mode, image_size, file, owner))  # uint8, or float32 for 16 bits
+    return np.stack(as_unit_floats(images)), labels, names, tuple(f.relative_to(folder).as_posix() for f in files)
+
+
+def _check_folder_fits(owner: str, folder: Path, count: int, size: tuple[int, int], mode: str, deep: bool,
+                       image_size: tuple[int, int] | None) -> None:
+    """MemoryLimitError naming image_size (--image-size) before a pixel is read, when `count` images of `size`
+    (W, H) in `mode` would take more than REFUSE_SHARE of `available_memory()` as they are read: each image's
+    pixels (uint8, or float32 for a 16-bit first file `deep`) are held twice (the list of images and the stacked
+    array), beside Pillow's own copy of one image (4 bytes a pixel)."""
+    width, height = size
+    channels = 3 if mode == "RGB" else 1
+    need = 2 * count * height * width * channels * (4 if deep else 1) + 4 * height * width
+    available, source = available_memory()
+    if need <= REFUSE_SHARE * available:
+        return
+    given = f"image_size={tuple(int(s) for s in image_size)} makes " if image_size is not None else ""
+    fix = "a smaller image_size=(H, W) (--image-size H,W)" if image_size is not None else \
+        "image_size=(H, W) (--image-size H,W) to shrink them"
+    raise MemoryLimitError(f"{owner}: {given}the {count} images of {str(folder)!r} ({height}x{width}x{channels}) "
+                           f"need about {need / GIB:,.1f} GiB as they are read, and this process can have "
+                           f"{available / GIB:,.1f} GiB ({source}): more than the {REFUSE_SHARE:.0%} of it that "
+                           f"loading may take; pass {fix}")
 
 
 def _read_array(path: Path, owner: str) -> np.ndarray:
@@ -179,18 +204,26 @@ def _read_array(path: Path, owner: str) -> np.ndarray:
     try:
         if path.suffix.lower() == ".npy":
             x = np.load(path, mmap_mode="r", allow_pickle=False)
+            if not isinstance(x, np.ndarray):  # np.load reads by content: a .npz archive named .npy
+                x.close()
+                fail(owner, "path", "a .npy array", f"{str(path)!r}, a .npz archive (a zip of arrays)",
+                     "Rename it to .npz")
         else:
-            with np.load(path, allow_pickle=False) as archive:
+            archive = np.load(path, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):  # a .npy array named .npz
+                fail(owner, "path", "a .npz archive", f"{str(path)!r}, a .npy array", "Rename it to .npy")
+            with archive:
                 names = list(archive.files)
                 name = names[0] if len(names) == 1 else next((n for n in ("images", "x") if n in names), None)
                 if name is None:
                     fail(owner, "path", "a .npz with one array, or one named 'images' or 'x'",
                          f"{str(path)!r} holding {names}", "Save the images alone, or under the name 'images'")
                 x = archive[name]
-    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
+    except (OSError, ValueError, EOFError, OverflowError) as e:  # an empty file; a header dimension of 10**23
         if isinstance(e, ValueError) and str(e).startswith(owner):
             raise
-        raise ValueError(f"{owner}: {str(path)!r} is not a readable NumPy file without pickles ({e})") from None
+        reason = f"its header declares a shape too large to address: {e}" if isinstance(e, OverflowError) else e
+        raise ValueError(f"{owner}: {str(path)!r} is not a readable NumPy file without pickles ({reason})") from None
     if x.ndim == 3:
         x = x[..., None]  # (N, H, W) -> (N, H, W, 1)
     if x.ndim != 4 or x.shape[3] not in CHANNELS:
@@ -205,15 +238,17 @@ def _read_array(path: Path, owner: str) -> np.ndarray:
         x = np.asarray(x, np.float32)
     # a memory map is scanned a chunk at a time and cast per read (MappedRows), never read whole
     chunks = MappedRows(x.reshape(len(x), -1)).chunks() if isinstance(x, np.memmap) else [x]
-    low, high, n_bad = np.inf, -np.inf, 0
+    low, high, bad_images, start = np.inf, -np.inf, [], 0
     for chunk in (c for c in chunks if c.size):
         bad = ~np.isfinite(chunk.reshape(len(chunk), -1)).all(axis=1)  # (chunk,) images with a NaN or an inf
-        n_bad += int(bad.sum())
+        bad_images.extend((start + np.flatnonzero(bad)).tolist())  # their positions in the file, named below
+        start += len(chunk)
         if not bad.all():
             low, high = min(low, float(chunk[~bad].min())), max(high, float(chunk[~bad].max()))
-    if n_bad:
-        fail(owner, "path", "finite float pixels in [0, 1]", f"NaN or inf in {n_bad} of the {len(x)} images "
-             f"of {str(path)!r}", "Clean or drop those images")
+    if bad_images:
+        fail(owner, "path", "finite float pixels in [0, 1]", f"NaN or inf in {len(bad_images)} of the {len(x)} "
+             f"images of {str(path)!r}", f"Clean or drop those images (image{'s' if len(bad_images) > 1 else ''} "
+             f"{listed(bad_images)}, counted from 0)")
     if not (low >= 0.0 and high <= 1.0) and len(x):
         fail(owner, "path", "float pixels in [0, 1]", f"values in [{low:.4g}, {high:.4g}] "
              f"in {str(path)!r}", "Divide 0-255 floats by 255, or store uint8")

@@ -5,9 +5,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from vae_core.checks import listed
 from vae_core.data.items import ItemRows
 from vae_core.data.lazy import LazyRows
 from vae_core.data.mapped import MappedRows, is_mapped
+from vae_core.data.examples import refuse_masked
 from vae_core.data.sources import as_source
 from vae_core.data.stream import BatchStream
 from vae_core.model.spec import VAESpec
@@ -63,6 +65,7 @@ def check_data(x: Any, spec: VAESpec, argument: str = "x", *, keep_uint8: bool =
     Rejected with ValueError/TypeError naming `argument`: other types, dtypes and shapes, empty, NaN/inf, and, for a
     Bernoulli decoder, values outside [0, 1].
     """
+    x = refuse_masked(x, argument)  # a mask the checks and the trainer would ignore
     if stream and is_mapped(x):
         x = MappedRows(x)
     if not isinstance(x, (np.ndarray, MappedRows)):
@@ -82,15 +85,16 @@ def check_data(x: Any, spec: VAESpec, argument: str = "x", *, keep_uint8: bool =
     if x.dtype == np.uint8:
         return np.ascontiguousarray(x) if keep_uint8 else np.ascontiguousarray(x, np.float32) / np.float32(255.0)
     x = np.ascontiguousarray(x, np.float32)
-    _check_values(spec, argument, int((~np.isfinite(x)).any(axis=1).sum()),
+    _check_values(spec, argument, np.flatnonzero(~np.isfinite(x).all(axis=1)),
                   lambda: (float(x.min()), float(x.max())))
     return x
 
-def _check_values(spec: VAESpec, argument: str, n_bad: int, value_range: Callable[[], tuple[float, float]]) -> None:
-    """The value checks of float examples: none of the `n_bad` examples with NaN/inf, and for a Bernoulli decoder
-    `value_range()` (low, high) inside [0, 1]."""
-    if n_bad:
-        raise ValueError(f"{argument} holds NaN or inf values in {n_bad} example(s); clean or drop them first")
+def _check_values(spec: VAESpec, argument: str, bad: np.ndarray, value_range: Callable[[], tuple[float, float]]) -> None:
+    """The value checks of float examples: no examples with NaN/inf (`bad`: their row numbers, which the message
+    names), and for a Bernoulli decoder `value_range()` (low, high) of the others inside [0, 1]."""
+    if len(bad):
+        raise ValueError(f"{argument} holds NaN or inf values in {len(bad)} example(s); clean or drop them first "
+                         f"(row{'s' if len(bad) > 1 else ''} {listed(bad)}, counted from 0)")
     if spec.likelihood == "bernoulli":
         low, high = value_range()
         if low < 0.0 or high > 1.0:
@@ -103,9 +107,12 @@ def _check_mapped(x: MappedRows, spec: VAESpec, argument: str) -> MappedRows:
     if len(x) == 0:
         raise ValueError(f"{argument} is empty (shape {x.shape}); pass at least one example")
     if x.dtype != np.uint8:
-        n_bad, low, high = 0, np.inf, -np.inf
+        bad, low, high, start = [], np.inf, -np.inf, 0
         for chunk in x.chunks():
-            n_bad += int((~np.isfinite(chunk)).any(axis=1).sum())
-            low, high = min(low, float(np.nanmin(chunk))), max(high, float(np.nanmax(chunk)))
-        _check_values(spec, argument, n_bad, lambda: (low, high))
+            rows_bad = ~np.isfinite(chunk).all(axis=1)  # (chunk,) rows with a NaN or an inf
+            bad.extend((start + np.flatnonzero(rows_bad)).tolist())
+            if not rows_bad.all():  # the range of the finite rows: a NaN never hides in it
+                low, high = min(low, float(chunk[~rows_bad].min())), max(high, float(chunk[~rows_bad].max()))
+            start += len(chunk)
+        _check_values(spec, argument, np.asarray(bad, np.int64), lambda: (low, high))
     return x

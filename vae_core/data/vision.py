@@ -28,12 +28,13 @@ import numpy as np
 from vae_core.checks import fail
 from vae_core.data.dataset import DIGIT_CLASSES, FASHION_MNIST_CLASSES, Dataset, import_optional
 from vae_core.data.idx import IDX_NAMES
+from vae_core.data.image_files import DEEP_MODES, open_checked, pillow, pixels, read_upright, upright_size
+from vae_core.data.image_files import read_mode as own_mode
 
 TORCH_EXTRA = "pip install 'vae-core[torch]' (torch with torchvision)"
 IMAGE_FOLDER = "torchvision:image-folder"
 SPLIT_SEED = 0  # the 80/20 split of an image folder without train/ and test/: fixed, so every command finds it
 TEST_SHARE = 0.2
-_GREY_MODES = ("1", "L")  # Pillow modes read as "L" without being asked
 
 
 @dataclass(frozen=True)
@@ -183,13 +184,8 @@ class ImageFile:
     size: tuple[int, int] | None = None
 
     def __call__(self, path: str) -> np.ndarray:
-        from PIL import Image
-
-        with Image.open(path) as image:
-            image = image.convert(self.mode)
-        if self.size is not None and image.size != (self.size[1], self.size[0]):
-            image = image.resize((int(self.size[1]), int(self.size[0])), Image.Resampling.BILINEAR)
-        return hwc(image)
+        image = read_upright(path, IMAGE_FOLDER, TORCH_EXTRA)  # its EXIF orientation applied
+        return pixels(image, self.mode, self.size, path, IMAGE_FOLDER)  # 8-bit: _scan refuses 16-bit files
 
 
 def _class_folders(root: Path) -> list[str]:
@@ -271,19 +267,22 @@ def stratified_split(labels: np.ndarray, share: float = TEST_SHARE) -> tuple[np.
 
 
 def _scan(files: list[str], image_size: tuple[int, int] | None, mode: str | None) -> tuple[str, tuple[int, int]]:
-    """(mode, (H, W)) every file is read as, from their headers (nothing is decoded); a file of another size or mode
-    than the first, when image_size or mode does not make them one, is refused by name."""
-    try:
-        from PIL import Image
-    except ModuleNotFoundError:
-        raise ImportError(f"{IMAGE_FOLDER}: reading image files needs Pillow; {TORCH_EXTRA}") from None
+    """(mode, (H, W)) every file is read as, from their headers (nothing is decoded; sizes as the EXIF orientation
+    turns them); a file of another size or mode than the first, when image_size or mode does not make them one, is
+    refused by name, and so is an animated, float or 16-bit file (`vae_core.data.image_files`)."""
+    Image = pillow(IMAGE_FOLDER, TORCH_EXTRA)
     first = None
     for path in files:
         try:
             with Image.open(path) as image:
-                size, read_mode = image.size, "L" if image.mode in _GREY_MODES else image.mode
+                open_checked(image, path, IMAGE_FOLDER)  # animated or float: refused by name
+                size, read_mode, deep = upright_size(image), own_mode(image.mode), image.mode in DEEP_MODES
         except (OSError, SyntaxError, Image.DecompressionBombError) as e:  # a damaged, unknown or huge file
             raise ValueError(f"{IMAGE_FOLDER}: {path!r} is not a readable image ({e}); remove or replace it") from None
+        if deep:  # the items are uint8, as every other dataset's: 16 bits would be clipped to 8
+            raise ValueError(f"{IMAGE_FOLDER}: {path!r} is a 16-bit image (Pillow mode {image.mode!r}), which this "
+                             f"dataset's uint8 items would clip; read the folder with vae train --data FOLDER "
+                             f"(load_images, which keeps 16-bit levels as floats), or save the files as 8-bit images")
         if mode is None and read_mode not in ("L", "RGB"):
             fail("load_dataset", "mode", f"given for {path!r}, whose mode is {read_mode!r}", None,
                  "Pass mode='L' or 'RGB' (--image-mode) to convert every file")

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +33,8 @@ import numpy as np
 
 from vae_core.checks import caller_stacklevel
 from vae_core.config import TrainConfig
-from vae_core.io.atomic import atomic_write
+from vae_core.io.atomic import atomic_write_with
+from vae_core.io.files import check_regular_file
 from vae_core.model.spec import VAESpec
 
 SCHEMA_VERSION = 2
@@ -100,8 +103,6 @@ def validate_weights(spec: VAESpec, weights: dict[str, np.ndarray], *, what: str
 
 def write_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     """Write atomically: a temp file in the same directory, fsync, then os.replace over `path`."""
-    from safetensors.numpy import save
-
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"checkpoint path {str(path)!r}: directory {str(path.parent)!r} does not exist; "
@@ -121,19 +122,35 @@ def write_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
         "backend": ckpt.backend,
         "checksums": {"algorithm": "sha256", "tensors": {name: tensor_checksum(a) for name, a in tensors.items()}},
     }
+    check_metadata(meta, f"write_checkpoint {str(path)!r}: its", "a checkpoint with it could not be read back")
     text = json.dumps(meta, allow_nan=False)
-    data = save(tensors, metadata={METADATA_KEY: text, METADATA_CHECKSUM_KEY: _sha256(text.encode())})
-    atomic_write(path, data)
+    metadata = {METADATA_KEY: text, METADATA_CHECKSUM_KEY: _sha256(text.encode())}
+    atomic_write_with(path, lambda tmp: _save_file(tensors, tmp, metadata))  # streamed from the arrays
     return path
+
+
+def _save_file(tensors: dict[str, np.ndarray], path: Path, metadata: dict[str, str]) -> None:
+    """`safetensors.numpy.save_file`, with the system's refusal of the write (ENOSPC, EFBIG, EIO, ...) as the
+    OSError it is: safetensors reports it as its own error type, with "(os error N)" in the text."""
+    from safetensors.numpy import save_file
+
+    try:
+        save_file(tensors, path, metadata=metadata)
+    except Exception as e:
+        found = re.search(r"\(os error (\d+)\)", str(e))
+        if found is None:
+            raise
+        code = int(found[1])
+        raise OSError(code, os.strerror(code)) from e
 
 
 def _read_file(path: Path, *, tensors: bool) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     """A safetensors file's metadata and, with `tensors`, its tensors; FileNotFoundError or CheckpointError."""
     from safetensors import safe_open
 
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist; pass the path of a .safetensors file "
-                                f"written by save_checkpoint")
+    # a regular file only: a folder is refused as one (not "does not exist"), and a FIFO is never opened (it blocks)
+    check_regular_file(path, "checkpoint", "pass the path of a .safetensors file written by save_checkpoint",
+                       error=CheckpointError)
     try:
         with safe_open(str(path), framework="np") as f:
             return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
@@ -144,7 +161,7 @@ def _read_file(path: Path, *, tensors: bool) -> tuple[dict[str, str], dict[str, 
 
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read and validate a checkpoint. Raises FileNotFoundError or CheckpointError, never unpickles."""
-    path = Path(path)
+    path = _checkpoint_path(path, "read_checkpoint")
     raw_meta, tensors = _read_file(path, tensors=True)
     meta = _parse_metadata(path, raw_meta)
     _verify_tensors(path, meta, tensors)
@@ -172,7 +189,7 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
 def read_spec(path: str | os.PathLike) -> VAESpec:
     """The spec in a checkpoint's header, read without its tensors: for checks on the spec before a large file is
     read (`vae export`). Checks the header's own checksum only; `read_checkpoint` verifies the rest."""
-    path = Path(path)
+    path = _checkpoint_path(path, "read_spec")
     raw_meta, _ = _read_file(path, tensors=False)
     try:
         return VAESpec.from_dict(_parse_metadata(path, raw_meta)["spec"])
@@ -180,6 +197,15 @@ def read_spec(path: str | os.PathLike) -> VAESpec:
         if isinstance(e, CheckpointError):
             raise
         raise CheckpointError(f"{str(path)!r}: its spec is invalid: {e}") from None
+
+
+def _checkpoint_path(path: Any, owner: str) -> Path:
+    """`path` as a Path, or a TypeError naming `owner`'s argument: bytes or None are no checkpoint path."""
+    if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+        raise TypeError(f"{owner}: path must be the checkpoint's path as str or os.PathLike; got "
+                        f"{type(path).__name__} {path!r:.60}. Pass e.g. 'runs/r/best.safetensors'"
+                        + (" (decode bytes with .decode())" if isinstance(path, bytes) else ""))
+    return Path(path)
 
 
 def tensor_checksum(array: np.ndarray) -> str:
@@ -230,4 +256,72 @@ def _parse_metadata(path: Path, raw_meta: dict[str, str]) -> dict[str, Any]:
                               f"header checksum: the file is corrupt or was not written by save_checkpoint")
     if not isinstance(meta.get("spec"), dict):
         raise CheckpointError(f"{str(path)!r}: metadata has no 'spec' object to rebuild the model from")
+    check_metadata(meta, f"{str(path)!r}: its", "the file was edited or not written by save_checkpoint; use another "
+                                                 "copy or an earlier checkpoint")
     return meta
+
+
+# The ranges of the metadata a resume acts on, checked when a checkpoint is read even when its checksum is right (a
+# file edited and checksummed again, another writer), and before one is written (a file that could not be read back).
+MAX_EPOCH = 10**9  # epochs completed: a billion passes over the data is past any run; more is a damaged count
+MAX_ADAM_STEP = 2**53  # Adam's step count: every count up to it is exact in a float64, where optimizers keep it
+COUNTED_EVERY_EPOCH = ("train_loss",)  # history lists every epoch appends to (the validation ones only with val)
+_STATE_COUNTERS = ("plateau_bad_epochs", "early_stopping_bad_epochs")
+
+
+def check_metadata(meta: dict[str, Any], where: str, fix: str) -> None:
+    """CheckpointError unless `meta`'s epoch, adam_step, history and trainer_state are in range and agree:
+    - `epoch` an int in [0, MAX_EPOCH]; `adam_step` None or an int in [0, MAX_ADAM_STEP];
+    - `history` a mapping of lists of finite numbers, `train_loss` empty or holding at least `epoch` values (resume
+      keeps the first `epoch`; one value per epoch done);
+    - `trainer_state` a mapping; where present, `lr` a finite number > 0, `best_loss` None or finite, `best_epoch`
+      None or an int in [1, epoch], the bad-epoch counters ints in [0, epoch], `stopped_early` a bool.
+    `where` starts the message ("'<path>': its"), `fix` ends it."""
+    def refuse(name: str, value: Any, expected: str) -> None:
+        raise CheckpointError(f"{where} {name} is {value!r:.80}; expected {expected}: {fix}")
+
+    epoch = meta.get("epoch", 0)
+    if not _is_int(epoch) or not 0 <= epoch <= MAX_EPOCH:
+        refuse("epoch (epochs completed)", epoch, f"an int in [0, {MAX_EPOCH}]")
+    step = meta.get("adam_step")
+    if step is not None and (not _is_int(step) or not 0 <= step <= MAX_ADAM_STEP):
+        refuse("adam_step", step, "None or an int in [0, 2**53]")
+    history = meta.get("history")
+    if history is not None and not isinstance(history, dict):
+        refuse("history", history, "a mapping of per-epoch lists")
+    for key, values in (history or {}).items():
+        if not isinstance(values, (list, tuple)) or not all(_is_finite(v) for v in values):
+            refuse(f"history[{key!r}]", values, "a list of finite numbers, one per epoch")
+        if key in COUNTED_EVERY_EPOCH and 0 < len(values) < epoch:
+            refuse(f"history[{key!r}]", f"{len(values)} values", f"one per epoch done, {epoch} (or none)")
+    state = meta.get("trainer_state")
+    if state is not None and not isinstance(state, dict):
+        refuse("trainer_state", state, "a mapping")
+    state = state or {}
+    if "lr" in state and not (_is_finite(state["lr"]) and state["lr"] > 0):
+        refuse("trainer_state learning rate (lr)", state["lr"], "a finite number > 0")
+    if state.get("best_loss") is not None and not _is_finite(state["best_loss"]):
+        refuse("trainer_state best_loss", state["best_loss"], "None or a finite number")
+    if state.get("best_epoch") is not None and not (_is_int(state["best_epoch"]) and 1 <= state["best_epoch"] <= epoch):
+        refuse("trainer_state best_epoch", state["best_epoch"], f"None or an int in [1, {epoch}] (the epochs done)")
+    for name in _STATE_COUNTERS:
+        if name in state and not (_is_int(state[name]) and 0 <= state[name] <= epoch):
+            refuse(f"trainer_state {name}", state[name], f"an int in [0, {epoch}] (the epochs done)")
+    if "stopped_early" in state and not isinstance(state["stopped_early"], bool):
+        refuse("trainer_state stopped_early", state["stopped_early"], "true or false")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's header metadata (the "vae_core" JSON: epoch, history, trainer_state, ...), read without its
+    tensors and checked as `read_checkpoint` checks it (its own checksum, the ranges of `check_metadata`)."""
+    path = _checkpoint_path(path, "read_metadata")
+    raw_meta, _ = _read_file(path, tensors=False)
+    return _parse_metadata(path, raw_meta)

@@ -20,7 +20,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -34,6 +34,9 @@ DEFAULT_CHUNK_SIZE = 100  # samples per image pushed through the decoder at once
 DEFAULT_BATCH_SIZE = 100  # images per batch; one decoder pass holds batch_size * chunk_size rows
 ACTIVE_THRESHOLD = 0.01  # Burda et al.: a unit is active when Cov_x(E_q[z_u | x]) > 0.01
 _NOISE_STREAM = 4  # spawn key of the IWAE noise, apart from the streams of vae_core.train.schedule (0-3)
+# A batch's noise is drawn at most this many floats at a time (16 MiB of float32; at least one chunk of samples per
+# image), so its memory is bounded for any k; below it a batch's k samples come in one block, as they always did
+NOISE_BLOCK_VALUES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -109,17 +112,57 @@ def iwae_noise(seed: int, start: int, stop: int, k: int, latent_dim: int,
     Image i draws from its own generator `default_rng([seed, 4, i])`, so its noise does not depend on the
     batch or chunk sizes, and both backends see the same numbers. `pool` fills the images in parallel.
     """
-    out = np.empty((stop - start, k, latent_dim), dtype=np.float32)  # (B, k, L)
+    return _draw(_noise_generators(seed, start, stop), k, latent_dim, pool)
+
+
+def noise_block(images: int, k: int, latent_dim: int, chunk_size: int) -> int:
+    """Samples per image drawn at once for a batch of `images`: all k when their noise fits NOISE_BLOCK_VALUES, else
+    the most whole chunks that fit (at least one), so that a block's chunks are the chunks of k."""
+    fit = NOISE_BLOCK_VALUES // max(1, images * latent_dim)
+    return k if fit >= k else min(k, max(chunk_size, fit - fit % chunk_size))
+
+
+def iwae_noise_blocks(seed: int, n: int, k: int, latent_dim: int, batch_size: int, chunk_size: int,
+                      pool: ThreadPoolExecutor | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(start, stop, eps) for each batch of images start..stop−1 of n and each block of its samples (`noise_block`),
+    in order: eps (stop − start, block, latent_dim) holds each image's next samples, so a batch's blocks joined along
+    axis 1 are `iwae_noise(seed, start, stop, k, latent_dim)`, never held whole."""
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        generators = _noise_generators(seed, start, stop)
+        block = noise_block(stop - start, k, latent_dim, chunk_size)
+        for s in range(0, k, block):
+            yield start, stop, _draw(generators, min(block, k - s), latent_dim, pool)
+
+
+def _noise_generators(seed: int, start: int, stop: int) -> list[np.random.Generator]:
+    """The noise generators of images start..stop−1 (see `iwae_noise`)."""
+    return [np.random.default_rng([seed, _NOISE_STREAM, i]) for i in range(start, stop)]
+
+
+def _draw(generators: list[np.random.Generator], count: int, latent_dim: int,
+          pool: ThreadPoolExecutor | None) -> np.ndarray:
+    """The next `count` samples of each image's generator: (images, count, latent_dim) float32. A generator fills
+    its values in order, so drawing k samples in blocks gives the numbers one draw of k gives."""
+    out = np.empty((len(generators), count, latent_dim), dtype=np.float32)  # (B, count, L)
 
     def fill(j: int) -> None:
-        np.random.default_rng([seed, _NOISE_STREAM, start + j]).standard_normal(out=out[j], dtype=np.float32)
+        generators[j].standard_normal(out=out[j], dtype=np.float32)
 
     if pool is None:
-        for j in range(stop - start):
+        for j in range(len(generators)):
             fill(j)
     else:
-        list(pool.map(fill, range(stop - start)))
+        list(pool.map(fill, range(len(generators))))
     return out
+
+
+def _prefetched(items: Iterator[Any], ahead: ThreadPoolExecutor) -> Iterator[Any]:
+    """`items`, each one drawn in the `ahead` thread while the caller works on the one before."""
+    pending = ahead.submit(next, items, None)
+    while (item := pending.result()) is not None:
+        pending = ahead.submit(next, items, None)
+        yield item
 
 
 def summarize_iwae(log_px: np.ndarray, k: int) -> IWAEResult:
@@ -152,13 +195,13 @@ def run_iwae(x: np.ndarray | LazyRows, latent_dim: int, *, k: int, chunk_size: i
     order, so a `.npy` map or a dataset is never held whole (`read_batch`).
     encode(x_batch (B, D)) -> backend state (the batch and q(z|x) on the device), once per batch;
     chunk_logsumexp(state, eps (B, c, L)) -> (B,) float64: log Σ_{i in chunk} w_i for each image.
-    Chunks are combined with a running log-sum-exp in float64, so memory is bounded by
-    batch_size * chunk_size decoder rows (plus the batch's noise, batch_size * k * L floats) for any k.
-    The next batch's noise is drawn in background threads while the backend computes.
+    Chunks are combined with a running log-sum-exp in float64, and the noise is drawn a block of chunks at a time
+    (`iwae_noise_blocks`), so memory is bounded by batch_size * chunk_size decoder rows plus two blocks of noise (at
+    most NOISE_BLOCK_VALUES floats each, or one chunk's) for any k. The next block of noise is drawn in background
+    threads while the backend computes.
     """
     n = len(x)
     log_px = np.empty(n, dtype=np.float64)  # (N,)
-    starts = list(range(0, n, batch_size))
     bar = None
     if progress:
         try:
@@ -168,24 +211,27 @@ def run_iwae(x: np.ndarray | LazyRows, latent_dim: int, *, k: int, chunk_size: i
                               "or pass progress=False") from e
         bar = tqdm(total=n, desc=f"IWAE k={k}", unit="image", dynamic_ncols=True)
     workers = max(1, min(8, (os.cpu_count() or 1)))
+
+    def finish(start: int, stop: int, acc: np.ndarray) -> None:
+        log_px[start:stop] = acc - math.log(k)  # log of the mean weight
+        if bar is not None:
+            bar.update(stop - start)
+
     try:  # the bar is closed on an error too (a bad item of a dataset, read mid-way)
         with ThreadPoolExecutor(max_workers=workers) as pool, ThreadPoolExecutor(max_workers=1) as ahead:
-            def noise_for(start: int):
-                return ahead.submit(iwae_noise, seed, start, min(start + batch_size, n), k, latent_dim, pool)
-
-            pending = noise_for(starts[0])
-            for b, start in enumerate(starts):
-                stop = min(start + batch_size, n)
-                eps = pending.result()  # (B, k, L)
-                if b + 1 < len(starts):
-                    pending = noise_for(starts[b + 1])
-                state = encode(read_batch(x, start, stop))
-                acc = np.full(stop - start, -np.inf)  # (B,) running log Σ w over the chunks so far
-                for s in range(0, k, chunk_size):
-                    acc = np.logaddexp(acc, chunk_logsumexp(state, eps[:, s:s + chunk_size]))  # (B,)
-                log_px[start:stop] = acc - math.log(k)  # log of the mean weight
-                if bar is not None:
-                    bar.update(stop - start)
+            blocks = iwae_noise_blocks(seed, n, k, latent_dim, batch_size, chunk_size, pool)
+            batch = None  # (start, stop, backend state) of the batch being summed
+            acc = np.empty(0)  # (B,) its running log Σ w over the chunks so far
+            for start, stop, eps in _prefetched(blocks, ahead):  # eps (B, block, L)
+                if batch is None or batch[0] != start:
+                    if batch is not None:
+                        finish(batch[0], batch[1], acc)
+                    batch = (start, stop, encode(read_batch(x, start, stop)))
+                    acc = np.full(stop - start, -np.inf)
+                for s in range(0, eps.shape[1], chunk_size):
+                    acc = np.logaddexp(acc, chunk_logsumexp(batch[2], eps[:, s:s + chunk_size]))  # (B,)
+            if batch is not None:
+                finish(batch[0], batch[1], acc)
     finally:
         if bar is not None:
             bar.close()

@@ -19,12 +19,16 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from vae_core.checks import check_choice, check_float, check_int, fail, known_fields
+from vae_core.checks import as_int, check_choice, check_float, check_int, fail, known_fields
 from vae_core.model.architecture import Layer, layer_plan
 
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")
 ARCHITECTURES = ("mlp", "conv")
 DEFAULT_INPUT_DIM = 784  # 28 x 28, when neither input_dim nor image_shape is given
+# The largest beta: far above any beta-VAE's (0.1 to a few hundred) and far below where float32 training breaks
+# (near 1e15 Adam's squared gradients overflow; 1e308 makes the first loss inf), so a typo is refused at once
+# instead of training into a non-finite loss whose hint would point at the learning rate.
+BETA_MAX = 1e6
 
 
 @dataclass(frozen=True)
@@ -43,24 +47,28 @@ class VAESpec:
         if self.input_dim is None:
             shape = self.image_shape
             object.__setattr__(self, "input_dim", math.prod(shape) if _is_int_tuple(shape) else DEFAULT_INPUT_DIM)
-        check_int("VAESpec", "input_dim", self.input_dim, minimum=1)
+        # Every number is stored as its checker returns it: a NumPy scalar becomes a plain int or float (to_dict, JSON).
+        object.__setattr__(self, "input_dim", check_int("VAESpec", "input_dim", self.input_dim, minimum=1))
         hidden = self.hidden_dims
         if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
             fail("VAESpec", "hidden_dims", "a sequence of positive ints such as (400, 400)", hidden)
         hidden = tuple(hidden)
-        for i, width in enumerate(hidden):
-            if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        widths = tuple(as_int(width) for width in hidden)
+        for i, width in enumerate(widths):
+            if width is None or width < 1:
                 fail("VAESpec", "hidden_dims", f"positive ints (entry {i} is not)", self.hidden_dims)
-        object.__setattr__(self, "hidden_dims", hidden)
-        check_int("VAESpec", "latent_dim", self.latent_dim, minimum=1)
+        object.__setattr__(self, "hidden_dims", widths)
+        object.__setattr__(self, "latent_dim", check_int("VAESpec", "latent_dim", self.latent_dim, minimum=1))
         check_choice("VAESpec", "likelihood", self.likelihood, LIKELIHOODS)
-        check_float("VAESpec", "beta", self.beta, low=0.0)
+        object.__setattr__(self, "beta", check_float("VAESpec", "beta", self.beta, low=0.0, high=BETA_MAX, fix=(
+            "beta weighs the KL term: 1 is the plain ELBO, 0 drops the KL term, beta-VAEs use up to a few hundred; "
+            "far above that the float32 loss and its gradients overflow")))
         check_choice("VAESpec", "architecture", self.architecture, ARCHITECTURES)
         channels = self.conv_channels
         if not _is_int_tuple(channels, any_length=True):
             fail("VAESpec", "conv_channels", "a sequence of positive ints such as (32, 64)", channels)
-        object.__setattr__(self, "conv_channels", tuple(int(c) for c in channels))
-        check_int("VAESpec", "kernel_size", self.kernel_size, minimum=2)
+        object.__setattr__(self, "conv_channels", tuple(as_int(c) for c in channels))
+        object.__setattr__(self, "kernel_size", check_int("VAESpec", "kernel_size", self.kernel_size, minimum=2))
         self._check_image_shape()
         if self.architecture == "conv":
             self._check_conv()
@@ -76,7 +84,7 @@ class VAESpec:
             return
         if not _is_int_tuple(shape) or len(shape) not in (2, 3):
             fail("VAESpec", "image_shape", "None, (H, W) or (H, W, C) of positive ints", shape)
-        shape = tuple(int(s) for s in shape)
+        shape = tuple(as_int(s) for s in shape)
         if math.prod(shape) != self.input_dim:
             fail("VAESpec", "image_shape", f"a shape whose product H*W*C equals input_dim ({self.input_dim})", shape,
                  "Leave input_dim out: it follows from image_shape")
@@ -149,7 +157,7 @@ class VAESpec:
 
 
 def _is_int_tuple(value: Any, any_length: bool = False) -> bool:
-    """A non-string sequence of positive ints (non-empty unless `any_length`)."""
+    """A non-string sequence of positive ints, NumPy integers too (non-empty unless `any_length`)."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or (not any_length and len(value) == 0):
         return False
-    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    return all((n := as_int(v)) is not None and n > 0 for v in value)

@@ -15,7 +15,9 @@ from vae_core.config import TrainConfig
 from vae_core.data.lazy import LazyRows
 from vae_core.data.mapped import MappedRows
 from vae_core.data.rows import check_data
+from vae_core.io.checkpoint import LAST_FILE
 from vae_core.io.out_dir import prepare_out_dir
+from vae_core.io.run_files import CHECKPOINT_FILES, check_file_targets, check_new_run
 from vae_core.model.spec import VAESpec
 from vae_core.train.callbacks import Callback, check_callbacks
 
@@ -52,6 +54,7 @@ class FitArguments:
     progress: bool  # the progress bar and the early-stopping line, on stderr
     data_workers: int = 0  # parallel readers of a dataset's items (`check_data_workers`)
     callbacks: tuple[Callback, ...] = ()  # called as training goes (`vae_core.train.callbacks`)
+    overwrite: bool = False  # replace the run in `out`: its checkpoints are removed before the first step
 
 def check_data_workers(data_workers: Any) -> int:
     """`fit(data_workers=)`: how many readers read a map-style dataset's items ahead of the step. 0 (the default):
@@ -62,8 +65,9 @@ def check_data_workers(data_workers: Any) -> int:
 
 def check_fit_arguments(spec: VAESpec, train: Any, val: Any, config: Any, *, out_dir: Any, resume_from: Any,
                         shared_noise: Any, precision: str, progress: Any, data_workers: Any = 0,
-                        callbacks: Any = None) -> FitArguments:
-    """The checks of `fit`'s neutral arguments; creates `out_dir` last, once everything else has passed."""
+                        callbacks: Any = None, overwrite: Any = False) -> FitArguments:
+    """The checks of `fit`'s neutral arguments; creates `out_dir` last, once everything else has passed, then checks
+    it as a run folder (`check_run_folder`)."""
     data_workers = check_data_workers(data_workers)
     callbacks = check_callbacks(callbacks)
     train, val = check_fit_inputs(spec, train, val, config)
@@ -73,9 +77,33 @@ def check_fit_arguments(spec: VAESpec, train: Any, val: Any, config: Any, *, out
     if resume_from is not None and not isinstance(resume_from, (str, os.PathLike)):
         raise TypeError(f"fit: resume_from must be a checkpoint path (str or os.PathLike) or None; "
                         f"got {type(resume_from).__name__}")
+    overwrite = check_overwrite(overwrite, out_dir, resume_from)
     out = prepare_out_dir(out_dir)
+    if out is not None:
+        check_run_folder(out, resume_from, overwrite)
     return FitArguments(train, val, config, out, None if resume_from is None else Path(resume_from), shared_noise,
-                        precision, progress, data_workers, callbacks)
+                        precision, progress, data_workers, callbacks, overwrite)
+
+def check_overwrite(overwrite: Any, out_dir: Any, resume_from: Any) -> bool:
+    """`fit(overwrite=)`: True or False; True replaces the run in out_dir, so it needs one, and it does not go with
+    resume_from, which continues a run."""
+    overwrite = check_bool("fit", "overwrite", overwrite)
+    if overwrite and out_dir is None:
+        raise ValueError("fit: overwrite=True replaces the run in out_dir, but out_dir is None; pass out_dir, or "
+                         "drop overwrite")
+    if overwrite and resume_from is not None:
+        raise ValueError(f"fit: pass resume_from (continue a run) or overwrite=True (replace the run in out_dir), not "
+                         f"both; got resume_from={str(resume_from)!r}")
+    return overwrite
+
+def check_run_folder(out: Path, resume_from: Any, overwrite: bool) -> None:
+    """The rules of `vae_core.io.run_files` for `fit`: a folder that holds a checkpoint takes a run that continues
+    (resume_from) or replaces it (overwrite=True); and the checkpoints can be written there (no folder in their
+    way), before the first step."""
+    if resume_from is None and not overwrite:
+        last = next((out / name for name in CHECKPOINT_FILES if (out / name).is_file()), out / LAST_FILE)
+        check_new_run(out, CHECKPOINT_FILES, "out_dir", resume=f"resume_from={str(last)!r}", overwrite="overwrite=True")
+    check_file_targets(out, CHECKPOINT_FILES, "out_dir")
 
 def check_fit_inputs(spec: VAESpec, train: Any, val: Any, config: Any
                      ) -> tuple[np.ndarray | LazyRows, np.ndarray | None]:
@@ -83,6 +111,9 @@ def check_fit_inputs(spec: VAESpec, train: Any, val: Any, config: Any
     uint8 (the backends convert per batch), else float32. A `MappedRows` or mapped `np.memmap` train set stays on
     disk, and a map-style dataset is `ItemRows` (the backends read either a batch at a time, by position), except
     with dynamic binarization (read, with a warning); `val` is read into memory, once."""
+    if isinstance(val, TrainConfig):  # fit(model, x, cfg): the config in val's place, an easy slip
+        raise TypeError("fit: val is a TrainConfig: pass the config as config=... (the third positional argument "
+                        "is val, the validation examples), e.g. fit(model, x, config=cfg) or fit(model, x, None, cfg)")
     if not isinstance(config, TrainConfig):
         raise TypeError(f"fit: config must be a vae_core.TrainConfig; got {type(config).__name__}")
     train = check_data(train, spec, "train", keep_uint8=True, stream=True)

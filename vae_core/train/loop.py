@@ -13,6 +13,8 @@
 - preemption: SIGTERM and SIGINT stop at the next step boundary with a step checkpoint, then raise
   `TrainingInterrupted` (`vae_core.train.interrupt`); one run per out_dir (`vae_core.io.run_lock`);
 - resume (`vae_core.train.resume.open_resume`: what is restored, trimmed or refused), mid-epoch from a step checkpoint;
+- a run folder is never replaced by accident: `check_fit_arguments` refuses an out_dir that holds a checkpoint unless
+  resume_from or overwrite is given, and `overwrite` removes the old checkpoints here (`vae_core.io.run_files`);
 - the LR plateau and early stopping (`vae_core.train.state.TrainerState`, stored as the checkpoint's JSON);
 - the non-finite stop: `NonFiniteLossError` at the first non-finite step, before any later checkpoint is written;
 - progress (one tqdm bar counting optimizer steps, on stderr) and messages;
@@ -35,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from vae_core.io.checkpoint import BEST_FILE, LAST_FILE, Checkpoint, CheckpointError, write_checkpoint
+from vae_core.io.run_files import CHECKPOINT_FILES, remove_run
 from vae_core.io.run_lock import run_lock
 from vae_core.model.spec import VAESpec
 from vae_core.train.arguments import FitArguments
@@ -51,13 +54,18 @@ from vae_core.train.world import SINGLE, World
 def run(backend: TrainerBackend, spec: VAESpec, args: FitArguments) -> dict[str, list[float]]:
     """Train through `backend`; returns the history. Resume warnings point at the caller of the backend's fit.
 
-    With an out_dir the run holds the folder's run lock (`vae_core.io.run_lock`), and SIGTERM or SIGINT stops it at
-    the next step boundary with a checkpoint of that step (`vae_core.train.interrupt.TrainingInterrupted`).
+    With an out_dir the run holds the folder's run lock (`vae_core.io.run_lock`); with `overwrite` the checkpoints
+    of the run it replaces are removed under that lock, before the first step (`vae_core.io.run_files`). SIGTERM or
+    SIGINT stops it at the next step boundary with a checkpoint of that step
+    (`vae_core.train.interrupt.TrainingInterrupted`).
     """
     world: World = getattr(backend, "world", SINGLE)  # a backend without one trains in one process
     writer = args.out is not None and world.rank == 0
     with run_lock(args.out) if writer else contextlib.nullcontext(), StopSignals() as signals:
-        return _Run(backend, spec, args, _AgreedStop(signals, world)).train()
+        trainer = _Run(backend, spec, args, _AgreedStop(signals, world))
+        if writer and args.overwrite:  # every check has passed: the replaced run's checkpoints go before step 1
+            remove_run(args.out, CHECKPOINT_FILES)
+        return trainer.train()
 
 
 AGREE_EVERY = 8  # with several processes, a stop is agreed on before every 8th step (one small all-reduce)

@@ -10,6 +10,10 @@ hands `point.checkpoint.weights` (and `.adam`, when present) to the backend's mo
 - With early stopping, the best epoch's weights come from the checkpoint itself or from `best.safetensors`
   beside it; when that file is missing or from another run, a warning says the final restore can only pick among
   the epochs still to run. An unreadable `best.safetensors` is refused: it says the run's folder is damaged.
+- A resume with nothing to train (`nothing_to_train`: the checkpoint already has `config.epochs` epochs, or early
+  stopping ended the run and would again) trains nothing and writes nothing: `fit` warns and returns the
+  checkpoint's history as it is, `vae train --resume` says so in one line and exits 0. Early stopping's end holds
+  only while the new config keeps it: turned off, or with a patience not yet used up, the run trains on.
 - Warnings are `UserWarning`s, pointing at the user's call of `fit`.
 """
 from __future__ import annotations
@@ -18,12 +22,13 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from vae_core.checks import caller_stacklevel
 from vae_core.config import TrainConfig
-from vae_core.io.checkpoint import BEST_FILE, Checkpoint, CheckpointError, read_checkpoint
+from vae_core.io.checkpoint import BEST_FILE, Checkpoint, CheckpointError, read_checkpoint, read_metadata
 from vae_core.model.spec import VAESpec
 from vae_core.train.history import HISTORY_KEYS
 from vae_core.train.state import TrainerState
@@ -56,6 +61,11 @@ def open_resume(path: str | os.PathLike, spec: VAESpec, config: TrainConfig, mon
     history = {k: [float(v) for v in (ckpt.history.get(k) or [])][:ckpt.epoch] for k in HISTORY_KEYS}
     state = TrainerState.from_checkpoint(ckpt.trainer_state, history, config, monitor)
     state.lr = resumed_learning_rate(ckpt.train_config, config, state.lr)
+    state.stopped_early = still_stopped(state.stopped_early, state.early_stopping_bad_epochs, config)
+    idle = nothing_to_train(ckpt.epoch, state.stopped_early, state.early_stopping_bad_epochs, config)
+    if idle is not None:
+        warnings.warn(f"resume_from={str(path)!r} {idle}; fit returns its history as it is, and writes nothing",
+                      UserWarning, stacklevel=caller_stacklevel())
     best = None
     if config.early_stopping and state.best_epoch is not None:
         best = _best_weights(path, ckpt, spec, state.best_epoch)
@@ -88,3 +98,41 @@ def resumed_learning_rate(saved: TrainConfig | None, config: TrainConfig, state_
     if saved is not None and config.learning_rate != saved.learning_rate:
         return float(config.learning_rate)
     return float(state_lr)
+
+
+def still_stopped(stopped_early: bool, bad_epochs: int, config: TrainConfig) -> bool:
+    """Whether a run that early stopping ended stays ended under `config`: only while it keeps early stopping on and
+    the epochs without improvement still reach its patience (turned off, or a larger patience, and it trains on)."""
+    return bool(stopped_early) and config.early_stopping and bad_epochs >= config.early_stopping_patience
+
+
+def nothing_to_train(epoch: int, stopped_early: bool, bad_epochs: int, config: TrainConfig, *,
+                     flags: bool = False) -> str | None:
+    """Why resuming a checkpoint of `epoch` epochs with `config` trains nothing, in words that follow the run's name
+    ("... already has 2 epochs ..."), with how to train more; None when it trains. `flags`: name the `vae train`
+    flags (--epochs 3), else the TrainConfig fields (epochs=3). `stopped_early` as `still_stopped` gives it."""
+    def field(name: str, value: Any) -> str:
+        return f"--{name.replace('_', '-')} {value}" if flags else f"{name}={value}"
+
+    if stopped_early:
+        off = "--no-early-stopping" if flags else "early_stopping=False"
+        more = field("epochs", max(config.epochs, epoch + 1))
+        return (f"was stopped by early stopping after epoch {epoch} (no improvement for {bad_epochs} epochs), so "
+                f"there is nothing to train; to train on, pass {off} or a larger "
+                f"{field('early_stopping_patience', bad_epochs + 1)}, with {more} or more")
+    if config.epochs <= epoch:
+        asked = "--epochs" if flags else "config.epochs"
+        return (f"already has {epoch} epoch{'s' if epoch != 1 else ''} and {asked} is {config.epochs} (the total to "
+                f"reach, not the epochs to add), so there is nothing to train; to train more, pass the new total, "
+                f"e.g. {field('epochs', epoch + 1)}")
+    return None
+
+
+def idle_resume(path: str | os.PathLike, config: TrainConfig, *, flags: bool = False) -> str | None:
+    """`nothing_to_train` for the checkpoint at `path`, from its header alone (no tensors read): what `vae train
+    --resume` checks before it reads the data or writes anything."""
+    meta = read_metadata(path)
+    state = meta.get("trainer_state") or {}
+    bad_epochs = state.get("early_stopping_bad_epochs", 0)
+    stopped = still_stopped(state.get("stopped_early", False), bad_epochs, config)
+    return nothing_to_train(meta.get("epoch", 0), stopped, bad_epochs, config, flags=flags)
