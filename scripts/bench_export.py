@@ -138,8 +138,10 @@ def _versions() -> str:
 
     from vae_core.registry import backend_module
 
-    found = {**backend_module("torch").export.versions(), **backend_module("tf").export.versions()}
-    found.update({name: version(name) for name in ("onnx", "onnxscript", "onnxruntime", "ai-edge-litert")})
+    found = {**backend_module("torch").export.versions(), **backend_module("tf").export.versions(),
+             **backend_module("jax").export.versions()}
+    found.update({name: version(name) for name in ("onnx", "onnxscript", "onnxruntime", "ai-edge-litert",
+                                                   "flatbuffers")})
     return ", ".join(f"{name} {v}" for name, v in found.items())
 
 

@@ -9,11 +9,12 @@
 #                    machines and CI find the same CUDA build on a local disk.
 #   cpu:             the CPU-only builds (+cpu) from PyTorch's own wheel index (no CUDA libraries, no triton from
 #                    torch). That index is not reachable from our machines, so this path is not tested there.
-# TensorFlow is always tensorflow-cpu (the dev extra). The dev extra also brings the loggers' packages, tensorboard
-# (vae_core.callbacks.TensorBoard, and Keras' own keras.callbacks.TensorBoard) and mlflow-skinny
-# (vae_core.callbacks.MLflow).
+# TensorFlow is always tensorflow-cpu (the dev extra), and JAX the CPU jaxlib that `pip install jax` brings, with flax
+# and optax (the dev extra's jax extra; for NVIDIA GPUs install "jax[cuda12]" yourself). The dev extra also brings
+# the loggers' packages, tensorboard (vae_core.callbacks.TensorBoard, and Keras' own keras.callbacks.TensorBoard)
+# and mlflow-skinny (vae_core.callbacks.MLflow).
 # and the export extra: onnx, onnxscript, onnxruntime and ai-edge-litert, which `vae export` writes and verifies
-# its ONNX and LiteRT files with (docs/deploy.md).
+# its ONNX and LiteRT files with, and flatbuffers, with which jax.export serializes its files (docs/deploy.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"

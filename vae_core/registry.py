@@ -24,6 +24,7 @@ from vae_core.system.memory import check_training_memory
 BACKENDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "torch": ("backends.torch", ("torch",), "torch"),
     "tf": ("backends.tf", ("tensorflow", "keras", "tf_keras"), "tf"),
+    "jax": ("backends.jax", ("jax", "flax", "optax"), "jax"),
 }
 
 # The contract of a backend package: these modules, each with the same public functions and signatures in every
@@ -40,7 +41,7 @@ def _check_name(backend: Any) -> None:
 
 
 def backend_module(backend: str) -> ModuleType:
-    """The backend's package (`backends.torch` or `backends.tf`), importing its framework now."""
+    """The backend's package (`backends.<name>`), importing its framework now."""
     _check_name(backend)
     module_name, frameworks, extra = BACKENDS[backend]
     try:
@@ -56,7 +57,7 @@ def backend_of(model: Any) -> tuple[str, ModuleType]:
     """The name and module of the backend a native model belongs to."""
     name = getattr(model, "backend_name", None)
     if name not in BACKENDS:
-        raise TypeError(f"model must be a vae_core model built by build('torch'|'tf', ...); "
+        raise TypeError(f"model must be a vae_core model built by build({'|'.join(map(repr, BACKENDS))}, ...); "
                         f"got {type(model).__module__}.{type(model).__name__}")
     return name, backend_module(name)
 
@@ -93,12 +94,12 @@ def _check_memory(spec: VAESpec, batch_size: int, backend: str) -> None:
 
 
 def fit(model: Any, train: Any, val: Any = None, config: Any = None, **kwargs: Any) -> dict[str, list[float]]:
-    """Train a model of either backend: forwards to `backends.<name>.fit` (see its keyword arguments)."""
+    """Train a model of any backend: forwards to `backends.<name>.fit` (see its keyword arguments)."""
     return backend_of(model)[1].fit(model, train, val, TrainConfig() if config is None else config, **kwargs)
 
 
 def evaluate(model: Any, x: Any, **kwargs: Any) -> dict[str, float]:
-    """Test -ELBO, recon and KL (exact means over `x`) for a model of either backend."""
+    """Test -ELBO, recon and KL (exact means over `x`) for a model of any backend."""
     return backend_of(model)[1].evaluate(model, x, **kwargs)
 
 
@@ -115,7 +116,7 @@ def save_checkpoint(path: str | os.PathLike, model: Any, *, train_config: TrainC
 
 
 def load_checkpoint(path: str | os.PathLike, backend: str, *, check_memory: bool = True) -> Any:
-    """Rebuild the model a checkpoint describes in `backend` ("torch" or "tf"), with its weights loaded.
+    """Rebuild the model a checkpoint describes in `backend` (a name of `BACKENDS`), with its weights loaded.
 
     Memory is checked as `build` does, at the checkpoint's own batch size, before the model is built."""
     module = backend_module(backend)

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from vae_core.data.rows import rows_shape
 from vae_core.model.architecture import CONV, CONV_TRANSPOSE, Layer
-from vae_core.model.attributes import SpecAttributes
+from vae_core.model.attributes import SpecAttributes, check_count, check_draw_seed
 from vae_core.model.spec import VAESpec
 
 
@@ -166,12 +166,12 @@ class VAE(SpecAttributes, nn.Module):
         With a `seed`, z comes from `np.random.default_rng(seed)` (float32), so a seed gives the same z in every
         backend and on every device; `seed=None` draws z from torch's global RNG (`torch.manual_seed` applies).
         """
-        _check_count("sample", "n", n)
+        check_count("sample", "n", n)
         with eval_mode(self):
             if seed is None:
                 z = torch.randn(n, self.spec.latent_dim, device=self.device)  # (n, latent_dim)
             else:
-                _check_seed("sample", seed)
+                check_draw_seed("sample", seed)
                 z = np.random.default_rng(int(seed)).standard_normal((int(n), self.spec.latent_dim),
                                                                      dtype=np.float32)  # (n, latent_dim)
                 z = torch.from_numpy(z).to(self.device)
@@ -192,7 +192,7 @@ class VAE(SpecAttributes, nn.Module):
 
         x1, x2: one example each, (D,) or (1, D). Returns (steps, D), from x1's end to x2's.
         """
-        _check_count("interpolate", "steps", steps)
+        check_count("interpolate", "steps", steps)
         with eval_mode(self):
             ends = []
             for name, x in (("x1", x1), ("x2", x2)):
@@ -238,12 +238,3 @@ def check_model(model: Any, caller: str) -> VAE:
                         f"got {type(model).__module__}.{type(model).__name__}")
     return model
 
-
-def _check_count(method: str, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{method}: {name} must be an int >= 1; got {value!r}")
-
-
-def _check_seed(method: str, seed: Any) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"{method}: seed must be None or an int >= 0; got {seed!r}")

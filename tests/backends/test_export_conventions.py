@@ -1,6 +1,6 @@
 """The frameworks' own export tools on our models (issue 30): Keras' `model.export` and TF's LiteRT converter on a TF
 model never called, the deterministic halves of both backends through Keras, LiteRT and torch.export, and the
-forward pass that keeps sampling (the seed's definition)."""
+forward pass that keeps sampling (the seed's definition); and the JAX halves through jax.export."""
 from __future__ import annotations
 
 import numpy as np
@@ -106,3 +106,61 @@ def test_torch_export_takes_the_halves_and_forward_keeps_sampling():
     with torch.no_grad():  # model(x) in eval mode still samples z (the seed's forward), the halves never do
         assert not torch.equal(model(x)[0], model(x)[0])
         assert all(torch.equal(a, b) for a, b in zip(encoder(model)(x), encoder(model)(x)))
+
+
+def test_jax_export_holds_each_half_alone_and_takes_any_batch(tmp_path):
+    """`write` of the jax backend: each file is one half's StableHLO, its weights as constants (the other half's
+    are not in it), lowered for the CPU and CUDA, and its batch dimension is symbolic: 1 row and 7 rows run from
+    the same file, with the other backends' order of outputs (mean, then log_var)."""
+    import jax
+
+    from backends.jax.export import PLATFORMS, load, write
+    from vae_core.deploy.formats import part_bytes
+
+    spec = VAESpec(input_dim=512, hidden_dims=(256,), latent_dim=3, likelihood="gaussian_learned")  # 0.5 MB a half
+    model = vae_core.build("jax", spec, seed=0)
+    writer = write(model, tmp_path, "jax_export")
+    assert writer == {"framework": f"jax {jax.__version__}, flax {__import__('flax').__version__}",
+                      "tool": "jax.export.export + Exported.serialize"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["decoder.jax_export", "encoder.jax_export"]
+    for part, size in part_bytes(spec).items():  # its own half's weights, once, and a few kB of graph
+        assert size < (tmp_path / f"{part}.jax_export").stat().st_size < size + 16384, part
+        program = jax.export.deserialize(bytearray((tmp_path / f"{part}.jax_export").read_bytes()))
+        assert program.platforms == PLATFORMS and str(program.in_avals[0].shape[0]) == "batch"
+
+    weights = vae_core.init_weights(spec, 0)
+    z = np.random.default_rng(1).standard_normal((7, spec.latent_dim)).astype(np.float32)
+    runners = load(tmp_path, "jax_export")
+    for rows in (1, 7):
+        for got, want in zip(runners["encoder"](_x(spec, rows)), reference_encode(spec, weights, _x(spec, rows))):
+            np.testing.assert_allclose(got, want, atol=ATOL)
+        decoded = decoder_mean(spec, reference_decode(spec, weights, z[:rows]))
+        got = runners["decoder"](z[:rows])
+        assert len(got) == len(decoded) == 2
+        for out, want in zip(got, decoded):
+            np.testing.assert_allclose(out, want, atol=ATOL)
+    with pytest.raises(ValueError, match=r"write: format must be one of \('jax_export',\) for the jax backend; "
+                                         r"got 'onnx'"):
+        write(model, tmp_path, "onnx")
+    with pytest.raises(ValueError, match=r"load: format must be 'jax_export' for the jax backend"):
+        load(tmp_path, "saved_model")
+
+
+def test_jax_export_takes_the_conv_halves_from_jax_itself():
+    """The halves are jitted functions: jax.export.export takes them directly (what `write` serializes), conv
+    layers included, and the deserialized module computes the reference."""
+    import jax
+    import jax.numpy as jnp
+
+    from backends.jax.export import decoder, encoder
+
+    model = vae_core.build("jax", CONV, seed=0)
+    batch, = jax.export.symbolic_shape("batch")
+    weights = vae_core.init_weights(CONV, 0)
+    z = np.random.default_rng(1).standard_normal((4, CONV.latent_dim)).astype(np.float32)
+    for half, rows, want in ((encoder, _x(CONV), reference_encode(CONV, weights, _x(CONV))),
+                             (decoder, z, decoder_mean(CONV, reference_decode(CONV, weights, z)))):
+        exported = jax.export.export(half(model))(jax.ShapeDtypeStruct((batch, rows.shape[1]), jnp.float32))
+        out = jax.export.deserialize(exported.serialize()).call(rows)
+        for name, expected in zip(("mean", "log_var"), want):
+            np.testing.assert_allclose(np.asarray(out[name]), expected, atol=ATOL)

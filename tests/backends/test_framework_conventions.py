@@ -34,6 +34,11 @@ def _parameter_count(spec: VAESpec) -> int:
 def _weights(model) -> list[np.ndarray]:
     if hasattr(model, "get_weights"):
         return model.get_weights()
+    if model.backend_name == "jax":  # the module's nnx.Params, as Flax's own state lists them
+        import jax
+        from flax import nnx
+
+        return [np.asarray(leaf) for leaf in jax.tree.leaves(nnx.state(model, nnx.Param))]
     return [p.detach().numpy() for p in model.parameters()]
 
 
@@ -89,6 +94,40 @@ def _keras_saved_and_loaded(model, folder, spec: VAESpec):
     return keras.models.load_model(folder / "vae.keras", safe_mode=True)
 
 
+def _flax_summary(model) -> str:
+    return repr(model)  # Flax NNX's summary: the module tree with each layer's parameter counts
+
+
+def _flax_trained(spec: VAESpec):
+    """One step of Flax's usual training: nnx.grad of a loss of the module, and an nnx.Optimizer over optax.adam."""
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    model = build("jax", spec, seed=0)
+    optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+    x = jnp.asarray(_data())
+
+    def loss(m):
+        out, mu, log_var = m(x)  # z drawn from the module's own noise stream
+        return optax.sigmoid_binary_cross_entropy(out, x).sum() - 0.5 * jnp.sum(1 + log_var - mu ** 2 -
+                                                                                jnp.exp(log_var))
+    optimizer.update(model, nnx.grad(loss)(model))
+    return model
+
+
+def _flax_saved_and_loaded(model, folder, spec: VAESpec):
+    """The parameters' state through Flax's own msgpack serialization (no pickle), restored into a new module."""
+    from flax import nnx, serialization
+
+    (folder / "vae.msgpack").write_bytes(serialization.msgpack_serialize(nnx.state(model, nnx.Param).to_pure_dict()))
+    loaded = build("jax", spec, seed=1)
+    state = nnx.state(loaded, nnx.Param)
+    state.replace_by_pure_dict(serialization.msgpack_restore((folder / "vae.msgpack").read_bytes()))
+    nnx.update(loaded, state)
+    return loaded
+
+
 # Each framework's own ways: its summary (and the word it prints for a dense layer), one epoch of its usual training
 # (Adam state included), and its own save format, saved and loaded back.
 CONVENTIONS = {
@@ -96,6 +135,8 @@ CONVENTIONS = {
                   saved_and_loaded=_torch_saved_and_loaded),
     "tf": dict(summary=_keras_summary, layer_word="(Dense)", trained=_keras_trained,
                saved_and_loaded=_keras_saved_and_loaded),
+    "jax": dict(summary=_flax_summary, layer_word="Linear(", trained=_flax_trained,
+                saved_and_loaded=_flax_saved_and_loaded),
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from vae_core import CheckpointError, MemoryLimitError, TrainConfig, VAESpec
+from vae_core.registry import BACKENDS
 
 SPEC = VAESpec(input_dim=64, hidden_dims=(16,), latent_dim=2)  # the 8x8 digits
 X = np.random.default_rng(0).random((20, 64), dtype=np.float32)
@@ -259,8 +261,8 @@ CASES: list[Case] = [
                            ("reduce_lr_on_plateau", "yes"), ("lr_plateau_factor", 1.0), ("lr_plateau_patience", -1),
                            ("early_stopping", 1), ("early_stopping_patience", 0), ("dynamic_binarization", "no"),
                            ("checkpoint_every_steps", 0)]],
-    Case("unknown-backend", PY, 'build("jax")', lambda t: lambda: __import__("vae_core").build("jax"), ValueError,
-         r"backend must be one of \['tf', 'torch'\]; got 'jax'"),
+    Case("unknown-backend", PY, 'build("mxnet")', lambda t: lambda: __import__("vae_core").build("mxnet"), ValueError,
+         rf"backend must be one of {re.escape(str(sorted(BACKENDS)))}; got 'mxnet'"),
     # ------------------------------------------------------------ checkpoints
     Case("other-spec", PY, "resume from a checkpoint of another spec", _resume_other_spec, CheckpointError,
          r"spec .* build the model from the checkpoint's spec"),
@@ -291,8 +293,9 @@ CASES: list[Case] = [
     Case("corrupt-idx", PY, "IDX files with a truncated header", _dataset(name="mnist", data_dir=_corrupt_idx_dir),
          ValueError, r"expected a 16-byte header"),
     # ------------------------------------------------------------ the vae command
-    Case("cli-backend", CLI, "vae train --backend jax", lambda t: [*TRAIN, "--backend", "jax", "--out", str(t / "o")],
-         SystemExit, r"argument --backend: invalid choice: 'jax'"),
+    Case("cli-backend", CLI, "vae train --backend mxnet",
+         lambda t: [*TRAIN, "--backend", "mxnet", "--out", str(t / "o")],
+         SystemExit, r"argument --backend: invalid choice: 'mxnet'"),
     Case("cli-likelihood", CLI, "vae train --likelihood poisson",
          lambda t: [*TRAIN, "--likelihood", "poisson", "--out", str(t / "o")], SystemExit,
          r"argument --likelihood: invalid choice"),
@@ -834,11 +837,11 @@ def _export_py(fmt: str) -> Callable[[Path], Callable[[], Any]]:
 
 CASES += [
     Case("export-format", PY, 'vae_core.export(..., format="tflite")', _export_py("tflite"), ValueError,
-         r"export\.format must be one of onnx, saved_model, litert, torch_export; got 'tflite'\. Did you mean "
-         r"'litert'\?"),
+         r"export\.format must be one of onnx, saved_model, litert, torch_export, jax_export; got 'tflite'\. Did "
+         r"you mean 'litert'\?"),
     Case("cli-export-format", CLI, "vae export --format tflite", _export_cli("tflite"), SystemExit,
          r"argument --format: invalid choice: 'tflite' \(choose from 'onnx', 'saved_model', 'litert', "
-         r"'torch_export'\)"),
+         r"'torch_export', 'jax_export'\)"),
     Case("cli-export-out-not-empty", CLI, "vae export --out a folder that holds a file", _export_cli(out=_full_folder),
          ValueError, r"--out '.*out' is not empty \(it holds 1 entry, such as 'notes\.txt'\); pass a new or empty "
                      r"folder: an export never mixes its files with others"),
@@ -852,6 +855,11 @@ CASES += [
          r"--format 'litert' cannot hold this checkpoint's encoder: its float32 weights are 2\.1 GiB, and a LiteRT "
          r"file is one FlatBuffer, which addresses at most 2 GiB; export it as 'onnx', 'saved_model' or "
          r"'torch_export'"),
+    Case("cli-export-jax-export-too-big", CLI, "vae export --format jax_export of a spec whose encoder is 2.1 GiB",
+         _export_cli("jax_export", checkpoint=_huge_spec_checkpoint), ValueError,
+         r"--format 'jax_export' cannot hold this checkpoint's encoder: its float32 weights are 2\.1 GiB, and a "
+         r"serialized jax\.export\.Exported is one FlatBuffer, which addresses at most 2 GiB; export it as 'onnx', "
+         r"'saved_model' or 'torch_export'"),
     Case("cli-export-missing-checkpoint", CLI, "vae export of a checkpoint that does not exist",
          _export_cli(checkpoint=lambda t: t / "missing.safetensors"), FileNotFoundError,
          r"checkpoint '.*missing\.safetensors' does not exist"),
@@ -863,6 +871,10 @@ CASES += [
          _export_without("onnxscript", "onnx"), ImportError,
          r"export\.format 'onnx' needs 'onnxscript' to write onnx, which is not installed; install it with: pip "
          r"install 'vae-core\[export\]'$"),
+    Case("export-missing-flatbuffers", PY, "vae_core.export(format=\"jax_export\") without flatbuffers installed",
+         _export_without("flatbuffers", "jax_export"), ImportError,
+         r"export\.format 'jax_export' needs 'flatbuffers' to write jax_export, which is not installed; install it "
+         r"with: pip install 'vae-core\[export\]'$"),
 ]
 
 
@@ -1395,4 +1407,100 @@ CASES += [
     Case("cli-train-resume-without-out", CLI, "vae train --resume without --out (once: resumed the working folder)",
          lambda t: [*TRAIN, "--resume"], ValueError,
          r"vae train: error: --resume needs --out: the folder of the run to continue$"),
+]
+
+
+# ---------------------------------------------------------------------------- vae compare --backends
+def _compare_backends(value: str) -> Callable[[Path], list[str]]:
+    """A CLI case: `vae compare --backends VALUE` on the digits, into tmp/cmp."""
+    return lambda t: ["compare", "--backends", value, "--dataset", "digits", "--epochs", "1", "--no-progress",
+                      "--out", str(t / "cmp")]
+
+
+def _compare_call(backends: Any) -> Callable[[Path], Callable[[], Any]]:
+    """A python case: compare_backends(backends=...) on the digits, into tmp/cmp."""
+    def prepare(tmp: Path) -> Callable[[], Any]:
+        from vae_core.cli.compare import compare_backends
+
+        return lambda: compare_backends(dataset="digits", out=tmp / "cmp", progress=False,
+                                        config_changes={"epochs": 1}, backends=backends)
+    return prepare
+
+
+BACKENDS_TAKES = (r"must be two or more of the registered backends \(.*\), each once, (comma-separated, )?the first "
+                  r"the reference the others are compared with; got ")
+
+CASES += [
+    Case("cli-compare-backends-unknown", CLI, "vae compare --backends torch,mxnet", _compare_backends("torch,mxnet"),
+         ValueError, rf"vae compare: error: --backends {BACKENDS_TAKES}'torch,mxnet': 'mxnet' is not a registered "
+                     r"backend; pass only registered names, e.g. --backends torch,tf$"),
+    Case("cli-compare-backends-one", CLI, "vae compare --backends tf", _compare_backends("tf"), ValueError,
+         rf"--backends {BACKENDS_TAKES}'tf': only 'tf'; add a backend to compare it with, e.g. --backends tf,torch$"),
+    Case("cli-compare-backends-twice", CLI, "vae compare --backends torch,tf,torch",
+         _compare_backends("torch,tf,torch"), ValueError,
+         rf"--backends {BACKENDS_TAKES}'torch,tf,torch': 'torch' is named twice; name each backend once$"),
+    Case("cli-compare-backends-empty", CLI, "vae compare --backends torch,,tf", _compare_backends("torch,,tf"),
+         ValueError, rf"--backends {BACKENDS_TAKES}'torch,,tf': an empty name; drop the extra comma, e.g. "
+                     r"--backends torch,tf$"),
+    Case("compare-backends-one", PY, 'compare_backends(backends=("torch",))', _compare_call(("torch",)), ValueError,
+         rf"compare_backends\.backends {BACKENDS_TAKES}\('torch',\): only 'torch'; add a backend to compare it with, "
+         r"e.g. backends=\('torch', 'tf'\)$"),
+    Case("compare-backends-type", PY, "compare_backends(backends=2)", _compare_call(2), ValueError,
+         rf"compare_backends\.backends {BACKENDS_TAKES}2: not a comma-separated string or a sequence of names; pass "
+         r"e.g. backends=\('torch', 'tf'\)$"),
+]
+
+
+# ---------------------------------------------------------------------------- issue 33: the JAX backend
+def _fit_jax(**kwargs: Any) -> Callable[[Path], Callable[[], None]]:
+    def prepare(tmp: Path) -> Callable[[], None]:
+        from vae_core import build, fit
+
+        return lambda: fit(build("jax", SPEC, seed=0), X, None, TrainConfig(epochs=1), progress=False, **kwargs)
+    return prepare
+
+
+def _fit_jax_under_mesh(axes: tuple[str, ...], **kwargs: Any) -> Callable[[Path], Callable[[], None]]:
+    """fit while `jax.sharding.get_mesh()` gives a stand-in for a mesh with these axes, 2 devices each: a real mesh
+    of several CPU devices needs the CPU split before JAX starts, which this test process is past."""
+    def prepare(tmp: Path) -> Callable[[], None]:
+        import jax
+
+        from vae_core import build, fit
+
+        class StandIn:  # the properties `mesh_of_context` reads
+            empty, size, axis_names, shape = False, 2 ** len(axes), axes, {a: 2 for a in axes}
+
+        def call() -> None:
+            original = jax.sharding.get_mesh
+            jax.sharding.get_mesh = lambda: StandIn()
+            try:
+                fit(build("jax", SPEC, seed=0), X, None, TrainConfig(epochs=1, batch_size=8), progress=False,
+                    **kwargs)
+            finally:
+                jax.sharding.get_mesh = original
+        return call
+    return prepare
+
+
+CASES += [
+    Case("jax-fit-threads", PY, 'fit(build("jax"), threads=2)', _fit_jax(threads=2), ValueError,
+         r"threads=2: the JAX backend cannot set its CPU threads: XLA sizes its pool when JAX starts, from the CPUs "
+         r"the process may run on; start the process on 2 CPU\(s\) \(taskset -c 0-1 \.\.\.\), or leave threads at "
+         r"its default"),
+    Case("cli-train-jax-threads", CLI, "vae train --backend jax --threads 2",
+         lambda t: [*TRAIN, "--backend", "jax", "--threads", "2", "--out", str(t / "run")], ValueError,
+         r"vae train: error: --threads 2 applies to backends torch, tf, not 'jax'; drop --threads"),
+    Case("jax-fit-mesh-two-axes", PY, "fit(build(\"jax\")) under jax.set_mesh of a 2-axis mesh",
+         _fit_jax_under_mesh(("data", "model")), ValueError,
+         r"fit: the mesh set by jax\.set_mesh has axes \{'data': 2, 'model': 2\}, but the jax backend splits the "
+         r"batch along one axis; set a one-axis mesh"),
+    Case("jax-fit-mesh-device", PY, "fit(build(\"jax\"), device=\"cpu\") under jax.set_mesh of a 2-device mesh",
+         _fit_jax_under_mesh(("batch",), device="cpu"), ValueError,
+         r"fit: this fit runs under a mesh of 2 devices \(jax\.set_mesh\), which decides where it trains; got "
+         r"device='cpu'\. Pass device='auto', or call fit outside the mesh"),
+    Case("jax-fit-launched", PY, "fit(build(\"jax\")) in a process started as one of WORLD_SIZE=2",
+         lambda t: lambda: _with_env({"WORLD_SIZE": "2"}, _fit_jax()(t)), ValueError,
+         r"fit: this process is one of WORLD_SIZE=2 started by a launcher \(torchrun\), but the jax backend trains "
+         r"in one process"),
 ]

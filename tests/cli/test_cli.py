@@ -132,6 +132,100 @@ def test_compare_lockstep_writes_figure_and_tables(tmp_path):
     command = ("vae compare --dataset digits --epochs 2 --hidden-dims 32 --latent-dim 2 --lockstep "
                f"--out {out} --no-progress")
     assert f"Command: `{command}`" in text and result["command"] == command
+    # the default --backends torch,tf: compare.json's keys as vae compare has always written them
+    assert set(result) == {"dataset", "n_train", "n_test", "spec", "train_config", "same_init", "lockstep", "device",
+                           "command", "class_names", "summary", "histories"}
+    assert list(result["histories"]) == list(ORDER) == ["torch", "tf"]
+    assert list(result["summary"]) == ["final", "tf_minus_torch", "max_abs_epoch_difference", "per_class"]
+    assert set(result["summary"]["per_class"][0]) == {"class", "label", "n", "torch", "tf"}
+
+
+def test_compare_backends_in_another_order_takes_the_first_as_the_reference(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--backends", "tf,torch", *TINY, "--epochs", "1", "--out", str(out)]) == 0
+    result = json.loads((out / "compare.json").read_text())
+    assert list(result["histories"]) == ["tf", "torch"]
+    summary = result["summary"]
+    assert list(summary) == ["final", "torch_minus_tf", "max_abs_epoch_difference", "per_class"]
+    final = summary["final"]
+    assert summary["torch_minus_tf"]["test_loss"] == pytest.approx(final["torch"]["test_loss"] -
+                                                                   final["tf"]["test_loss"])
+    text = (out / "compare.md").read_text()
+    assert text.startswith("# tf vs torch on digits") and "| torch - tf |" in text and "| tf - torch |" not in text
+    assert "| class | images | tf | torch | torch - tf |" in text
+    assert {p.name for p in out.iterdir()} >= {"tf", "torch", "compare.png"}
+
+
+def _history(epochs: int, shift: float) -> dict[str, list[float]]:
+    curve = [100.0 - 10 * i + shift for i in range(epochs)]
+    return {**{f"{split}_{term}": list(curve) for split in ("train", "val") for term in ("loss", "recon", "kl")},
+            "seconds": [1.0 + shift] * epochs, "lr": [1e-3] * epochs}
+
+
+def test_compare_summary_and_tables_for_three_backends():
+    """Any number of backends, the first the reference: a difference per other backend, the largest per-epoch
+    difference over them and per backend, and the tables' columns (named by label: no backend needs registering)."""
+    from vae_core.cli.compare import markdown, summarize
+
+    histories = {"torch": _history(3, 0.0), "tf": _history(3, 0.5), "other": _history(2, -2.0)}
+    summary = summarize(histories)
+    assert list(summary) == ["final", "tf_minus_torch", "other_minus_torch", "max_abs_epoch_difference",
+                             "max_abs_epoch_difference_by_backend"]
+    assert summary["tf_minus_torch"]["train_loss"] == pytest.approx(0.5)
+    assert summary["other_minus_torch"]["train_loss"] == pytest.approx(8.0)  # its last epoch (88) - torch's (80)
+    assert summary["max_abs_epoch_difference_by_backend"]["tf"]["val_kl"] == pytest.approx(0.5)
+    assert summary["max_abs_epoch_difference"]["val_kl"] == pytest.approx(2.0)
+    summary["per_class"] = [{"class": "0", "label": 0, "n": 5, "torch": 1.0, "tf": 1.5, "other": 0.25}]
+    meta = {"dataset": "digits", "n_train": 10, "n_test": 5, "spec": {"input_dim": 64, "hidden_dims": [8],
+            "latent_dim": 2, "likelihood": "bernoulli"}, "train_config": {"epochs": 3, "batch_size": 4,
+            "learning_rate": 1e-3, "seed": 0}, "lockstep": False, "same_init": True, "device": "cpu",
+            "command": None}
+    text = markdown(meta, summary, histories)
+    assert text.startswith("# torch vs tf vs other on digits")
+    assert "| tf - torch | +0.50 |" in text and "| other - torch | +8.00 |" in text
+    assert "Largest per-epoch |tf - torch|: " in text and "Largest per-epoch |other - torch|: " in text
+    assert "| epoch | torch test -ELBO | tf test -ELBO | other test -ELBO | torch s | tf s | other s |" in text
+    assert "| 3 | 80.00 | 80.50 | nan | 1.0 | 1.5 | nan |" in text  # the run that stopped early: nan
+    assert "| class | images | torch | tf | other | tf - torch | other - torch |" in text
+    assert "| 0 | 5 | 1.00 | 1.50 | 0.25 | +0.50 | -0.75 |" in text
+
+
+@pytest.mark.parametrize("given, expected", [("torch,tf", ("torch", "tf")), (" tf , torch ", ("tf", "torch")),
+                                             (["tf", "torch"], ("tf", "torch"))])
+def test_check_backends_takes_two_or_more_registered_names(given, expected):
+    from vae_core.cli.compare import check_backends
+
+    assert check_backends(given) == expected
+
+
+@pytest.mark.parametrize("given, problem", [
+    (("torch", "tf", "tf"), r"'tf' is named twice; name each backend once"),
+    (("torch",), r"only 'torch'; add a backend to compare it with"),
+    ((), r"no backend; pass e\.g\. backends=\(.torch., .tf.\)"),
+    ("torch,mxnet", r"'mxnet' is not a registered backend"),
+    (["torch", 3], r"not a comma-separated string or a sequence of names"),
+])
+def test_compare_backends_refuses_bad_backends_before_anything(given, problem, tmp_path):
+    from vae_core.cli.compare import compare_backends
+
+    with pytest.raises(ValueError, match=rf"^compare_backends\.backends must be two or more of the registered "
+                                         rf"backends .*; got .*{problem}"):
+        compare_backends(dataset="digits", out=tmp_path / "cmp", backends=given)
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_compare_refuses_a_backend_whose_framework_is_missing(tmp_path, capsys, monkeypatch):
+    from vae_core.registry import BACKENDS
+
+    monkeypatch.setitem(BACKENDS, "nothere", ("backends.nothere", ("no_such_framework_xyz",), "nothere"))
+    capsys.readouterr()
+    assert main(["compare", "--backends", "torch,nothere", *TINY, "--epochs", "1", "--out",
+                 str(tmp_path / "cmp")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["vae compare: error: --backends names backend 'nothere', which needs 'no_such_framework_xyz', "
+                   "which is not installed; install it with: pip install 'vae-core[nothere]', or leave nothere out "
+                   "of --backends"]
+    assert not (tmp_path / "cmp").exists()
 
 
 BAD_ARGUMENTS = {

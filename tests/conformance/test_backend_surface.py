@@ -32,9 +32,11 @@ FRAMEWORK_MEMBERS = {
     "tf": {"build", "call", "compile", "compile_from_config", "train_step", "test_step", "get_config",
            "from_config", "metrics",
            "export"},  # keras.Model's hooks; `export` is Keras' own, callable on a model never called (issue 30)
+    "jax": {"dtype"},  # the parameters' dtype: float32, or float64 inside jax.enable_x64 (JAX has no model.double())
 }
 # A framework-specific class is its own name, not a function of another shape (the issue's rule).
-FRAMEWORK_CLASSES = {"torch": {"NegativeELBO", "ProcessGroup"}, "tf": {"Sampling", "TorchAdam", "StepState"}}
+FRAMEWORK_CLASSES = {"torch": {"NegativeELBO", "ProcessGroup"}, "tf": {"Sampling", "TorchAdam", "StepState"},
+                     "jax": {"TorchAdamState"}}  # optax's state is a pytree of its own type, as optax's are
 # Modules one framework needs alone: TF's tf.data pipelines that feed Keras' fit in blocks of batches; torch's
 # launcher of torch.distributed.run (`vae train --nproc N`: torch's ranks are processes, TF's replicas are not).
 FRAMEWORK_MODULES = {"torch": {"launch"}, "tf": {"pipeline"}}
@@ -48,7 +50,18 @@ FRAMEWORK_FUNCTIONS = {("distributed", "tf"): {"strategy_of", "check_strategy", 
                                          "default_steps_per_execution"},
                        ("steps", "torch"): {"make_step"},
                        # torch's CPU kernels compute on subnormal floats (slowly); XLA's flush them to zero itself
-                       ("device", "torch"): {"flush_denormals", "flushing_denormals"}}
+                       ("device", "torch"): {"flush_denormals", "flushing_denormals"},
+                       # JAX is functional: the weights and Adam's state are pytrees outside the model, which the
+                       # compiled steps take and return (weights: the model <-> its pytree; steps: the pure model
+                       # and the compiled block, gather and evaluation); optax's Adam is a transformation and the
+                       # step's float64 scalars come from the host (torch's and TF's optimizers hold both)
+                       ("weights", "jax"): {"params_of", "set_params"},
+                       ("optim", "jax"): {"torch_adam", "step_scalars"},
+                       ("steps", "jax"): {"pure_model", "make_block", "make_gather", "make_eval",
+                                          "clip_by_global_norm"},
+                       # a jax.sharding mesh of this host's devices, TF's strategies' counterpart
+                       ("distributed", "jax"): {"local_mesh", "mesh_of_context", "auto_mesh", "replicated",
+                                                "batch_split"}}
 # Parameters one framework needs alone: (module, function) -> {backend: {parameter names}}.
 FRAMEWORK_PARAMETERS = {("train", "fit"): {"torch": {"compile"}}}  # torch.compile; TF's fit step is always XLA
 

@@ -64,7 +64,7 @@ def test_an_unavailable_device_is_a_value_error_that_names_it(backend):
     x = np.random.default_rng(0).random((32, SPEC.input_dim), dtype=np.float32)
     for call in (lambda: fit(model, x, device="cuda", progress=False), lambda: evaluate(model, x, device="cuda:1")):
         with pytest.raises(ValueError, match=r"device must name an available device: device='cuda(:1)?', but "
-                                             r"(CUDA is not available to torch|TensorFlow \S+ sees 0 GPU)"):
+                                             r"(CUDA is not available to torch|(TensorFlow|JAX) \S+ sees 0 GPU)"):
             call()
 
 
@@ -253,8 +253,8 @@ def test_uint8_images_train_as_their_float_values(backend):
 
 def test_a_memory_mapped_training_set_is_read_a_batch_at_a_time(backend, tmp_path, monkeypatch):
     """The training split of a .npy stays in the file (`MappedRows`): `fit` reads only a batch (torch) or a block of
-    batches (TF) at a time, never the whole set, each example once an epoch, and trains exactly as on the same rows in
-    memory."""
+    batches (TF, JAX) at a time, never the whole set, each example once an epoch, and trains exactly as on the same
+    rows in memory."""
     from vae_core import TrainConfig, fit
     from vae_core.data import load_images
     from vae_core.data.mapped import MappedRows
@@ -273,8 +273,10 @@ def test_a_memory_mapped_training_set_is_read_a_batch_at_a_time(backend, tmp_pat
     streamed = fit(_model(backend), data.x_train, None, config, progress=False)
     assert {k: v for k, v in streamed.items() if k != "seconds"} == \
         {k: v for k, v in in_memory.items() if k != "seconds"}
-    # a batch (torch) or a block of 32 (TF) per read, the padding and the blocks past the epoch read nothing
-    assert reads == ([8] * 75 if backend == "torch" else [32 * 8, 32 * 8, 600 - 64 * 8])
+    # a batch per read (torch); a block of 32 batches per read, the padding and the blocks past the epoch reading
+    # nothing (TF); the two whole blocks of 32, then the 11 steps left a batch at a time (JAX)
+    reads_of = {"torch": [8] * 75, "tf": [32 * 8, 32 * 8, 600 - 64 * 8], "jax": [32 * 8, 32 * 8] + [8] * 11}
+    assert reads == reads_of[backend]
 
 
 @pytest.mark.parametrize("spec", SPECS)

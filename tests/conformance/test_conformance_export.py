@@ -1,5 +1,6 @@
 """`vae_core.export` from checkpoints trained in every backend: each format, MLP and conv, passes its verification in
-its runtime (onnxruntime, tf.saved_model.load, the LiteRT interpreter, torch.export.load) against the NumPy reference.
+its runtime (onnxruntime, tf.saved_model.load, the LiteRT interpreter, torch.export.load, jax.export.deserialize)
+against the NumPy reference.
 
 Per backend, a module fixture trains two small models for one epoch (an MLP, and a conv model of odd 9x7x2 images,
 whose padding and cropping are asymmetric) and saves their checkpoints; the likelihoods differ by backend and
@@ -71,7 +72,7 @@ def test_every_format_passes_verification_in_its_runtime(backend, checkpoints, f
 
 
 def _holds_each_weight_once(folder, fmt, spec):
-    """A torch_export half holds its own half's weights alone; the SavedModel, each weight once."""
+    """A torch_export or jax_export half holds its own half's weights alone; the SavedModel, each weight once."""
     from vae_core.deploy.formats import part_bytes
 
     if fmt == "torch_export":
@@ -80,17 +81,22 @@ def _holds_each_weight_once(folder, fmt, spec):
         for part, size in part_bytes(spec).items():
             state = torch.export.load(str(folder / f"{part}.pt2")).state_dict
             assert 4 * sum(t.numel() for t in state.values()) == size, part
+    elif fmt == "jax_export":  # the weights are constants in the module: a few kB of graph beside them
+        for part, size in part_bytes(spec).items():
+            assert size < (folder / f"{part}.jax_export").stat().st_size < size + 16384, part
     elif fmt == "saved_model":
         stored = sum(p.stat().st_size for p in (folder / "variables").glob("variables.data-*"))
         assert stored < 1.5 * 4 * spec.num_params + 4096, (stored, spec.num_params)
 
 
 def test_a_model_in_memory_exports_like_its_checkpoint(source, target, tmp_path):
-    """A model of one backend exported by the other's framework (torch_export is torch's, saved_model TF's): the
-    files compute the reference of the model's own weights, and export.json names no checkpoint."""
+    """A model of one backend exported by another's framework (torch_export is torch's, saved_model TF's,
+    jax_export JAX's): the files compute the reference of the model's own weights, and export.json names no
+    checkpoint."""
     spec = VAESpec(**SPECS["mlp"], likelihood="gaussian")
     model = vae_core.build(source, spec, seed=3)
-    fmt = next(name for name, f in FORMATS.items() if f.backend == target and name in ("torch_export", "saved_model"))
+    fmt = next(name for name, f in FORMATS.items()
+               if f.backend == target and name in ("torch_export", "saved_model", "jax_export"))
     result = vae_core.export(model, tmp_path / "out", format=fmt)
     weights = backend_of(model)[1].weights.export_weights(model)
     assert result.manifest["source"] == {"checkpoint": None, "checkpoint_sha256": None, "backend": source,

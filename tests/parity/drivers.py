@@ -1,8 +1,9 @@
-"""Thin drivers so that each parity check is written once for both backends.
+"""Thin drivers so that each parity check is written once for every backend.
 
 The parity tests (tests/parity) and `scripts/parity_report.py` both measure through these functions, so the
 report's numbers are the tests' numbers. Torch drivers take a `device` ("cpu" or "cuda"); on CUDA they run with
-TF32 off (fp32 stays fp32). The TF side always runs on the CPU.
+TF32 off (fp32 stays fp32). The TF side always runs on the CPU; the JAX side on JAX's default device, with full
+float32 matmuls.
 """
 from __future__ import annotations
 
@@ -71,10 +72,24 @@ def tf_cpu():
     return tf.device("/CPU:0")
 
 
+def _placed(name: str, device: str = "cpu"):
+    """Where backend `name`'s side of a check runs: torch on `device` with TF32 off; TF on the CPU; JAX on its
+    default device (the CPU jaxlib: the CPU) with full float32 matmuls."""
+    if name == "torch":
+        return exact_fp32(device)
+    if name == "jax":
+        import jax
+        return jax.default_matmul_precision("highest")
+    return tf_cpu()
+
+
 def _tensors(name: str, arrays: dict[str, np.ndarray], device: str) -> dict:
     if name == "torch":
         import torch
         return {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
+    if name == "jax":
+        import jax.numpy as jnp
+        return {k: jnp.asarray(v) for k, v in arrays.items()}
     import tensorflow as tf
     return {k: tf.constant(v) for k, v in arrays.items()}
 
@@ -83,7 +98,7 @@ def negative_elbo(name: str, arrays: dict[str, np.ndarray], likelihood: str, bet
     """The backend's loss on float32 framework tensors: (total, recon, kl) as Python floats."""
     mod = backend(name)
     t = _tensors(name, arrays, device)
-    with exact_fp32(device) if name == "torch" else tf_cpu():
+    with _placed(name, device):
         out = mod.losses.negative_elbo(t["x"], t["decoder_out"], t["mu"], t["log_var"], likelihood=likelihood,
                                        beta=beta)
     return tuple(float(to_numpy(v)) for v in out)
@@ -94,7 +109,7 @@ def per_example(name: str, arrays: dict[str, np.ndarray], likelihood: str,
     """The backend's per-example (recon, kl), (B,) each."""
     mod = backend(name)
     t = _tensors(name, arrays, device)
-    with exact_fp32(device) if name == "torch" else tf_cpu():
+    with _placed(name, device):
         recon = mod.losses.reconstruction_nll(t["x"], t["decoder_out"], likelihood)
         kl = mod.losses.kl_to_standard_normal(t["mu"], t["log_var"])
     return to_numpy(recon), to_numpy(kl)
@@ -128,6 +143,9 @@ def forward(name: str, model, x: np.ndarray, eps: np.ndarray) -> dict[str, np.nd
         device = _device_of(model)
         with torch.no_grad(), exact_fp32(device):
             out = model(torch.from_numpy(x).to(device), torch.from_numpy(eps).to(device))
+    elif name == "jax":
+        with _placed(name):
+            out = model(x, eps)
     else:
         with tf_cpu():
             out = model(x, eps=eps)
@@ -148,6 +166,16 @@ def gradients(name: str, model, x: np.ndarray, eps: np.ndarray) -> dict[str, np.
             total.backward()
         params = mod.weights.native_parameters(model)
         return mod.weights.native_to_neutral(model, {n: to_numpy(p.grad) for n, p in params.items()})
+    if name == "jax":
+        import jax
+        apply, params = mod.steps.pure_model(model)
+
+        def loss(p):
+            out, mu, log_var = apply(p, x, eps)
+            return mod.losses.negative_elbo(x, out, mu, log_var, likelihood=spec.likelihood, beta=spec.beta)[0]
+        with _placed(name):
+            grads = jax.grad(loss)(params)  # a dict pytree: sorted by name
+        return mod.weights.native_to_neutral(model, {n: grads[n] for n in spec.weight_shapes()})
     import tensorflow as tf
     variables = mod.weights.native_parameters(model)
     with tf_cpu(), tf.GradientTape() as tape:
@@ -185,6 +213,25 @@ def adam_steps(name: str, spec, weights: dict[str, np.ndarray], grads_seq, confi
                 params[n].grad = torch.from_numpy(g)
             optimizer.step()
             state = mod.weights.export_adam(model, optimizer)
+            out.append((mod.weights.export_weights(model), state.m, state.v))
+        return out
+    if name == "jax":
+        import jax
+        import jax.numpy as jnp
+        tx = mod.optim.make_optimizer(model, config)
+        params = mod.weights.params_of(model)
+        opt_state = tx.init(params)
+
+        @jax.jit  # compiled, as in `fit`'s block: XLA contracts Adam's multiply-adds into fmas
+        def apply(params, opt_state, grads, step_size, bias2_sqrt):
+            updates, opt_state = tx.update(grads, opt_state, params, step_size=step_size, bias2_sqrt=bias2_sqrt)
+            return jax.tree.map(lambda p, u: p + u, params, updates), opt_state
+        for t, grads in enumerate(grads_seq, start=1):
+            step_size, bias2_sqrt = mod.optim.step_scalars(config.learning_rate, config, t)
+            params, opt_state = apply(params, opt_state, {n: jnp.asarray(g) for n, g in grads.items()},
+                                      step_size, bias2_sqrt)
+            mod.weights.set_params(model, params)
+            state = mod.weights.export_adam(model, opt_state)
             out.append((mod.weights.export_weights(model), state.m, state.v))
         return out
     import tensorflow as tf

@@ -1,8 +1,10 @@
 """A plain user script that calls `vae_core.fit`, run by tests/reliability/test_data_parallel.py in three ways: in one process,
-under torchrun with 2 processes (torch), and under a MirroredStrategy of 2 logical CPU devices (TF).
+under torchrun with 2 processes (torch), under a MirroredStrategy of 2 logical CPU devices (TF), and under a
+jax.sharding mesh of the CPU split into 2 XLA devices (JAX).
 
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/reliability/data_parallel_script.py torch OUT
     python tests/reliability/data_parallel_script.py tf OUT --replicas 2
+    python tests/reliability/data_parallel_script.py jax OUT --replicas 2
 
 It trains `RUNS` into OUT/<run>/ and writes OUT/result-rank<R>.json per process: each run's history, the rows the
 rank's model saw in training, and how many checkpoints the rank wrote; and OUT/<run>/weights-rank<R>.safetensors.
@@ -39,7 +41,7 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 
 
 def train(backend: str, out: Path, resume_from: Path | None, strategy=None, epochs: int | None = None,
-          extra_epochs: int = 0) -> dict:
+          extra_epochs: int = 0, mesh=None) -> dict:
     """Every run of RUNS (with `epochs`: the fp32 run alone, that long; `extra_epochs`: the fp32 run that much
     longer, to compare a continuation with); returns this process's record."""
     import vae_core
@@ -56,7 +58,8 @@ def train(backend: str, out: Path, resume_from: Path | None, strategy=None, epoc
 
     trainer.write_checkpoint = counted
     x, val = data()
-    world = int(os.environ.get("WORLD_SIZE", "1")) if strategy is None else strategy.num_replicas_in_sync
+    world = strategy.num_replicas_in_sync if strategy is not None else mesh.size if mesh is not None else \
+        int(os.environ.get("WORLD_SIZE", "1"))
     record = {"rank": rank, "world": world, "histories": {}, "rows_seen": {}}
     for name, (precision, changes, resume) in RUNS.items():
         if (resume and resume_from is None) or (epochs is not None and name != "fp32") or \
@@ -68,9 +71,10 @@ def train(backend: str, out: Path, resume_from: Path | None, strategy=None, epoc
             model = vae_core.build(backend, VAESpec(**SPEC), seed=0)
         rows = _count_rows(model, backend)
         folder = None if precision == "fp64" else out / name
-        history = vae_core.fit(model, x, val, TrainConfig(**{**CONFIG, **changes}), out_dir=folder,
-                               resume_from=resume_from if resume else None, precision=precision, progress=False,
-                               device="cpu" if strategy is None else "auto")
+        with _mesh(mesh):  # JAX: fit splits each batch over the mesh's devices
+            history = vae_core.fit(model, x, val, TrainConfig(**{**CONFIG, **changes}), out_dir=folder,
+                                   resume_from=resume_from if resume else None, precision=precision,
+                                   progress=False, device="cpu" if strategy is None and mesh is None else "auto")
         record["histories"][name] = history
         record["rows_seen"][name] = rows()
         if folder is not None:
@@ -83,6 +87,15 @@ def train(backend: str, out: Path, resume_from: Path | None, strategy=None, epoc
     record["checkpoint_writes"] = writes["n"]
     trainer.write_checkpoint = write
     return record
+
+
+def _mesh(mesh):
+    """`jax.set_mesh(mesh)`, or nothing without a mesh."""
+    if mesh is None:
+        return contextlib.nullcontext()
+    import jax
+
+    return jax.set_mesh(mesh)
 
 
 def _count_rows(model, backend: str):
@@ -105,19 +118,24 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("backend", choices=sorted(BACKENDS))
     parser.add_argument("out", type=Path)
-    parser.add_argument("--replicas", type=int, default=1, help="TF: a MirroredStrategy of N logical CPU devices")
+    parser.add_argument("--replicas", type=int, default=1, help="TF: a MirroredStrategy of N logical CPU devices; "
+                                                               "JAX: a mesh of the CPU split into N devices")
     parser.add_argument("--resume-from", type=Path, default=None)
     parser.add_argument("--epochs", type=int, default=None, help="the fp32 run alone, this many epochs")
     parser.add_argument("--pid-files", action="store_true", help="write OUT/pid-rank<R> first")
     args = parser.parse_args()
     if args.pid_files:
         (args.out / f"pid-rank{os.environ.get('RANK', '0')}").write_text(str(os.getpid()))
-    strategy = None
+    strategy = mesh = None
     if args.backend == "tf" and args.replicas > 1:
         from backends.tf.distributed import mirrored_strategy
 
         strategy = mirrored_strategy(args.replicas)
-    record = train(args.backend, args.out, args.resume_from, strategy, args.epochs)
+    if args.backend == "jax" and args.replicas > 1:
+        from backends.jax.distributed import local_mesh
+
+        mesh = local_mesh(args.replicas)  # before JAX starts: it splits the CPU
+    record = train(args.backend, args.out, args.resume_from, strategy, args.epochs, mesh=mesh)
     (args.out / f"result-rank{record['rank']}.json").write_text(json.dumps(record))
 
 

@@ -1,5 +1,6 @@
-"""Data-parallel training equals one process: torchrun with 2 gloo ranks (torch), and a MirroredStrategy of 2
-logical CPU devices (TF), against the same user script in one process (tests/reliability/data_parallel_script.py).
+"""Data-parallel training equals one process: torchrun with 2 gloo ranks (torch), a MirroredStrategy of 2 logical
+CPU devices (TF), and a jax.sharding mesh of 2 XLA CPU devices (JAX), against the same user script in one process
+(tests/reliability/data_parallel_script.py).
 
 One launch per backend (a module fixture) runs the script's three fits: float32 with gradient clipping, step
 checkpoints and validation; float64; and a resume of a one-process step checkpoint. The tests compare them with
@@ -36,12 +37,13 @@ def _subprocess_env() -> dict[str, str]:
     return env
 
 
-# How each framework runs the script 2-way: torchrun with 2 processes (torch), or a 2-replica MirroredStrategy in one
+# How each framework runs the script 2-way: torchrun with 2 processes (torch), a 2-replica MirroredStrategy in one
 # process (TF). A backend with no entry here has its data-parallel test skipped until its launch is written.
 LAUNCH = {
     "torch": lambda script_path, out, *args: [sys.executable, "-m", "torch.distributed.run", "--standalone",
                                               "--nproc-per-node", "2", script_path, "torch", out, *args],
     "tf": lambda script_path, out, *args: [sys.executable, script_path, "tf", out, "--replicas", "2", *args],
+    "jax": lambda script_path, out, *args: [sys.executable, script_path, "jax", out, "--replicas", "2", *args],
 }
 
 
@@ -57,7 +59,8 @@ def launch(backend: str, out: Path, *args: str, wait: bool = True) -> subprocess
 
 def step_checkpoint(backend: str, folder: Path) -> Path:
     """A one-process step checkpoint in the middle of epoch 2 of the script's fp32 run (a stop after 16 checks:
-    torch checks before each step, TF before and after each run of steps up to a step checkpoint)."""
+    torch and JAX check before each step here (JAX: its runs of steps up to a step checkpoint are shorter than a
+    block, so they run a step per call), TF before and after each run of steps up to a step checkpoint)."""
     import vae_core
     from vae_core import TrainConfig, VAESpec
     from vae_core.train.interrupt import TrainingInterrupted
@@ -102,7 +105,7 @@ def test_data_parallel_fit_equals_one_process(backend, tmp_path):
     import vae_core
     from vae_core import TrainConfig, VAESpec, load_checkpoint
 
-    resume_from = step_checkpoint(backend, tmp_path / "stopped") if backend == "torch" else None
+    resume_from = step_checkpoint(backend, tmp_path / "stopped") if backend != "tf" else None
     (tmp_path / "parallel").mkdir()
     result = launch(backend, tmp_path / "parallel", *(["--resume-from", str(resume_from)] if resume_from else []))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -10,6 +10,7 @@ data order and noise are functions of (seed, epoch), so an epoch that is re-run 
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -76,10 +77,12 @@ def test_sigkill_anywhere_then_resume_equals_an_uninterrupted_run(backend, tmp_p
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert main(["train", "--backend", backend, "--out", str(whole), "--device", "cpu", *ARGS]) == 0  # in-process
 
-    # 1. Mid-epoch: once epoch 1 is saved, wait a random fraction of an epoch and kill.
+    # 1. Mid-epoch: once epoch 1 is saved, wait a random fraction of an epoch and kill. An epoch's length is the
+    # uninterrupted run's (its later epochs: the first carries a compile), at most 0.3 s (JAX's take ~0.05 s).
+    epoch_seconds = min(0.3, float(np.median(json.loads((whole / "history.json").read_text())["seconds"][1:])))
     proc = start(killed, backend)
     wait_for(lambda: epoch_of(killed / "last.safetensors") >= 1, proc, "the first checkpoint")
-    time.sleep(rng.uniform(0.0, 0.3))
+    time.sleep(rng.uniform(0.0, epoch_seconds))
     kill(proc)
     saved = read_checkpoint(killed / "last.safetensors")  # always loads
     assert 1 <= saved.epoch < EPOCHS

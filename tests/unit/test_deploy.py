@@ -43,18 +43,24 @@ def test_signatures_name_every_tensor_with_a_dynamic_batch():
     assert {name: f.files() for name, f in formats.FORMATS.items()} == {
         "onnx": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}, "saved_model": None,
         "litert": {"encoder": "encoder.tflite", "decoder": "decoder.tflite"},
-        "torch_export": {"encoder": "encoder.pt2", "decoder": "decoder.pt2"}}
+        "torch_export": {"encoder": "encoder.pt2", "decoder": "decoder.pt2"},
+        "jax_export": {"encoder": "encoder.jax_export", "decoder": "decoder.jax_export"}}
 
 
 def test_an_unknown_format_names_the_formats_and_the_nearest():
-    with pytest.raises(ValueError, match=r"export\.format must be one of onnx, saved_model, litert, torch_export; "
-                                         r"got 'tflite'\. Did you mean 'litert'\?"):
+    with pytest.raises(ValueError, match=r"export\.format must be one of onnx, saved_model, litert, torch_export, "
+                                         r"jax_export; got 'tflite'\. Did you mean 'litert'\?"):
         formats.check_format("tflite", "export.format")
+    for alias in ("jax", "stablehlo", "StableHLO"):
+        with pytest.raises(ValueError, match=rf"got '{alias}'\. Did you mean 'jax_export'\?"):
+            formats.check_format(alias, "export.format")
     with pytest.raises(ValueError, match=r"got 'onx'\. Did you mean 'onnx'\?"):
         formats.check_format("onx", "export.format")
 
 
-def test_litert_refuses_a_half_past_two_gib_and_the_others_take_it():
+def test_the_flatbuffer_formats_refuse_a_half_past_two_gib_and_the_others_take_it():
+    """A LiteRT file and a serialized jax.export.Exported are each one FlatBuffer (jax's serialization raises
+    flatbuffers' BuilderSizeError past 2 GiB), and hold the weights inside."""
     big = VAESpec(input_dim=4096, hidden_dims=(140_000,), latent_dim=2)  # encoder.0: 4096 x 140000 float32
     assert formats.part_bytes(big)["encoder"] > 2 ** 31
     assert formats.part_bytes(MLP) == {"encoder": 4 * (64 * 16 + 16 + 2 * (16 * 3 + 3)),
@@ -62,6 +68,11 @@ def test_litert_refuses_a_half_past_two_gib_and_the_others_take_it():
     with pytest.raises(ValueError, match=r"'litert' cannot hold this checkpoint's encoder: its float32 weights are "
                                          r"2\.1 GiB, and a LiteRT file is one FlatBuffer"):
         formats.check_expressible(formats.FORMATS["litert"], big, "--format")
+    with pytest.raises(ValueError, match=r"'jax_export' cannot hold this checkpoint's encoder: its float32 weights "
+                                         r"are 2\.1 GiB, and a serialized jax\.export\.Exported is one FlatBuffer, "
+                                         r"which addresses at most 2 GiB; export it as 'onnx', 'saved_model' or "
+                                         r"'torch_export'"):
+        formats.check_expressible(formats.FORMATS["jax_export"], big, "--format")
     for name in ("onnx", "saved_model", "torch_export"):
         formats.check_expressible(formats.FORMATS[name], big, "--format")
 

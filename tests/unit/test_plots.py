@@ -153,8 +153,20 @@ def test_backend_comparison(tmp_path):
     assert png_size(path) == pixels(*COMPARISON_SIZE)
 
 
+def test_backend_comparison_of_three_runs(tmp_path):
+    """Two or more runs: each other run's difference from the reference (the first, or `reference`), in one figure."""
+    runs = {"torch": history(4), "tf": history(4, scale=1.01), "jax": history(3, scale=0.99)}
+    path = plot_backend_comparison(runs, tmp_path / "c3.png", dpi=DPI)
+    assert png_size(path) == pixels(*COMPARISON_SIZE)
+    other = plot_backend_comparison(runs, tmp_path / "c3-tf.png", dpi=DPI, reference="tf")
+    assert png_size(other) == pixels(*COMPARISON_SIZE) and other.read_bytes() != path.read_bytes()
+    with pytest.raises(ValueError, match=r"plot_backend_comparison\.reference must be None or one of the labels "
+                                         r"of histories \['torch', 'tf', 'jax'\]; got 'mxnet'"):
+        plot_backend_comparison(runs, tmp_path / "c4.png", reference="mxnet")
+
+
 def test_backend_comparison_needs_two_histories(tmp_path):
-    with pytest.raises(ValueError, match=r"exactly two histories.*1 run"):
+    with pytest.raises(ValueError, match=r"two or more histories.*1 run"):
         plot_backend_comparison({"torch": history()}, tmp_path / "c.png")
     with pytest.raises(ValueError, match="a single history"):
         plot_backend_comparison(history(), tmp_path / "c.png")

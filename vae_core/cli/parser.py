@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vae_core.cli.backend_options import applies_suffix
+from vae_core.cli.backend_options import applies_suffix, nproc_help
+from vae_core.cli.compare import DEFAULT_BACKENDS
 from vae_core.cli.options import DATASETS, DEVICES, PRECISIONS, add_field_flags, image_size
 from vae_core.deploy.formats import FORMATS
 from vae_core.registry import BACKENDS
@@ -18,7 +19,7 @@ DESCRIPTION = """The `vae` command: train, evaluate, score, sample, reconstruct,
     vae score runs/mnist/best.safetensors --data new/ --reference mnist-5k --out scores.csv   # per-image scores
     vae sample runs/mnist/last.safetensors -n 100 -o samples.png --npy samples.npy
     vae plot runs/mnist/best.safetensors --out runs/mnist/plots
-    vae export runs/mnist/best.safetensors --format onnx --out exports/onnx   # also saved_model, litert, torch_export
+    vae export runs/mnist/best.safetensors --format onnx --out exports/onnx   # any --format: vae export -h
     vae compare --dataset fashion-mnist --epochs 20 --same-init --out runs/compare
     vae train --dataset fashion-mnist --tensorboard runs/tb --mlflow   # curves in TensorBoard, a run in ./mlruns
     vae train --nproc 2 --dataset fashion-mnist --out runs/fm   # data-parallel: torchrun, or tf's MirroredStrategy
@@ -107,10 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "once every argument has passed, before training; without it (or --resume) a folder that "
                         "holds a run is refused")
     p.add_argument("--nproc", type=int, default=1, metavar="N",
-                   help="data-parallel over N: torch, N processes on this host through torch.distributed.run "
-                        "(gloo on the CPU, NCCL on GPUs); tf, a MirroredStrategy over N devices (N GPUs, else the "
-                        f"CPU as N logical devices). --batch-size stays the global batch (default 1) "
-                        f"{applies_suffix('--nproc')}")
+                   help=f"{nproc_help()} {applies_suffix('--nproc')}")
     p.add_argument("--no-plots", action="store_true", help="skip the plots at the end")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, default=None, metavar="N",
@@ -191,24 +189,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="folder for the PNGs (default: plots/ beside the checkpoint)")
     p.add_argument("--seed", type=int, default=0)
 
-    p = sub.add_parser("compare", help="train both backends side by side and plot their curves",
-                       description="Train the torch and tf backends with the same spec, config, data and seed; "
-                                   "write compare.png, compare.md and compare.json into --out.")
+    p = sub.add_parser("compare", help="train two or more backends side by side and plot their curves",
+                       description="Train the --backends (default torch and tf) with the same spec, config, data and "
+                                   "seed; write compare.png, compare.md and compare.json into --out.")
+    p.add_argument("--backends", default=",".join(DEFAULT_BACKENDS), metavar="A,B[,...]",
+                   help=f"the backends to train, two or more of {', '.join(BACKENDS)}, comma-separated; the first is "
+                        f"the reference the others' differences are taken against (default: "
+                        f"{','.join(DEFAULT_BACKENDS)})")
     _add_data_flags(p, default="mnist-5k", own_images=False)
     p.add_argument("--same-init", action="store_true", help="start both from one neutral checkpoint (init.safetensors)")
     p.add_argument("--lockstep", action="store_true",
                    help="also feed both the same noise (the parity suite's shared eps); implies --same-init")
     p.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder (default runs/compare)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace the comparison in --out (its runs torch/ and tf/ and init.safetensors); without it "
-                        "a folder that holds one is refused")
+                   help="replace the comparison in --out (its runs, one folder per backend, and init.safetensors); "
+                        "without it a folder that holds one is refused")
     p.add_argument("--config", type=Path, default=None, help="TOML or YAML file with [spec] and [train] tables")
     _add_device_flag(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_tensorboard_flag(p, "DIR/BACKEND/train and DIR/BACKEND/validation, one run per backend, so TensorBoard "
                              "overlays the backends' curves")
     add_field_flags(p)
-    p = sub.add_parser("export", help="a checkpoint as ONNX, a TF SavedModel, LiteRT or torch.export files, verified",
+    p = sub.add_parser("export", help="a checkpoint as ONNX, a TF SavedModel, LiteRT, torch.export or jax.export "
+                                      "files, verified",
                        description="Export a checkpoint of either backend to --format, into the new or empty folder "
                                    "--out: the deterministic encoder (x -> mean, log_var) and decoder (z -> the "
                                    "decoder's mean), a dynamic batch, and export.json. Each file is then run in its "
@@ -217,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--format", required=True, choices=tuple(FORMATS),
                    help="onnx (encoder.onnx, decoder.onnx), saved_model (a TF SavedModel with signatures encode and "
-                        "decode), litert (encoder.tflite, decoder.tflite) or torch_export (encoder.pt2, decoder.pt2)")
+                        "decode), litert (encoder.tflite, decoder.tflite), torch_export (encoder.pt2, decoder.pt2) or "
+                        "jax_export (encoder.jax_export, decoder.jax_export: serialized jax.export modules)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new or empty folder to write into")
     p.add_argument("--no-verify", action="store_true",
                    help="skip running the files in their runtime against the NumPy reference")

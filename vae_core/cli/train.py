@@ -8,8 +8,9 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
+from vae_core.cli.backend_options import IN_PROCESS, PROCESSES, DataParallel, data_parallel
 from vae_core.cli.common import check_image_size_memory, check_images_fit, load_data, positive, save_plots, \
     write_json
 from vae_core.cli.launch import launch_torchrun
@@ -68,17 +69,18 @@ def run(args: argparse.Namespace) -> int:
                                              processes=args.nproc, backend=opts["backend"], fix_flags=True)
             for note in notes:
                 print(f"vae train: note: {note}", file=sys.stderr)
-        if args.threads is not None:  # checked now; TensorFlow takes it before it starts (the strategy starts it)
-            check_threads(args.threads, "--threads")
-            if opts["backend"] == "tf":
-                backend_module("tf").device.set_threads(args.threads)
-        strategy = None
-        if args.nproc > 1 and opts["backend"] == "tf":  # before TensorFlow starts: it may split the CPU
+        module = backend_module(opts["backend"])  # the backend's package; its framework may not have started yet
+        if args.threads is not None:  # checked now, and set before the framework starts: TensorFlow and JAX fix
+            check_threads(args.threads, "--threads")  # their pools then (the data-parallel setup may start them)
+            module.device.set_threads(args.threads, "--threads")
+        parallel = data_parallel(opts["backend"]) if args.nproc > 1 else None
+        devices = None  # --nproc N in this process: what the model is built under (tf's strategy, jax's mesh)
+        if parallel is not None and parallel.how == IN_PROCESS:  # before the framework starts: it may split the CPU
             if opts["device"] != "auto":
-                raise ValueError(f"--nproc {args.nproc} with --backend tf trains on the strategy's devices; drop "
-                                 f"--device {opts['device']}")
-            strategy = backend_module("tf").distributed.mirrored_strategy(args.nproc)
-        backend_module(opts["backend"]).device.resolve_device(opts["device"], "--device")  # imports the framework
+                raise ValueError(f"--nproc {args.nproc} with --backend {opts['backend']} trains on the "
+                                 f"{parallel.holds}'s devices; drop --device {opts['device']}")
+            devices = getattr(module.distributed, parallel.setup)(args.nproc)
+        module.device.resolve_device(opts["device"], "--device")  # imports the framework
         # --tensorboard and --mlflow: checked (installed, writable) by making them, before anything is written
         callbacks = train_callbacks(opts, data, config, Path(opts["out"])) if writer else []
         if out is None:  # every argument is checked before anything is written
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         lock = held.enter_context(run_lock(out, "--out")) if writer else None  # one run per folder
         if writer:  # again, under the lock: nothing came into the folder since the early check
             _check_run_folder(out, args)
-        if args.nproc > 1 and opts["backend"] == "torch" and not launched:
+        if parallel is not None and parallel.how == PROCESSES and not launched:
             del data  # checked; each rank loads its own
             return launch_torchrun(args.nproc, args.argv, lock)
         if not writer:  # another rank of a torchrun job: it trains, rank 0 writes
@@ -99,20 +101,21 @@ def run(args: argparse.Namespace) -> int:
         if args.overwrite:  # every argument has passed: the old run's files go, none left beside the new run's
             remove_run(out, _run_paths())
         write_json(out / RUN_FILE, run_record(opts, spec, config, sys.argv[1:]))
-        with strategy.scope() if strategy is not None else contextlib.nullcontext():
-            model = build(opts["backend"], spec, seed=config.seed, check_memory=False)
-        start_msg = f"resuming {plan['resume_from']}" if plan["resume_from"] else "training"
-        size = launched_world_size() if launched else args.nproc
-        world = f" x {size}" if size > 1 else ""
-        print(f"vae train: {start_msg}: {opts['backend']}{world} on {data.name} ({len(data.x_train)} train / "
-              f"{len(data.x_test)} test), {spec.num_params:,} parameters, {config.epochs} epochs, threads "
-              f"{args.threads or 'auto'} -> {out}/",
-              file=sys.stderr)
-        kwargs: dict[str, Any] = {"out_dir": out, "resume_from": plan["resume_from"], "overwrite": args.overwrite,
-                                  "device": opts["device"], "precision": opts["precision"],
-                                  "progress": not args.no_progress,
-                                  "callbacks": callbacks, "threads": args.threads}
-        history = fit(model, data.x_train, data.x_test, config, **kwargs)
+        with _on_devices(parallel, devices, fit=True):  # jax: its mesh holds while the model is built and trained
+            with _on_devices(parallel, devices, fit=False):  # tf: the strategy's scope holds while it is built
+                model = build(opts["backend"], spec, seed=config.seed, check_memory=False)
+            start_msg = f"resuming {plan['resume_from']}" if plan["resume_from"] else "training"
+            size = launched_world_size() if launched else args.nproc
+            world = f" x {size}" if size > 1 else ""
+            print(f"vae train: {start_msg}: {opts['backend']}{world} on {data.name} ({len(data.x_train)} train / "
+                  f"{len(data.x_test)} test), {spec.num_params:,} parameters, {config.epochs} epochs, threads "
+                  f"{args.threads or 'auto'} -> {out}/",
+                  file=sys.stderr)
+            kwargs: dict[str, Any] = {"out_dir": out, "resume_from": plan["resume_from"], "overwrite": args.overwrite,
+                                      "device": opts["device"], "precision": opts["precision"],
+                                      "progress": not args.no_progress,
+                                      "callbacks": callbacks, "threads": args.threads}
+            history = fit(model, data.x_train, data.x_test, config, **kwargs)
         write_json(out / "history.json", history)
         atomic_write(out / "history.csv", _history_csv(history))
         if not args.no_plots:
@@ -120,6 +123,15 @@ def run(args: argparse.Namespace) -> int:
         last = {k: history[k][-1] for k in ("train_loss", "val_loss", "val_recon", "val_kl") if history.get(k)}
         print(json.dumps({"out": str(out), "epochs": len(history["train_loss"]), **last}))
     return 0
+
+
+def _on_devices(parallel: DataParallel | None, devices: Any, *, fit: bool) -> ContextManager[Any]:
+    """The context of --nproc's devices in this process (tf's strategy scope, jax's mesh) around the model's build
+    (fit=False) or around its build and training (fit=True), as the backend's `DataParallel.during_fit` says;
+    nothing without such devices, or at the other stage."""
+    if devices is None or parallel is None or parallel.during_fit != fit:
+        return contextlib.nullcontext()
+    return parallel.enter(devices)
 
 
 def _check_out_early(out: Path, held: contextlib.ExitStack | None, args: argparse.Namespace) -> Path | None:

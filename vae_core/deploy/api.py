@@ -23,7 +23,7 @@ from vae_core.deploy import formats, manifest, runtimes
 from vae_core.deploy.verify import Verification, verify as verify_files
 from vae_core.io.checkpoint import read_checkpoint, read_spec
 from vae_core.io.out_dir import probe_writable
-from vae_core.registry import backend_module, backend_of
+from vae_core.registry import BACKENDS, backend_module, backend_of
 
 # How errors name the arguments: the Python function's, or the `vae export` command's flags.
 PYTHON_NAMES = {"format": "export.format", "out": "export.out_dir", "model": "export.model",
@@ -97,7 +97,8 @@ def _source(model: Any, names: Mapping[str, str]):
                                   "backend": ckpt.backend}
         return spec, weights
     if getattr(model, "backend_name", None) is None:
-        raise TypeError(f"{names['model']} must be a model built by vae_core.build('torch'|'tf', ...) or "
+        built = "|".join(map(repr, BACKENDS))  # 'torch'|'tf'|...: the registry's backends
+        raise TypeError(f"{names['model']} must be a model built by vae_core.build({built}, ...) or "
                         f"load_checkpoint, or the path of a checkpoint; got {type(model).__name__}")
     name, module = backend_of(model)
 
@@ -149,10 +150,11 @@ def export(model: Any, out_dir: str | os.PathLike, *, format: str, verify: bool 
 
     Formats (`vae_core.deploy.formats.FORMATS`): "onnx" (encoder.onnx, decoder.onnx), "saved_model" (one TF
     SavedModel, signatures `encode` and `decode`), "litert" (encoder.tflite, decoder.tflite), "torch_export"
-    (encoder.pt2, decoder.pt2). The encoder maps x (N, D) float32 to mean and log_var (N, L); the decoder maps z
-    (N, L) to the decoder's mean (N, D) (probabilities for Bernoulli), and log_var (N, D) for "gaussian_learned".
-    Nothing samples inside; the batch dimension is dynamic. `out_dir/export.json` records the spec, the format,
-    the tensors and the source's SHA-256.
+    (encoder.pt2, decoder.pt2), "jax_export" (encoder.jax_export, decoder.jax_export: serialized `jax.export`
+    modules, run with `jax.export.deserialize(...).call(x)`). The encoder maps x (N, D) float32 to mean and log_var
+    (N, L); the decoder maps z (N, L) to the decoder's mean (N, D) (probabilities for Bernoulli), and log_var (N, D)
+    for "gaussian_learned". Nothing samples inside; the batch dimension is dynamic. `out_dir/export.json` records
+    the spec, the format, the tensors and the source's SHA-256.
 
     With `verify` (the default), each file is run in its runtime on a fixed batch and compared with the float64
     NumPy reference forward of the same weights (`vae_core.deploy.verify`); past the tolerance it raises

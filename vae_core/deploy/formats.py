@@ -25,7 +25,9 @@ PARTS = ("encoder", "decoder")
 SIGNATURES = {"encoder": "encode", "decoder": "decode"}  # the entry points of a SavedModel and of a LiteRT file
 EXTRA = "export"  # the pip extra that installs the exporters and runtimes beyond the frameworks
 MANIFEST = "export.json"  # written beside the artifacts
-FLATBUFFER_LIMIT = 2 ** 31  # bytes: a LiteRT file is one FlatBuffer, whose 32-bit signed offsets reach 2 GiB
+FLATBUFFER_LIMIT = 2 ** 31  # bytes: a LiteRT file, and a serialized jax.export.Exported, is one FlatBuffer, whose
+# 32-bit signed offsets reach 2 GiB
+FLATBUFFER_FORMATS = {"litert": "a LiteRT file", "jax_export": "a serialized jax.export.Exported"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,11 @@ FORMATS: dict[str, Format] = {
     # torch.export: a graph of ATen ops, torch.export.save and .load
     "torch_export": Format("torch_export", "torch", "torch.export.export + torch.export.save", "torch.export.load",
                            ".pt2", (), ()),
+    # jax.export: each half's StableHLO, the weights as constants, a symbolic batch ("batch"), lowered for the CPU
+    # and CUDA; Exported.serialize's bytes (a FlatBuffer: jax's serialization needs the flatbuffers package, which
+    # jax does not install), read back with jax.export.deserialize and run with Exported.call
+    "jax_export": Format("jax_export", "jax", "jax.export.export + Exported.serialize",
+                         "jax.export.deserialize + Exported.call", ".jax_export", ("flatbuffers",), ("flatbuffers",)),
 }
 
 
@@ -68,7 +75,8 @@ def check_format(fmt: Any, owner: str) -> Format:
         return FORMATS[fmt]
     near = difflib.get_close_matches(str(fmt), FORMATS, n=1)
     alias = {"tflite": "litert", "tf": "saved_model", "savedmodel": "saved_model", "pt2": "torch_export",
-             "torch": "torch_export"}.get(str(fmt).lower())
+             "torch": "torch_export", "jax": "jax_export", "stablehlo": "jax_export", "jax.export": "jax_export",
+             "exported": "jax_export"}.get(str(fmt).lower())
     hint = alias or (near[0] if near else None)
     raise ValueError(f"{owner} must be one of {', '.join(FORMATS)}; got {fmt!r}"
                      + (f". Did you mean {hint!r}?" if hint else ""))
@@ -92,15 +100,23 @@ def part_bytes(spec: VAESpec) -> dict[str, int]:
 
 
 def check_expressible(fmt: Format, spec: VAESpec, owner: str) -> None:
-    """A ValueError when `fmt` cannot hold the model of `spec`: a LiteRT file over FlatBuffers' 2 GiB."""
-    if fmt.name != "litert":
+    """A ValueError when `fmt` cannot hold the model of `spec`: a LiteRT file, or a serialized jax.export module,
+    over FlatBuffers' 2 GiB (each half's weights are stored inside its one FlatBuffer)."""
+    if fmt.name not in FLATBUFFER_FORMATS:
         return
+    others = ", ".join(repr(name) for name in FORMATS if name not in FLATBUFFER_FORMATS)
     for part, size in part_bytes(spec).items():
         if size >= FLATBUFFER_LIMIT:
-            raise ValueError(f"{owner} 'litert' cannot hold this checkpoint's {part}: its float32 weights are "
-                             f"{size / 2 ** 30:.1f} GiB, and a LiteRT file is one FlatBuffer, which addresses at "
-                             f"most 2 GiB; export it as 'onnx', 'saved_model' or 'torch_export' (they store large "
-                             f"weights beside the graph), or use a smaller spec")
+            raise ValueError(f"{owner} {fmt.name!r} cannot hold this checkpoint's {part}: its float32 weights are "
+                             f"{size / 2 ** 30:.1f} GiB, and {FLATBUFFER_FORMATS[fmt.name]} is one FlatBuffer, which "
+                             f"addresses at most 2 GiB; export it as {_or(others)} (they store large weights beside "
+                             f"the graph), or use a smaller spec")
+
+
+def _or(names: str) -> str:
+    """"a, b, c" -> "a, b or c"."""
+    head, _, last = names.rpartition(", ")
+    return f"{head} or {last}" if head else last
 
 
 def check_installed(fmt: Format, verify: bool, owner: str, no_verify: str) -> None:

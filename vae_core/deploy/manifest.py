@@ -1,6 +1,6 @@
 """DIR/export.json: what an export holds and where it came from, for the people and tools that serve it.
 
-    format        "onnx", "saved_model", "litert" or "torch_export"
+    format        "onnx", "saved_model", "litert", "torch_export" or "jax_export"
     writer        the framework and tool that wrote the files
     spec          the model's VAESpec (VAESpec.from_dict reads it back)
     source        the checkpoint's path and the SHA-256 of its bytes (None for a model exported from memory), the

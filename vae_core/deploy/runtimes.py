@@ -2,8 +2,9 @@
 the half's outputs out as arrays (in `formats.signatures`' order).
 
 onnx runs in onnxruntime and litert in the LiteRT interpreter (`ai_edge_litert`), neither of which needs torch or
-TensorFlow, so they are loaded here; saved_model (`tf.saved_model.load`) and torch_export (`torch.export.load`) run
-in their framework, through the backend's `export.load`.
+TensorFlow, so they are loaded here; saved_model (`tf.saved_model.load`), torch_export (`torch.export.load`) and
+jax_export (`jax.export.deserialize`, then `Exported.call`) run in their framework, through the backend's
+`export.load`.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ Runner = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 # The installed packages whose version names each runtime (the first found): TF is "tensorflow" or "tensorflow-cpu".
 DISTRIBUTIONS = {"onnx": ("onnxruntime",), "litert": ("ai-edge-litert",), "saved_model": ("tensorflow",
                                                                                         "tensorflow-cpu"),
-                 "torch_export": ("torch",)}
+                 "torch_export": ("torch",), "jax_export": ("jax",)}
 
 
 def runtime(fmt: Format) -> str:

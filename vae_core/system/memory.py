@@ -36,7 +36,7 @@ STATE_BYTES_PER_PARAM = 4 * FLOAT32  # weights, gradients, Adam's m and v
 CHECKPOINT_BYTES_PER_PARAM = 3 * FLOAT32  # the NumPy copies of weights, m and v a checkpoint write holds
 # A step's parameter-sized temporaries beyond the state, by backend (scripts/results/bench_memory.md): torch's
 # fused Adam computes about one at a time; TensorFlow's compiled step holds about four (Adam's update terms) at its
-# peak. A backend not listed gets the largest.
+# peak. A backend not listed (one not measured yet, such as jax) gets the largest.
 STEP_TEMP_BYTES_PER_PARAM = {"torch": 1 * FLOAT32, "tf": 5 * FLOAT32}
 BF16_BYTES_PER_PARAM = 2  # bf16 autocast keeps a bfloat16 copy of the weights during a step
 FRAMEWORK_BYTES = 1 * GIB  # torch's or TensorFlow's libraries, thread pools and allocator caches

@@ -93,46 +93,59 @@ def plot_history(histories: Mapping[str, History] | History, path: str | os.Path
     return save(fig, path, dpi)
 
 
-def _ordered_pair(owner: str, histories: Any) -> tuple[tuple[str, dict], tuple[str, dict]]:
-    """The two runs as (reference, other): torch first when the labels are torch and tf, else in given order."""
+def _ordered_runs(owner: str, histories: Any, reference: str | None) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """The runs as [(label, curves), ...], the reference first, then the others in the given order. The reference:
+    `reference`, else torch when the labels are exactly torch and tf (the figure's tf - torch), else the first."""
+    expected = "a dict of two or more histories, {label: history}, e.g. {'torch': h_torch, 'tf': h_tf}"
     if isinstance(histories, Mapping) and "train_loss" in histories:
-        fail(owner, "histories", "a dict of exactly two histories, {'torch': h_torch, 'tf': h_tf}",
-             "a single history", "Pass both backends' histories, keyed by backend name.")
+        fail(owner, "histories", expected, "a single history",
+             "Pass two or more backends' histories, keyed by backend name.")
     runs = _runs(owner, histories)
-    if len(runs) != 2:
-        fail(owner, "histories", "a dict of exactly two histories, {'torch': h_torch, 'tf': h_tf}",
-             f"{len(runs)} run(s): {list(runs)}")
-    labels = ["torch", "tf"] if set(runs) == {"torch", "tf"} else list(runs)
-    return (labels[0], runs[labels[0]]), (labels[1], runs[labels[1]])
+    if len(runs) < 2:
+        fail(owner, "histories", expected, f"{len(runs)} run(s): {list(runs)}")
+    if reference is None:
+        reference = "torch" if set(runs) == {"torch", "tf"} else next(iter(runs))
+    elif str(reference) not in runs:
+        fail(owner, "reference", f"None or one of the labels of histories {list(runs)}", reference)
+    reference = str(reference)
+    return [(reference, runs[reference]), *((label, curves) for label, curves in runs.items() if label != reference)]
 
 
-def plot_backend_comparison(histories: Mapping[str, History], path: str | os.PathLike, *, dpi: int = DPI) -> Path:
-    """Two runs side by side: top row, both runs' train/test curves per term (-ELBO, recon, KL); bottom row,
-    their per-epoch difference (tf - torch, or second - first) for train and test, over the epochs both have.
+def plot_backend_comparison(histories: Mapping[str, History], path: str | os.PathLike, *, dpi: int = DPI,
+                            reference: str | None = None) -> Path:
+    """Two or more runs side by side: top row, every run's train/test curves per term (-ELBO, recon, KL); bottom
+    row, each other run's per-epoch difference from the reference (other - reference, e.g. tf - torch) for train
+    and test, over the epochs both have.
 
-    Size: COMPARISON_SIZE inches.
+    reference: the label of `histories` the differences are taken against; None: torch when the labels are exactly
+    torch and tf, else the first run given. Size: COMPARISON_SIZE inches.
     """
     owner = "plot_backend_comparison"
     check_path(owner, path)
     check_dpi(owner, dpi)
-    (ref_label, ref), (other_label, other) = _ordered_pair(owner, histories)
+    (ref_label, ref), *others = _ordered_runs(owner, histories, reference)
     plt = pyplot()
     fig, axes = plt.subplots(2, 3, figsize=COMPARISON_SIZE, sharex="col")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     _plot_run(axes[0], ref_label, ref, colors[0])
-    _plot_run(axes[0], other_label, other, colors[1])
-    n = min(len(ref["train_loss"]), len(other["train_loss"]))
-    epochs = np.arange(1, n + 1)
+    for i, (label, curves) in enumerate(others, start=1):
+        _plot_run(axes[0], label, curves, colors[i % len(colors)])
+    # one other run: its difference in a colour of its own (the third); more: each in its run's colour, labelled
+    several = len(others) > 1
     for j, (term, title) in enumerate(TERMS):
         ax = axes[1, j]
         ax.axhline(0.0, color="0.5", lw=0.8)
-        for split, ls, name in (("train", "--", "train"), ("val", "-", "test")):
-            key = f"{split}_{term}"
-            if key in ref and key in other:
-                ax.plot(epochs, other[key][:n] - ref[key][:n], color=colors[2], ls=ls,
-                        marker="o" if n <= 20 else None, ms=3, label=name)
+        for i, (label, other) in enumerate(others, start=1):
+            n = min(len(ref["train_loss"]), len(other["train_loss"]))
+            epochs = np.arange(1, n + 1)
+            for split, ls, name in (("train", "--", "train"), ("val", "-", "test")):
+                key = f"{split}_{term}"
+                if key in ref and key in other:
+                    ax.plot(epochs, other[key][:n] - ref[key][:n], color=colors[(i if several else 2) % len(colors)],
+                            ls=ls, marker="o" if n <= 20 else None, ms=3,
+                            label=f"{label} {name}" if several else name)
         _style_axis(axes[0, j], title)
-        _style_axis(ax, ylabel=f"{other_label} − {ref_label}")
+        _style_axis(ax, ylabel=f"run − {ref_label}" if several else f"{others[0][0]} − {ref_label}")
         axes[0, j].set_xlabel("")
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3), useOffset=False)
     axes[0, 0].legend(fontsize=8)
