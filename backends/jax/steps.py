@@ -126,11 +126,12 @@ def _block(model: VAE, tx: Any, *, batch: int, steps: int, grad_clip_norm: float
     spec = model.spec
 
     def loss(params, xb, eb, b):
+        inputs = (params, xb, eb)
         if bf16:  # bfloat16 activations from float32 weights; the loss widens them back (`per_example`)
-            params, xb, eb = jax.tree.map(lambda a: a.astype(jnp.bfloat16), (params, xb, eb))
-        out, mu, log_var = apply(params, xb, eb)  # (B, output_dim), (B, L), (B, L)
-        total, recon, kl = negative_elbo(_values(xb, jnp.float32) if bf16 else xb, out, mu, log_var,
-                                         likelihood=spec.likelihood, beta=spec.beta, rows=b)
+            inputs = jax.tree.map(lambda a: a.astype(jnp.bfloat16), inputs)
+        out, mu, log_var = apply(*inputs)  # (B, output_dim), (B, L), (B, L)
+        # the loss of the data as given (float32 x, as torch's autocast leaves it), not of its bfloat16 copy
+        total, recon, kl = negative_elbo(xb, out, mu, log_var, likelihood=spec.likelihood, beta=spec.beta, rows=b)
         return total, jnp.stack([total, recon, kl])
 
     grad_fn = jax.grad(loss, has_aux=True)
